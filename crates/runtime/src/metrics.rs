@@ -1,0 +1,264 @@
+//! RED metrics for every gRPC call and the process, served in Prometheus text format on a
+//! separate port (`/metrics`), so scraping never competes with traffic and never needs mTLS.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tonic::Code;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::shutdown::Shutdown;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counter of finished gRPC calls, by `service`, `method` and `code`.
+pub const GRPC_REQUESTS: &str = "grpc_server_requests_total";
+/// Histogram of gRPC call durations in seconds (for streams: until the stream ends).
+pub const GRPC_DURATION: &str = "grpc_server_request_duration_seconds";
+
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".to_owned()), &LATENCY_BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Another recorder may already be installed (a test harness); ours then only renders.
+        let _ = metrics::set_global_recorder(recorder);
+        metrics::describe_counter!(GRPC_REQUESTS, "Finished gRPC calls by service, method and status code.");
+        metrics::describe_histogram!(GRPC_DURATION, metrics::Unit::Seconds, "gRPC call duration.");
+        handle
+    })
+}
+
+/// The `/metrics` endpoint of the process: bound by [`MetricsServer::bind`], served by
+/// [`MetricsServer::serve`].
+pub struct MetricsServer {
+    listener: TcpListener,
+}
+
+impl MetricsServer {
+    /// Binds the metrics port.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        handle();
+        Ok(Self { listener: TcpListener::bind(addr).await? })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `/metrics` until `shutdown` fires.
+    pub async fn serve(self, shutdown: Shutdown) -> std::io::Result<()> {
+        let collector = metrics_process::Collector::default();
+        collector.describe();
+        let upkeep = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle().run_upkeep();
+            }
+        });
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                collector.collect();
+                std::future::ready(handle().render())
+            }),
+        );
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        upkeep.abort();
+        result
+    }
+}
+
+/// Server layer recording [`GRPC_REQUESTS`] and [`GRPC_DURATION`] for every call, with the status
+/// code the client really saw (from the trailers, or from a trailers-only response).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcMetricsLayer;
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics { inner }
+    }
+}
+
+/// The service made by [`GrpcMetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<MeteredBody<ResBody>>;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let call = CallRecorder::start(request.uri().path());
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            match future.await {
+                Ok(response) => {
+                    let call = match status_code(response.headers()) {
+                        // A trailers-only response: the call ended with its headers.
+                        Some(code) => {
+                            call.finish(code);
+                            None
+                        }
+                        None => Some(call),
+                    };
+                    Ok(response.map(|inner| MeteredBody { inner, call }))
+                }
+                Err(error) => {
+                    let error: BoxError = error.into();
+                    let code = if error.is::<tower::load_shed::error::Overloaded>() {
+                        Code::ResourceExhausted
+                    } else {
+                        Code::Unknown
+                    };
+                    call.finish(code);
+                    Err(error)
+                }
+            }
+        })
+    }
+}
+
+fn status_code(headers: &HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(Code::from_i32(value))
+}
+
+struct CallRecorder {
+    service: String,
+    method: String,
+    start: Instant,
+}
+
+impl CallRecorder {
+    fn start(path: &str) -> Self {
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+        Self { service: service.to_owned(), method: method.to_owned(), start: Instant::now() }
+    }
+
+    fn finish(self, code: Code) {
+        let labels = [
+            ("service", self.service),
+            ("method", self.method),
+            ("code", code_name(code).to_owned()),
+        ];
+        metrics::counter!(GRPC_REQUESTS, &labels).increment(1);
+        metrics::histogram!(GRPC_DURATION, &labels).record(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// The canonical upper-case name of a gRPC status code (`NOT_FOUND`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its call's metrics when the trailers pass (or the client
+    /// goes away: CANCELLED).
+    pub struct MeteredBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<CallRecorder>,
+    }
+
+    impl<B> PinnedDrop for MeteredBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.finish(Code::Cancelled);
+            }
+        }
+    }
+}
+
+impl<B> Body for MeteredBody<B>
+where
+    B: Body,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    if let Some(call) = this.call.take() {
+                        call.finish(status_code(trailers).unwrap_or(Code::Ok));
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(Code::Internal);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.finish(Code::Ok);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,228 @@
+//! The gRPC server every service runs: the shared tower stack, the standard health service,
+//! reflection (v1 and v1alpha), optional TLS, and a graceful drain.
+//!
+//! [`GrpcServer::bind`] binds the port (port 0 in tests) so the address is known before serving;
+//! [`GrpcServer::serve`] serves until the [`Shutdown`] fires, then drains: health turns
+//! NOT_SERVING, no new calls are accepted, in-flight calls finish, and whatever is still open when
+//! the drain grace runs out is closed.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+
+use crate::config::ServerSettings;
+use crate::context::RequestContextLayer;
+use crate::metrics::GrpcMetricsLayer;
+use crate::shutdown::Shutdown;
+
+/// How often readiness is checked again while serving.
+const READINESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A server could not start or failed while serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS configuration was refused.
+    #[error("bad TLS configuration: {0}")]
+    Tls(tonic::transport::Error),
+    /// The reflection descriptors do not decode.
+    #[error("bad file descriptor set for reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed while serving.
+    #[error("server failed: {0}")]
+    Transport(tonic::transport::Error),
+}
+
+/// Whether a server is ready to take traffic (its storage answers, its migrations ran).
+#[derive(Clone)]
+pub struct Readiness(Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>);
+
+impl Readiness {
+    /// Ready whenever `check` resolves to `true`.
+    pub fn new<F, Fut>(check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        Self(Arc::new(move || Box::pin(check())))
+    }
+
+    /// Ready as soon as it serves (a server with no dependency to wait for).
+    pub fn always() -> Self {
+        Self::new(|| std::future::ready(true))
+    }
+
+    async fn check(&self) -> bool {
+        (self.0)().await
+    }
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Readiness")
+    }
+}
+
+/// What one server serves: the service, the descriptors reflection describes it with, and its
+/// readiness check.
+pub struct ServiceDefinition<S> {
+    /// The tonic service (e.g. `CustomerServiceServer<_>`).
+    pub service: S,
+    /// Encoded `FileDescriptorSet` that describes `service`.
+    pub file_descriptor_set: &'static [u8],
+    /// When the service may report SERVING.
+    pub readiness: Readiness,
+}
+
+/// A bound, not yet serving, gRPC server.
+pub struct GrpcServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    settings: ServerSettings,
+}
+
+impl GrpcServer {
+    /// Checks the TLS configuration, then binds the listening port.
+    pub async fn bind(settings: ServerSettings) -> Result<Self, ServeError> {
+        if let Some(tls) = &settings.tls {
+            Server::builder().tls_config(crate::tls::server_config(tls)).map_err(ServeError::Tls)?;
+        }
+        let addr = settings.listen_addr;
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Self { listener, local_addr, settings })
+    }
+
+    /// The bound address (the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves `definition` (plus health and reflection) until `shutdown` fires, then drains.
+    pub async fn serve<S>(self, definition: ServiceDefinition<S>, shutdown: Shutdown) -> Result<(), ServeError>
+    where
+        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let Self { listener, local_addr, settings } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_status::<S>(&health, ServingStatus::NotServing).await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(definition.file_descriptor_set)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(S::NAME)
+                .with_service_name("grpc.health.v1.Health")
+                .with_service_name("grpc.reflection.v1.ServerReflection")
+                .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let mut builder = Server::builder()
+            .timeout(settings.request_timeout)
+            .max_connection_age(settings.max_connection_age)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_nodelay(true);
+        if let Some(tls) = &settings.tls {
+            builder = builder.tls_config(crate::tls::server_config(tls)).map_err(ServeError::Tls)?;
+        }
+        let stack = ServiceBuilder::new()
+            // One span per call, continuing the caller's trace, with Envoy's headers in scope for
+            // every outbound call; outermost so that everything below is inside it.
+            .layer(RequestContextLayer)
+            // RED metrics: every call, with the code the client saw, including shed calls.
+            .layer(GrpcMetricsLayer)
+            // At the limit, answer RESOURCE_EXHAUSTED at once rather than queue without bound.
+            .load_shed()
+            // Bound the calls served at once across all connections.
+            .concurrency_limit(settings.concurrency_limit)
+            .into_inner();
+        let router = builder
+            .layer(stack)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(definition.service);
+
+        let readiness = tokio::spawn(watch_readiness::<S>(health.clone(), definition.readiness, shutdown.clone()));
+        let drain = {
+            let health = health.clone();
+            let shutdown = shutdown.clone();
+            let readiness = readiness.abort_handle();
+            async move {
+                shutdown.cancelled().await;
+                // Stop the readiness loop first, so that nothing turns SERVING again.
+                readiness.abort();
+                set_status::<S>(&health, ServingStatus::NotServing).await;
+                tracing::info!(service = S::NAME, %local_addr, "draining");
+            }
+        };
+        tracing::info!(service = S::NAME, %local_addr, "serving gRPC");
+        let serving = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), drain);
+        tokio::pin!(serving);
+        let grace = settings.drain_grace;
+        let result = tokio::select! {
+            result = &mut serving => result.map_err(ServeError::Transport),
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(service = S::NAME, ?grace, "drain grace elapsed; closing the connections left");
+                Ok(())
+            }
+        };
+        readiness.abort();
+        tracing::info!(service = S::NAME, "stopped");
+        result
+    }
+}
+
+async fn set_status<S: NamedService>(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health.set_service_status(S::NAME, status).await;
+}
+
+/// Reports SERVING while `readiness` holds and the server is not draining.
+async fn watch_readiness<S: NamedService>(health: HealthReporter, readiness: Readiness, shutdown: Shutdown) {
+    let mut last = None;
+    loop {
+        let ready = readiness.check().await;
+        if shutdown.is_triggered() {
+            return;
+        }
+        if last != Some(ready) {
+            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+            set_status::<S>(&health, status).await;
+            if !ready {
+                tracing::warn!(service = S::NAME, "not ready");
+            }
+            last = Some(ready);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(READINESS_INTERVAL) => {},
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

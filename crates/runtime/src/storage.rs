@@ -1,0 +1,198 @@
+//! A service's own database: an embedded SQLite file by default, or a schema of its own in
+//! PostgreSQL. One code path serves both through `sqlx::Any`; the SQL the services write is the
+//! portable subset (`$1` parameters, `BIGINT`, `TEXT`, `ON CONFLICT`, `RETURNING`).
+//!
+//! Migrations run at start. On PostgreSQL they run under an advisory lock, so several replicas
+//! starting at once migrate exactly once; on SQLite a single connection serialises all writers, so
+//! conditional updates can never race.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use secrecy::ExposeSecret as _;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
+
+use crate::config::StorageSettings;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory cannot be created or written.
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database cannot be reached or answered with an error.
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A database name that is not a plain identifier.
+    #[error("database name {0:?} must be lower-case letters, digits and underscores")]
+    BadName(String),
+}
+
+/// Which database engine is behind a [`Database`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A migrated connection pool to one service's database.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Tables every service has, owned by the runtime: idempotency records and the outbox.
+const RUNTIME_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS runtime_idempotency (
+    operation TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    request_fingerprint TEXT NOT NULL,
+    response TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    PRIMARY KEY (operation, request_id)
+)";
+
+impl Database {
+    /// Opens (creating when missing) the database `name` and applies `migrator`.
+    ///
+    /// `name` is the SQLite file stem under the data dir, or the PostgreSQL schema.
+    pub async fn connect(settings: &StorageSettings, name: &str, migrator: &Migrator) -> Result<Self, StorageError> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(StorageError::BadName(name.to_owned()));
+        }
+        install_drivers();
+        let database = match settings {
+            StorageSettings::Sqlite { data_dir } => Self::open_sqlite(data_dir, name).await?,
+            StorageSettings::Postgres { url } => Self::open_postgres(url.expose_secret(), name).await?,
+        };
+        migrator.run(&database.pool).await?;
+        Ok(database)
+    }
+
+    async fn open_sqlite(data_dir: &Path, name: &str) -> Result<Self, StorageError> {
+        let data_dir_error = |source| StorageError::DataDir { path: data_dir.display().to_string(), source };
+        std::fs::create_dir_all(data_dir).map_err(data_dir_error)?;
+        let probe = data_dir.join(format!(".{name}.write-test"));
+        std::fs::write(&probe, b"").map_err(data_dir_error)?;
+        let _ = std::fs::remove_file(&probe);
+
+        let path = data_dir.join(format!("{name}.db"));
+        let options: AnyConnectOptions = format!("sqlite://{}?mode=rwc", path.display()).parse()?;
+        let pool = AnyPoolOptions::new()
+            // One connection serialises every writer: no SQLITE_BUSY, no lost update.
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection
+                        .execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options.disable_statement_logging())
+            .await?;
+        pool.execute(RUNTIME_TABLES).await?;
+        Ok(Self { pool, backend: Backend::Sqlite })
+    }
+
+    async fn open_postgres(url: &str, schema: &str) -> Result<Self, StorageError> {
+        let options: AnyConnectOptions = url.parse()?;
+        let options = options.disable_statement_logging();
+        // Replicas starting together: the first creates the schema, the others wait on the lock.
+        let mut connection = AnyConnection::connect_with(&options).await?;
+        let mut transaction = connection.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("crowdcrunch:schema:{schema}"))
+            .execute(&mut *transaction)
+            .await?;
+        transaction.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str()).await?;
+        transaction.commit().await?;
+        connection.close().await?;
+
+        let search_path = format!("SET search_path TO {schema}");
+        let pool = AnyPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |connection, _| {
+                let search_path = search_path.clone();
+                Box::pin(async move {
+                    connection.execute(search_path.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let database = Self { pool, backend: Backend::Postgres };
+        // The runtime's own tables are created under the same lock as the service's migrations.
+        let mut connection = database.pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+            .bind(format!("crowdcrunch:runtime-tables:{schema}"))
+            .execute(&mut *connection)
+            .await?;
+        let created = connection.execute(RUNTIME_TABLES).await;
+        sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(format!("crowdcrunch:runtime-tables:{schema}"))
+            .execute(&mut *connection)
+            .await?;
+        created?;
+        Ok(database)
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The engine behind this database.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Checks that the database answers (for readiness).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+fn install_drivers() {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+}
+
+/// Microseconds since the Unix epoch: how timestamps are stored (`BIGINT`, portable).
+pub fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A stored timestamp as a protobuf `Timestamp`.
+pub fn timestamp_from_micros(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}

@@ -1,0 +1,105 @@
+//! Logs and traces: `tracing` with pretty or JSON output, bridged to OpenTelemetry so that every
+//! span has a W3C trace id that crosses gRPC hops, and exported over OTLP only when a collector is
+//! configured.
+
+use std::sync::OnceLock;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::config::{LogFormat, TelemetrySettings};
+
+/// Telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("cannot build the OTLP exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// A global subscriber was already installed.
+    #[error("telemetry was already initialised: {0}")]
+    AlreadyInitialised(#[from] tracing_subscriber::util::TryInitError),
+    /// The log filter does not parse.
+    #[error("bad log filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+}
+
+/// Keeps the trace pipeline alive; dropping it flushes the spans still buffered.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::debug!(%error, "trace provider shutdown");
+        }
+    }
+}
+
+/// Installs the global subscriber and trace propagator for a process named `service_name`.
+pub fn init(service_name: &str, settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+    let provider = tracer_provider(service_name, settings.otlp_endpoint.as_deref())?;
+    let filter = EnvFilter::try_new(&settings.log_filter)?;
+    let fmt = match settings.log_format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("crowdcrunch")))
+        .with(fmt.with_filter(filter))
+        .try_init()?;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(TelemetryGuard { provider })
+}
+
+/// Telemetry for test binaries: spans and trace ids always, log output only when `TEST_LOG` is set.
+/// Safe to call from every test; the first call wins.
+pub fn init_for_tests() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let log_filter = if std::env::var_os("TEST_LOG").is_some() { "info,sqlx=warn" } else { "off" };
+        let settings = TelemetrySettings {
+            log_format: LogFormat::Pretty,
+            log_filter: log_filter.to_owned(),
+            otlp_endpoint: None,
+        };
+        match init("test", &settings) {
+            // Keep the provider for the whole test process.
+            Ok(guard) => std::mem::forget(guard),
+            Err(error) => eprintln!("test telemetry not installed: {error}"),
+        }
+    });
+}
+
+fn tracer_provider(service_name: &str, otlp_endpoint: Option<&str>) -> Result<SdkTracerProvider, TelemetryError> {
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .build();
+    // Spans always get real ids (so trace context propagates and events carry trace ids), and
+    // follow the caller's sampling decision; they leave the process only when a collector is set.
+    let builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let builder = match otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()?;
+            builder.with_batch_exporter(exporter)
+        }
+        None => builder,
+    };
+    Ok(builder.build())
+}
