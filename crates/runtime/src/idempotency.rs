@@ -8,7 +8,7 @@ use prost::Message;
 use sqlx::AnyConnection;
 
 use crate::status::FieldViolation;
-use crate::storage::now_micros;
+use crate::storage::{Database, StorageError, now_micros};
 
 /// The longest request id accepted.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -77,6 +77,19 @@ pub enum IdempotencyError {
     Sqlx(#[from] sqlx::Error),
 }
 
+impl IdempotencyError {
+    /// The status a client sees: a reused id is bad input on `request_id`; the rest is internal.
+    pub fn into_status(self, domain: &str) -> tonic::Status {
+        match self {
+            Self::Reused { .. } => crate::status::invalid_argument(
+                domain,
+                &[FieldViolation::new("request_id", format!("{self}; use a new request id for a new request"))],
+            ),
+            Self::Corrupt(_) | Self::Sqlx(_) => crate::status::internal(domain, &self),
+        }
+    }
+}
+
 /// The answer recorded for `key`, if this request was already served.
 pub async fn replay<M: Message + Default>(
     connection: &mut AnyConnection,
@@ -122,4 +135,55 @@ pub async fn record<M: Message>(
     .execute(connection)
     .await?;
     Ok(())
+}
+
+/// Runs `work` in a transaction under the optional idempotency `key`: a replay returns the first
+/// answer without running `work`; otherwise `work`'s answer is recorded with its change and
+/// committed. When a concurrent first use of the same key wins the race, its answer is returned.
+pub async fn run<M, E, F>(database: &Database, key: Option<&IdempotencyKey>, work: F) -> Result<M, E>
+where
+    M: Message + Default,
+    E: From<IdempotencyError> + From<StorageError>,
+    F: AsyncFnOnce(&mut AnyConnection) -> Result<M, E>,
+{
+    let mut transaction = database.begin().await?;
+    if let Some(key) = key {
+        if let Some(answer) = replay(&mut transaction, key).await? {
+            return Ok(answer);
+        }
+    }
+    let outcome = match work(&mut transaction).await {
+        Ok(answer) => match key {
+            Some(key) => record(&mut transaction, key, &answer).await.map(|()| answer).map_err(StorageError::from),
+            None => Ok(answer),
+        },
+        Err(error) => {
+            drop(transaction);
+            return match race_winner(database, key).await? {
+                Some(answer) => Ok(answer),
+                None => Err(error),
+            };
+        }
+    };
+    let committed = match outcome {
+        Ok(answer) => transaction.commit().await.map(|()| answer).map_err(StorageError::from),
+        Err(error) => Err(error),
+    };
+    match committed {
+        Ok(answer) => Ok(answer),
+        Err(error) => match race_winner(database, key).await? {
+            Some(answer) => Ok(answer),
+            None => Err(error.into()),
+        },
+    }
+}
+
+/// After a failed attempt: the answer a concurrent call with the same key recorded, if any.
+async fn race_winner<M: Message + Default>(
+    database: &Database,
+    key: Option<&IdempotencyKey>,
+) -> Result<Option<M>, IdempotencyError> {
+    let Some(key) = key else { return Ok(None) };
+    let mut connection = database.pool().acquire().await?;
+    replay(&mut connection, key).await
 }

@@ -171,6 +171,15 @@ impl Database {
         Ok(self.pool.begin().await?)
     }
 
+    /// A readiness check that holds while the database answers.
+    pub fn readiness(&self) -> crate::server::Readiness {
+        let database = self.clone();
+        crate::server::Readiness::new(move || {
+            let database = database.clone();
+            async move { database.ping().await.is_ok() }
+        })
+    }
+
     /// Checks that the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

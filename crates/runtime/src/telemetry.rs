@@ -45,7 +45,8 @@ impl Drop for TelemetryGuard {
 /// Installs the global subscriber and trace propagator for a process named `service_name`.
 pub fn init(service_name: &str, settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
     let provider = tracer_provider(service_name, settings.otlp_endpoint.as_deref())?;
-    let filter = EnvFilter::try_new(&settings.log_filter)?;
+    // The OpenTelemetry SDK logs its own life cycle at info; keep that out unless asked for.
+    let filter = EnvFilter::try_new(format!("opentelemetry=warn,opentelemetry_sdk=warn,{}", settings.log_filter))?;
     let fmt = match settings.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

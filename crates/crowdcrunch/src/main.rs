@@ -1,0 +1,32 @@
+//! `crowdcrunch`: the one binary of the system. `serve <service>` runs one service (what a pod
+//! runs); `dev` runs every service in one process on this machine, with embedded storage and demo
+//! data.
+//!
+//! The binary only assembles: it parses configuration, starts telemetry, builds the services and
+//! runs them until a signal. Bad configuration ends it with one line and a non-zero code before
+//! any port is bound.
+
+mod cli;
+mod dev;
+mod services;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::Error::new(error).context("cannot start the async runtime")),
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("crowdcrunch: {error:#}");
+    ExitCode::FAILURE
+}

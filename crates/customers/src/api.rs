@@ -1,0 +1,92 @@
+//! `CustomerService` over gRPC: parse the request, run it in a transaction, answer.
+
+use crowdcrunch_proto::customers::v1 as pb;
+use crowdcrunch_proto::customers::v1::customer_service_server::CustomerService;
+use crowdcrunch_runtime::Database;
+use crowdcrunch_runtime::idempotency::{self, IdempotencyKey};
+use crowdcrunch_runtime::pagination::PageRequest;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{CustomerId, CustomerPatch, NewCustomer};
+use crate::error::Error;
+use crate::storage;
+
+/// The most ids one BatchGetCustomers may ask for.
+const MAX_BATCH: usize = 1000;
+
+/// The `CustomerService` implementation.
+#[derive(Debug, Clone)]
+pub struct CustomerApi {
+    database: Database,
+}
+
+impl CustomerApi {
+    /// The service over a migrated database.
+    pub fn new(database: Database) -> Self {
+        Self { database }
+    }
+}
+
+#[tonic::async_trait]
+impl CustomerService for CustomerApi {
+    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> Result<Response<pb::Customer>, Status> {
+        let request = request.into_inner();
+        let customer = NewCustomer::try_from(&request).map_err(Error::InvalidArgument)?;
+        let key = customer.request_id.clone().map(|id| IdempotencyKey::new("CreateCustomer", id, &request));
+        let created = idempotency::run(&self.database, key.as_ref(), async |connection| {
+            let created = storage::insert(connection, &customer).await?;
+            tracing::info!(customer_id = %created.id, "customer created");
+            Ok::<_, Error>(created)
+        })
+        .await?;
+        Ok(Response::new(created))
+    }
+
+    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Result<Response<pb::Customer>, Status> {
+        let id = CustomerId::parse(&request.get_ref().id, "id").map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        Ok(Response::new(storage::get(&mut connection, &id).await?))
+    }
+
+    async fn batch_get_customers(
+        &self,
+        request: Request<pb::BatchGetCustomersRequest>,
+    ) -> Result<Response<pb::BatchGetCustomersResponse>, Status> {
+        let ids = parse_ids(&request.get_ref().ids)?;
+        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let customers = storage::batch_get(&mut connection, &ids).await?;
+        Ok(Response::new(pb::BatchGetCustomersResponse { customers }))
+    }
+
+    async fn list_customers(
+        &self,
+        request: Request<pb::ListCustomersRequest>,
+    ) -> Result<Response<pb::ListCustomersResponse>, Status> {
+        let request = request.get_ref();
+        let page = PageRequest::parse(request.page_size, &request.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        Ok(Response::new(storage::list(&mut connection, &page).await?))
+    }
+
+    async fn update_customer(&self, request: Request<pb::UpdateCustomerRequest>) -> Result<Response<pb::Customer>, Status> {
+        let patch = CustomerPatch::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+        let updated = idempotency::run(&self.database, None, async |connection| storage::update(connection, &patch).await)
+            .await?;
+        tracing::info!(customer_id = %updated.id, "customer updated");
+        Ok(Response::new(updated))
+    }
+}
+
+fn parse_ids(ids: &[String]) -> Result<Vec<CustomerId>, Error> {
+    if ids.len() > MAX_BATCH {
+        return Err(Error::InvalidArgument(vec![crowdcrunch_runtime::status::FieldViolation::new(
+            "ids",
+            format!("at most {MAX_BATCH} ids per call"),
+        )]));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(index, id)| CustomerId::parse(id, &format!("ids[{index}]")))
+        .collect::<Result<_, _>>()
+        .map_err(|violation| Error::InvalidArgument(vec![violation]))
+}
