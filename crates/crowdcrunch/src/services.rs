@@ -2,7 +2,7 @@
 //! default port.
 
 use anyhow::Context as _;
-use crowdcrunch_runtime::server::ServiceDefinition;
+use crowdcrunch_runtime::server::{GrpcService, ServiceDefinition};
 use crowdcrunch_runtime::{Database, GrpcServer, ServeError, ServerSettings, Shutdown, StorageSettings};
 use futures::future::BoxFuture;
 
@@ -40,19 +40,7 @@ pub struct BoundService {
 }
 
 impl BoundService {
-    fn new<S>(name: ServiceName, server: GrpcServer, definition: ServiceDefinition<S>) -> Self
-    where
-        S: tower::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<tonic::body::Body>,
-                Error = std::convert::Infallible,
-            > + tonic::server::NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    fn new<S: GrpcService>(name: ServiceName, server: GrpcServer, definition: ServiceDefinition<S>) -> Self {
         let addr = server.local_addr();
         Self { name, addr, serve: Box::new(move |shutdown| Box::pin(server.serve(definition, shutdown))) }
     }

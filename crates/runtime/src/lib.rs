@@ -23,3 +23,5 @@ pub use config::{ServerSettings, StorageSettings, TelemetrySettings, TlsSettings
 pub use server::{GrpcServer, ServeError};
 pub use shutdown::Shutdown;
 pub use storage::{Database, StorageError};
+#[cfg(feature = "testing")]
+pub mod testing;

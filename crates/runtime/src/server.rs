@@ -81,6 +81,35 @@ impl std::fmt::Debug for Readiness {
     }
 }
 
+/// A tonic service a [`GrpcServer`] can serve (what the generated `XServer<_>` types are).
+pub trait GrpcService:
+    tower_service::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: tower_service::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// What one server serves: the service, the descriptors reflection describes it with, and its
 /// readiness check.
 pub struct ServiceDefinition<S> {
@@ -117,16 +146,7 @@ impl GrpcServer {
     }
 
     /// Serves `definition` (plus health and reflection) until `shutdown` fires, then drains.
-    pub async fn serve<S>(self, definition: ServiceDefinition<S>, shutdown: Shutdown) -> Result<(), ServeError>
-    where
-        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
+    pub async fn serve<S: GrpcService>(self, definition: ServiceDefinition<S>, shutdown: Shutdown) -> Result<(), ServeError> {
         let Self { listener, local_addr, settings } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status::<S>(&health, ServingStatus::NotServing).await;

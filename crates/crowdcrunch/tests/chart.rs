@@ -1,0 +1,740 @@
+//! Chart checks: render `chart/` with `helm template` for each values case (the defaults,
+//! `chart/ci/all-on-values.yaml`, and Istio off) and assert the facts the deployment depends
+//! on: native gRPC probes (HTTP for the edge), zero-unavailable rollouts with a drain that fits
+//! the grace period, hardened non-root pods, protocol-tagged Service ports, config/secret
+//! checksums, STRICT mTLS, and AuthorizationPolicies that admit exactly the call graph.
+//!
+//! Schema validation of the rendered objects is `.ci/chart-check`'s job; this test reads the
+//! rendered objects for meaning. Helm is taken from `PATH` or from `<repo>/.tools/bin/helm`
+//! (where `.ci/chart-check` installs it); without helm every check prints one line and passes,
+//! so `cargo test` still works on a fresh machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Deserialize as _;
+use serde_norway::Value;
+
+/// Release name used for every render.
+const RELEASE: &str = "release";
+/// Namespace used for every render; AuthorizationPolicy principals name it.
+const NAMESPACE: &str = "crowdcrunch";
+/// Kubernetes version passed to `helm template`, so the result does not depend on helm's own.
+const KUBE_VERSION: &str = "1.33.0";
+
+/// Every process of the system: the edge and the seven services.
+const SERVICES: [&str; 8] = [
+    "edge",
+    "customers",
+    "inventory",
+    "orders",
+    "payments",
+    "fulfillment",
+    "exchanges",
+    "ledger",
+];
+
+/// The call graph as the issue states it: each process and the services it calls.
+const CALL_GRAPH: &[(&str, &[&str])] = &[
+    (
+        "edge",
+        &[
+            "customers",
+            "inventory",
+            "orders",
+            "payments",
+            "fulfillment",
+            "exchanges",
+            "ledger",
+        ],
+    ),
+    ("orders", &["customers", "inventory", "payments", "fulfillment", "ledger"]),
+    ("exchanges", &["orders", "inventory", "payments", "fulfillment", "ledger"]),
+    ("customers", &["ledger"]),
+    ("inventory", &["ledger"]),
+    ("payments", &["ledger"]),
+    ("fulfillment", &["ledger"]),
+    ("ledger", &[]),
+];
+
+/// Headline facts of the authorization graph, stated on their own so a wrong `CALL_GRAPH`
+/// cannot hide a wrong chart.
+const HEADLINE_CALLERS: &[(&str, &[&str])] = &[
+    ("payments", &["edge", "exchanges", "orders"]),
+    (
+        "ledger",
+        &[
+            "customers",
+            "edge",
+            "exchanges",
+            "fulfillment",
+            "inventory",
+            "orders",
+            "payments",
+        ],
+    ),
+    ("edge", &[]),
+];
+
+/// Port-name prefixes from which Istio infers a protocol.
+const ISTIO_PORT_PROTOCOLS: &[&str] = &[
+    "grpc", "http", "http2", "https", "mongo", "mysql", "redis", "tcp", "tls", "udp",
+];
+
+/// One set of values to render.
+struct Case {
+    /// Name shown in assertion messages.
+    name: &'static str,
+    /// Extra `helm template` arguments, relative to the repository root.
+    args: &'static [&'static str],
+    /// Whether the Istio objects are expected.
+    istio: bool,
+}
+
+/// The values cases, as `.ci/chart-check` validates them.
+const CASES: &[Case] = &[
+    Case {
+        name: "defaults",
+        args: &[],
+        istio: true,
+    },
+    Case {
+        name: "all-on",
+        args: &["-f", "chart/ci/all-on-values.yaml"],
+        istio: true,
+    },
+    Case {
+        name: "istio-off",
+        args: &["--set", "istio.enabled=false"],
+        istio: false,
+    },
+];
+
+/// The rendered objects of one case.
+struct Rendered {
+    /// The values case.
+    case: &'static Case,
+    /// Every non-empty document of the `helm template` output.
+    docs: Vec<Value>,
+}
+
+impl Rendered {
+    /// Documents of one kind.
+    fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.docs
+            .iter()
+            .filter(move |d| str_at(d, &["kind"]) == Some(kind))
+    }
+
+    /// The document of a kind and name, if rendered.
+    fn named(&self, kind: &str, name: &str) -> Option<&Value> {
+        self.of_kind(kind).find(|d| name_of(d) == name)
+    }
+
+    /// Deployments keyed by their `app` label (the service name).
+    fn deployments(&self) -> BTreeMap<&str, &Value> {
+        self.of_kind("Deployment")
+            .map(|d| {
+                let app = str_at(d, &["spec", "template", "metadata", "labels", "app"])
+                    .unwrap_or_else(|| panic!("[{}] {} has no app label", self.case.name, name_of(d)));
+                (app, d)
+            })
+            .collect()
+    }
+
+    /// Service accounts by name, mapped to their `app` label.
+    fn service_accounts(&self) -> BTreeMap<&str, &str> {
+        self.of_kind("ServiceAccount")
+            .filter_map(|sa| Some((name_of(sa), str_at(sa, &["metadata", "labels", "app"])?)))
+            .collect()
+    }
+
+    /// Every pod spec with a description: Deployments, StatefulSets and bare Pods (helm test).
+    fn pod_specs(&self) -> Vec<(String, &Value)> {
+        let mut specs = Vec::new();
+        for kind in ["Deployment", "StatefulSet"] {
+            for d in self.of_kind(kind) {
+                specs.push((
+                    format!("[{}] {kind} {}", self.case.name, name_of(d)),
+                    at(d, &["spec", "template", "spec"]),
+                ));
+            }
+        }
+        for p in self.of_kind("Pod") {
+            specs.push((format!("[{}] Pod {}", self.case.name, name_of(p)), at(p, &["spec"])));
+        }
+        specs
+    }
+}
+
+/// The repository root (the chart lives in `chart/` there).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Helm from `PATH`, else from `<repo>/.tools/bin/helm`.
+fn find_helm() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("helm")).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([repo_root().join(".tools/bin/helm")])
+        .find(|candidate| candidate.is_file())
+}
+
+/// Renders one case and parses the multi-document output.
+fn render(helm: &Path, case: &'static Case) -> Rendered {
+    let output = Command::new(helm)
+        .current_dir(repo_root())
+        .args(["template", RELEASE, "chart", "--namespace", NAMESPACE])
+        .args(["--kube-version", KUBE_VERSION])
+        .args(case.args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {} failed: {e}", helm.display()));
+    assert!(
+        output.status.success(),
+        "[{}] helm template failed:\n{}",
+        case.name,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("helm template prints UTF-8");
+    let docs = serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("helm template output is valid YAML"))
+        .filter(|doc| !doc.is_null())
+        .collect();
+    Rendered { case, docs }
+}
+
+/// Every case rendered once per test run, or `None` (after one printed line) without helm.
+fn rendered() -> Option<&'static [Rendered]> {
+    static RENDERED: OnceLock<Option<Vec<Rendered>>> = OnceLock::new();
+    RENDERED
+        .get_or_init(|| match find_helm() {
+            Some(helm) => Some(CASES.iter().map(|case| render(&helm, case)).collect()),
+            None => {
+                // Straight to stderr, past the test harness's capture, so it is seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipping chart checks: helm not found (run .ci/chart-check to install it)"
+                );
+                None
+            }
+        })
+        .as_deref()
+}
+
+/// The value at a path of mapping keys, or null.
+fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    static NULL: Value = Value::Null;
+    path.iter().try_fold(v, |v, key| v.get(*key)).unwrap_or(&NULL)
+}
+
+/// The string at a path, if it is one.
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    at(v, path).as_str()
+}
+
+/// The sequence at a path, or an empty one.
+fn seq_at<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
+    at(v, path).as_sequence().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// `metadata.name` of a document.
+fn name_of(doc: &Value) -> &str {
+    str_at(doc, &["metadata", "name"]).expect("every rendered object has a name")
+}
+
+/// Whether a `matchLabels` selector (null: everything) selects a pod with these labels.
+fn selects(match_labels: &Value, labels: &Value) -> bool {
+    match match_labels.as_mapping() {
+        None => true,
+        Some(wanted) => wanted
+            .iter()
+            .all(|(k, v)| k.as_str().is_some_and(|k| labels.get(k) == Some(v))),
+    }
+}
+
+/// The services that call `service`, according to `CALL_GRAPH`.
+fn callers_of(service: &str) -> BTreeSet<&'static str> {
+    CALL_GRAPH
+        .iter()
+        .filter(|(_, callees)| callees.contains(&service))
+        .map(|(caller, _)| *caller)
+        .collect()
+}
+
+/// The services `service` calls, according to `CALL_GRAPH`.
+fn callees_of(service: &str) -> BTreeSet<&'static str> {
+    CALL_GRAPH
+        .iter()
+        .find(|(caller, _)| *caller == service)
+        .map(|(_, callees)| callees.iter().copied().collect())
+        .unwrap_or_else(|| panic!("{service} is missing from CALL_GRAPH"))
+}
+
+/// The container of a Deployment that runs `service`.
+fn app_container<'a>(deployment: &'a Value, service: &str) -> &'a Value {
+    seq_at(deployment, &["spec", "template", "spec", "containers"])
+        .iter()
+        .find(|c| str_at(c, &["name"]) == Some(service))
+        .unwrap_or_else(|| panic!("Deployment {} has no container {service}", name_of(deployment)))
+}
+
+/// A container's environment: `env` values over the ConfigMaps of `envFrom`.
+fn container_env<'a>(r: &'a Rendered, container: &'a Value) -> BTreeMap<&'a str, &'a Value> {
+    let mut env = BTreeMap::new();
+    for source in seq_at(container, &["envFrom"]) {
+        let name = str_at(source, &["configMapRef", "name"]).expect("envFrom names a ConfigMap");
+        let cm = r
+            .named("ConfigMap", name)
+            .unwrap_or_else(|| panic!("[{}] ConfigMap {name} is not rendered", r.case.name));
+        let data = at(cm, &["data"]).as_mapping().expect("the ConfigMap has data");
+        for (k, v) in data {
+            env.insert(k.as_str().expect("env names are strings"), v);
+        }
+    }
+    for var in seq_at(container, &["env"]) {
+        env.insert(str_at(var, &["name"]).expect("env entries have names"), var);
+    }
+    env
+}
+
+/// Which probe a container must have, and of what kind.
+enum ExpectedProbe {
+    /// Native gRPC probe of `grpc.health.v1.Health` (whole server) on this port.
+    Grpc(u64),
+    /// HTTP GET of this path.
+    Http(&'static str),
+}
+
+/// The startup, readiness and liveness probes a service must have.
+fn expected_probes(service: &str) -> [(&'static str, ExpectedProbe); 3] {
+    if service == "edge" {
+        [
+            ("startupProbe", ExpectedProbe::Http("/healthz")),
+            ("readinessProbe", ExpectedProbe::Http("/readyz")),
+            ("livenessProbe", ExpectedProbe::Http("/healthz")),
+        ]
+    } else {
+        [
+            ("startupProbe", ExpectedProbe::Grpc(50051)),
+            ("readinessProbe", ExpectedProbe::Grpc(50051)),
+            ("livenessProbe", ExpectedProbe::Grpc(50051)),
+        ]
+    }
+}
+
+/// The edge and all seven services are deployed, probed natively, rolled out without losing
+/// capacity, and drained within their grace period; their env follows the call graph.
+#[test]
+fn every_service_is_probed_rolled_and_drained() {
+    let Some(all) = rendered() else { return };
+    for r in all {
+        let deployments = r.deployments();
+        assert_eq!(
+            deployments.keys().copied().collect::<BTreeSet<_>>(),
+            SERVICES.into_iter().collect::<BTreeSet<_>>(),
+            "[{}] one Deployment per service",
+            r.case.name
+        );
+        for (service, d) in deployments {
+            let ctx = format!("[{}] Deployment {}", r.case.name, name_of(d));
+            let pod = at(d, &["spec", "template", "spec"]);
+            let c = app_container(d, service);
+
+            for (probe, expected) in expected_probes(service) {
+                let p = at(c, &[probe]);
+                match expected {
+                    ExpectedProbe::Grpc(port) => {
+                        assert_eq!(at(p, &["grpc", "port"]).as_u64(), Some(port), "{ctx}: {probe} is gRPC");
+                        assert!(
+                            matches!(str_at(p, &["grpc", "service"]), None | Some("")),
+                            "{ctx}: {probe} checks the whole server (service \"\")"
+                        );
+                    }
+                    ExpectedProbe::Http(path) => {
+                        assert_eq!(str_at(p, &["httpGet", "path"]), Some(path), "{ctx}: {probe} path");
+                    }
+                }
+            }
+
+            assert_eq!(str_at(d, &["spec", "strategy", "type"]), Some("RollingUpdate"), "{ctx}");
+            let max_unavailable = at(d, &["spec", "strategy", "rollingUpdate", "maxUnavailable"]);
+            assert!(
+                max_unavailable.as_u64() == Some(0) || matches!(max_unavailable.as_str(), Some("0" | "0%")),
+                "{ctx}: maxUnavailable must be 0, is {max_unavailable:?}"
+            );
+
+            let sleep = at(c, &["lifecycle", "preStop", "sleep", "seconds"])
+                .as_u64()
+                .unwrap_or_else(|| panic!("{ctx}: preStop must be a sleep handler"));
+            let env = container_env(r, c);
+            let drain = env
+                .get("CROWDCRUNCH_DRAIN_GRACE")
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("{ctx}: CROWDCRUNCH_DRAIN_GRACE is set"));
+            let drain = humantime::parse_duration(drain)
+                .unwrap_or_else(|e| panic!("{ctx}: CROWDCRUNCH_DRAIN_GRACE {drain:?}: {e}"));
+            let grace = at(pod, &["terminationGracePeriodSeconds"])
+                .as_u64()
+                .unwrap_or_else(|| panic!("{ctx}: terminationGracePeriodSeconds is set"));
+            assert!(
+                Duration::from_secs(grace) > Duration::from_secs(sleep) + drain,
+                "{ctx}: terminationGracePeriodSeconds {grace}s must exceed preStop {sleep}s + drain {drain:?}"
+            );
+
+            let endpoints: BTreeMap<String, &str> = env
+                .iter()
+                .filter_map(|(k, v)| {
+                    let callee = k.strip_prefix("CROWDCRUNCH_")?.strip_suffix("_ENDPOINTS")?;
+                    Some((callee.to_lowercase(), v.as_str()?))
+                })
+                .collect();
+            assert_eq!(
+                endpoints.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+                callees_of(service),
+                "{ctx}: CROWDCRUNCH_<CALLEE>_ENDPOINTS follow the call graph"
+            );
+            for (callee, url) in endpoints {
+                let host = url
+                    .strip_prefix("http://")
+                    .and_then(|rest| rest.split(':').next())
+                    .unwrap_or_else(|| panic!("{ctx}: endpoint {url} is http://host:port"));
+                let svc = r
+                    .named("Service", host)
+                    .unwrap_or_else(|| panic!("{ctx}: endpoint {url} names no rendered Service"));
+                assert_eq!(
+                    str_at(svc, &["spec", "selector", "app.kubernetes.io/component"]),
+                    Some(callee.as_str()),
+                    "{ctx}: endpoint {url} reaches {callee}"
+                );
+            }
+
+            let database = env.get("CROWDCRUNCH_DATABASE_URL");
+            if service == "edge" {
+                assert!(database.is_none(), "{ctx}: the edge has no database");
+            } else {
+                let from_secret = database.map(|v| at(v, &["valueFrom", "secretKeyRef", "name"]));
+                assert!(
+                    from_secret.is_some_and(|name| name.as_str().is_some()),
+                    "{ctx}: CROWDCRUNCH_DATABASE_URL comes from a Secret"
+                );
+            }
+        }
+    }
+}
+
+/// Every pod runs non-root on a read-only root filesystem, with no privilege escalation, no
+/// capabilities and the runtime's default seccomp profile.
+#[test]
+fn every_pod_is_hardened() {
+    let Some(all) = rendered() else { return };
+    for r in all {
+        let specs = r.pod_specs();
+        assert!(!specs.is_empty(), "[{}] no pods rendered", r.case.name);
+        for (ctx, pod) in specs {
+            let pod_sc = at(pod, &["securityContext"]);
+            for c in seq_at(pod, &["containers"]) {
+                let ctx = format!("{ctx} container {}", str_at(c, &["name"]).unwrap_or("?"));
+                let sc = at(c, &["securityContext"]);
+                // Container settings win over the pod's.
+                let effective = |path: &[&str]| {
+                    let own = at(sc, path);
+                    if own.is_null() { at(pod_sc, path) } else { own }
+                };
+                assert_eq!(effective(&["runAsNonRoot"]).as_bool(), Some(true), "{ctx}: runAsNonRoot");
+                assert!(
+                    effective(&["runAsUser"]).as_u64().is_none_or(|uid| uid != 0),
+                    "{ctx}: runAsUser is not root"
+                );
+                assert_eq!(at(sc, &["readOnlyRootFilesystem"]).as_bool(), Some(true), "{ctx}: readOnlyRootFilesystem");
+                assert_eq!(
+                    at(sc, &["allowPrivilegeEscalation"]).as_bool(),
+                    Some(false),
+                    "{ctx}: allowPrivilegeEscalation"
+                );
+                assert!(
+                    seq_at(sc, &["capabilities", "drop"]).iter().any(|cap| cap.as_str() == Some("ALL")),
+                    "{ctx}: capabilities drop ALL"
+                );
+                assert_eq!(
+                    effective(&["seccompProfile", "type"]).as_str(),
+                    Some("RuntimeDefault"),
+                    "{ctx}: seccomp RuntimeDefault"
+                );
+            }
+        }
+    }
+}
+
+/// A changed ConfigMap or database Secret rolls the pods: their templates carry checksums.
+#[test]
+fn pods_carry_config_and_secret_checksums() {
+    let Some(all) = rendered() else { return };
+    let is_sha256 = |v: Option<&str>| v.is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    for r in all {
+        for (service, d) in r.deployments() {
+            let ctx = format!("[{}] Deployment {}", r.case.name, name_of(d));
+            let annotations = at(d, &["spec", "template", "metadata", "annotations"]);
+            assert!(is_sha256(str_at(annotations, &["checksum/config"])), "{ctx}: checksum/config");
+            let uses_secret = seq_at(app_container(d, service), &["env"])
+                .iter()
+                .any(|var| !at(var, &["valueFrom", "secretKeyRef"]).is_null());
+            if uses_secret {
+                assert!(is_sha256(str_at(annotations, &["checksum/secret"])), "{ctx}: checksum/secret");
+            }
+        }
+    }
+}
+
+/// Every Service port tells Istio its protocol, by name prefix and by appProtocol.
+#[test]
+fn every_service_port_is_protocol_tagged() {
+    let Some(all) = rendered() else { return };
+    for r in all {
+        for svc in r.of_kind("Service") {
+            for port in seq_at(svc, &["spec", "ports"]) {
+                let ctx = format!("[{}] Service {} port {:?}", r.case.name, name_of(svc), at(port, &["port"]));
+                let name = str_at(port, &["name"]).unwrap_or_else(|| panic!("{ctx}: unnamed"));
+                let protocol = name.split('-').next().unwrap_or(name);
+                assert!(ISTIO_PORT_PROTOCOLS.contains(&protocol), "{ctx}: name {name:?} has no protocol prefix");
+                assert!(str_at(port, &["appProtocol"]).is_some(), "{ctx}: appProtocol is set");
+            }
+        }
+        for (service, d) in r.deployments() {
+            let svc = r
+                .of_kind("Service")
+                .find(|s| selects(at(s, &["spec", "selector"]), at(d, &["spec", "template", "metadata", "labels"])))
+                .unwrap_or_else(|| panic!("[{}] no Service selects {service}", r.case.name));
+            let names: BTreeSet<&str> = seq_at(svc, &["spec", "ports"])
+                .iter()
+                .filter_map(|p| str_at(p, &["name"]))
+                .collect();
+            let api = if service == "edge" { "http" } else { "grpc" };
+            assert!(names.contains(api) && names.contains("http-metrics"), "[{}] {service} ports: {names:?}", r.case.name);
+        }
+    }
+}
+
+/// With Istio on, every pod of the release is under STRICT mutual TLS; with it off, nothing of
+/// Istio is rendered at all.
+#[test]
+fn mesh_mtls_is_strict_or_absent() {
+    let Some(all) = rendered() else { return };
+    for r in all {
+        let istio_docs: Vec<&Value> = r
+            .docs
+            .iter()
+            .filter(|d| str_at(d, &["apiVersion"]).is_some_and(|api| api.contains("istio.io/")))
+            .collect();
+        if !r.case.istio {
+            assert!(istio_docs.is_empty(), "[{}] Istio objects rendered with Istio off", r.case.name);
+            let pod_metadata = r
+                .of_kind("Deployment")
+                .chain(r.of_kind("StatefulSet"))
+                .map(|d| (name_of(d), at(d, &["spec", "template", "metadata"])))
+                .chain(r.of_kind("Pod").map(|p| (name_of(p), at(p, &["metadata"]))));
+            for (name, meta) in pod_metadata {
+                for key in ["labels", "annotations"] {
+                    let keys = at(meta, &[key]).as_mapping().into_iter().flatten().filter_map(|(k, _)| k.as_str());
+                    for k in keys {
+                        assert!(!k.contains("istio.io"), "[{}] {name} has {k} with Istio off", r.case.name);
+                    }
+                }
+            }
+            continue;
+        }
+        let strict: Vec<&Value> = r
+            .of_kind("PeerAuthentication")
+            .filter(|pa| str_at(pa, &["spec", "mtls", "mode"]) == Some("STRICT"))
+            .collect();
+        assert!(!strict.is_empty(), "[{}] a PeerAuthentication with mtls STRICT", r.case.name);
+        for (service, d) in r.deployments() {
+            let labels = at(d, &["spec", "template", "metadata", "labels"]);
+            assert!(
+                strict.iter().any(|pa| selects(at(pa, &["spec", "selector", "matchLabels"]), labels)),
+                "[{}] {service} is not under STRICT mTLS",
+                r.case.name
+            );
+            let annotations = at(d, &["spec", "template", "metadata", "annotations"]);
+            assert_eq!(
+                str_at(annotations, &["sidecar.istio.io/rewriteAppHTTPProbers"]),
+                Some("true"),
+                "[{}] {service}: probes are rewritten to the sidecar agent",
+                r.case.name
+            );
+            let proxy_config = str_at(annotations, &["proxy.istio.io/config"]).unwrap_or_default();
+            assert!(
+                proxy_config.contains("\"holdApplicationUntilProxyStarts\":true"),
+                "[{}] {service}: the app waits for the sidecar",
+                r.case.name
+            );
+        }
+        for dr in r.of_kind("DestinationRule") {
+            assert_eq!(
+                str_at(dr, &["spec", "trafficPolicy", "tls", "mode"]),
+                Some("ISTIO_MUTUAL"),
+                "[{}] DestinationRule {}",
+                r.case.name,
+                name_of(dr)
+            );
+        }
+    }
+}
+
+/// A default deny exists, and each service admits exactly the service accounts of its callers
+/// on its API port; only the edge admits anyone else (the ingress gateway, the helm test).
+#[test]
+fn authorization_policies_admit_exactly_the_call_graph() {
+    let Some(all) = rendered() else { return };
+    for r in all.iter().filter(|r| r.case.istio) {
+        let case = r.case.name;
+        let policies: Vec<&Value> = r.of_kind("AuthorizationPolicy").collect();
+        let is_deny_all = |p: &Value| {
+            seq_at(p, &["spec", "rules"]).is_empty()
+                && matches!(str_at(p, &["spec", "action"]), None | Some("ALLOW"))
+        };
+        let deployments = r.deployments();
+        let deny_all: Vec<&Value> = policies.iter().copied().filter(|p| is_deny_all(p)).collect();
+        assert!(
+            deny_all.iter().any(|p| deployments.values().all(|d| selects(
+                at(p, &["spec", "selector", "matchLabels"]),
+                at(d, &["spec", "template", "metadata", "labels"])
+            ))),
+            "[{case}] an allow-nothing (default deny) AuthorizationPolicy covers every service"
+        );
+
+        let accounts = r.service_accounts();
+        let mut admitted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (&service, d) in &deployments {
+            let labels = at(d, &["spec", "template", "metadata", "labels"]);
+            let api_port = if service == "edge" { "8080" } else { "50051" };
+            let mut callers = BTreeSet::new();
+            let mut others = BTreeSet::new();
+            for p in policies.iter().copied().filter(|p| !is_deny_all(p)) {
+                if !selects(at(p, &["spec", "selector", "matchLabels"]), labels) {
+                    continue;
+                }
+                let ctx = format!("[{case}] AuthorizationPolicy {} for {service}", name_of(p));
+                assert_eq!(str_at(p, &["spec", "action"]), Some("ALLOW"), "{ctx}: only ALLOW policies");
+                for rule in seq_at(p, &["spec", "rules"]) {
+                    let ports: BTreeSet<&str> = seq_at(rule, &["to"])
+                        .iter()
+                        .flat_map(|to| seq_at(to, &["operation", "ports"]))
+                        .filter_map(Value::as_str)
+                        .collect();
+                    for source in seq_at(rule, &["from"]).iter().map(|f| at(f, &["source"])) {
+                        let principals = seq_at(source, &["principals"]);
+                        if principals.is_empty() {
+                            // Only the optional metrics-scrape rule admits by namespace.
+                            assert_eq!(ports, BTreeSet::from(["9090"]), "{ctx}: a non-principal source beyond metrics");
+                            continue;
+                        }
+                        assert_eq!(ports, BTreeSet::from([api_port]), "{ctx}: callers reach the API port only");
+                        for principal in principals.iter().filter_map(Value::as_str) {
+                            let (ns, sa) = principal
+                                .split_once("/ns/")
+                                .and_then(|(_, rest)| rest.split_once("/sa/"))
+                                .unwrap_or_else(|| panic!("{ctx}: principal {principal} is <td>/ns/<ns>/sa/<sa>"));
+                            match accounts.get(sa).filter(|app| ns == NAMESPACE && SERVICES.contains(*app)) {
+                                Some(app) => callers.insert(*app),
+                                None => others.insert(principal),
+                            };
+                        }
+                    }
+                }
+            }
+            assert_eq!(callers, callers_of(service), "[{case}] {service} admits exactly its callers");
+            if service == "edge" {
+                if r.of_kind("Gateway").next().is_some() {
+                    assert!(
+                        others.iter().any(|p| p.ends_with("/sa/istio-ingressgateway-service-account")),
+                        "[{case}] the edge admits the ingress gateway: {others:?}"
+                    );
+                }
+                let smoke = r.of_kind("Pod").find_map(|p| str_at(p, &["spec", "serviceAccountName"]));
+                if let Some(sa) = smoke {
+                    assert!(
+                        others.contains(format!("cluster.local/ns/{NAMESPACE}/sa/{sa}").as_str()),
+                        "[{case}] the edge admits the helm test pod: {others:?}"
+                    );
+                }
+            } else {
+                assert!(others.is_empty(), "[{case}] {service} admits non-callers: {others:?}");
+            }
+            admitted.insert(service, callers);
+        }
+        for (service, expected) in HEADLINE_CALLERS {
+            assert_eq!(
+                admitted.get(service),
+                Some(&expected.iter().copied().collect()),
+                "[{case}] {service}'s admitted callers"
+            );
+        }
+    }
+}
+
+/// The ingress Gateway exposes the edge and nothing else.
+#[test]
+fn only_the_edge_is_exposed() {
+    let Some(all) = rendered() else { return };
+    for r in all.iter().filter(|r| r.case.istio) {
+        let edge_host = r
+            .of_kind("Service")
+            .find(|s| str_at(s, &["metadata", "labels", "app"]) == Some("edge"))
+            .map(name_of)
+            .unwrap_or_else(|| panic!("[{}] the edge Service is rendered", r.case.name));
+        let exposed: Vec<&Value> = r
+            .of_kind("VirtualService")
+            .filter(|vs| !seq_at(vs, &["spec", "gateways"]).is_empty())
+            .collect();
+        assert_eq!(
+            exposed.is_empty(),
+            r.of_kind("Gateway").next().is_none(),
+            "[{}] a Gateway comes with its VirtualService",
+            r.case.name
+        );
+        for vs in exposed {
+            for route in seq_at(vs, &["spec", "http"]) {
+                for dest in seq_at(route, &["route"]) {
+                    assert_eq!(
+                        str_at(dest, &["destination", "host"]),
+                        Some(edge_host),
+                        "[{}] VirtualService {} routes outside traffic to the edge only",
+                        r.case.name,
+                        name_of(vs)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `helm test` runs `crowdcrunch smoke` against the edge's GraphQL endpoint.
+#[test]
+fn helm_test_runs_a_smoke_query_through_the_edge() {
+    let Some(all) = rendered() else { return };
+    for r in all {
+        let edge_host = r
+            .of_kind("Service")
+            .find(|s| str_at(s, &["metadata", "labels", "app"]) == Some("edge"))
+            .map(name_of)
+            .unwrap_or_else(|| panic!("[{}] the edge Service is rendered", r.case.name));
+        let hook = r
+            .of_kind("Pod")
+            .find(|p| str_at(p, &["metadata", "annotations", "helm.sh/hook"]) == Some("test"))
+            .unwrap_or_else(|| panic!("[{}] a helm test Pod is rendered", r.case.name));
+        let args: Vec<&str> = seq_at(hook, &["spec", "containers"])
+            .iter()
+            .flat_map(|c| seq_at(c, &["args"]))
+            .filter_map(Value::as_str)
+            .collect();
+        let url = format!("http://{edge_host}:8080/graphql");
+        assert_eq!(args, ["smoke", "--url", url.as_str()], "[{}] smoke test args", r.case.name);
+    }
+}
