@@ -52,8 +52,20 @@ const CALL_GRAPH: &[(&str, &[&str])] = &[
             "ledger",
         ],
     ),
-    ("orders", &["customers", "inventory", "payments", "fulfillment", "ledger"]),
-    ("exchanges", &["orders", "inventory", "payments", "fulfillment", "ledger"]),
+    (
+        "orders",
+        &[
+            "customers",
+            "inventory",
+            "payments",
+            "fulfillment",
+            "ledger",
+        ],
+    ),
+    (
+        "exchanges",
+        &["orders", "inventory", "payments", "fulfillment", "ledger"],
+    ),
     ("customers", &["ledger"]),
     ("inventory", &["ledger"]),
     ("payments", &["ledger"]),
@@ -124,14 +136,14 @@ struct Rendered {
 
 impl Rendered {
     /// Documents of one kind.
-    fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    fn of_kind(&self, kind: &'static str) -> impl Iterator<Item = &Value> {
         self.docs
             .iter()
             .filter(move |d| str_at(d, &["kind"]) == Some(kind))
     }
 
     /// The document of a kind and name, if rendered.
-    fn named(&self, kind: &str, name: &str) -> Option<&Value> {
+    fn named(&self, kind: &'static str, name: &str) -> Option<&Value> {
         self.of_kind(kind).find(|d| name_of(d) == name)
     }
 
@@ -140,7 +152,9 @@ impl Rendered {
         self.of_kind("Deployment")
             .map(|d| {
                 let app = str_at(d, &["spec", "template", "metadata", "labels", "app"])
-                    .unwrap_or_else(|| panic!("[{}] {} has no app label", self.case.name, name_of(d)));
+                    .unwrap_or_else(|| {
+                        panic!("[{}] {} has no app label", self.case.name, name_of(d))
+                    });
                 (app, d)
             })
             .collect()
@@ -165,7 +179,10 @@ impl Rendered {
             }
         }
         for p in self.of_kind("Pod") {
-            specs.push((format!("[{}] Pod {}", self.case.name, name_of(p)), at(p, &["spec"])));
+            specs.push((
+                format!("[{}] Pod {}", self.case.name, name_of(p)),
+                at(p, &["spec"]),
+            ));
         }
         specs
     }
@@ -179,7 +196,11 @@ fn repo_root() -> PathBuf {
 /// Helm from `PATH`, else from `<repo>/.tools/bin/helm`.
 fn find_helm() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("helm")).collect::<Vec<_>>())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("helm"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     on_path
         .into_iter()
@@ -231,7 +252,9 @@ fn rendered() -> Option<&'static [Rendered]> {
 /// The value at a path of mapping keys, or null.
 fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
     static NULL: Value = Value::Null;
-    path.iter().try_fold(v, |v, key| v.get(*key)).unwrap_or(&NULL)
+    path.iter()
+        .try_fold(v, |v, key| v.get(*key))
+        .unwrap_or(&NULL)
 }
 
 /// The string at a path, if it is one.
@@ -241,7 +264,10 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// The sequence at a path, or an empty one.
 fn seq_at<'a>(v: &'a Value, path: &[&str]) -> &'a [Value] {
-    at(v, path).as_sequence().map(Vec::as_slice).unwrap_or_default()
+    at(v, path)
+        .as_sequence()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// `metadata.name` of a document.
@@ -282,7 +308,12 @@ fn app_container<'a>(deployment: &'a Value, service: &str) -> &'a Value {
     seq_at(deployment, &["spec", "template", "spec", "containers"])
         .iter()
         .find(|c| str_at(c, &["name"]) == Some(service))
-        .unwrap_or_else(|| panic!("Deployment {} has no container {service}", name_of(deployment)))
+        .unwrap_or_else(|| {
+            panic!(
+                "Deployment {} has no container {service}",
+                name_of(deployment)
+            )
+        })
 }
 
 /// A container's environment: `env` values over the ConfigMaps of `envFrom`.
@@ -293,7 +324,9 @@ fn container_env<'a>(r: &'a Rendered, container: &'a Value) -> BTreeMap<&'a str,
         let cm = r
             .named("ConfigMap", name)
             .unwrap_or_else(|| panic!("[{}] ConfigMap {name} is not rendered", r.case.name));
-        let data = at(cm, &["data"]).as_mapping().expect("the ConfigMap has data");
+        let data = at(cm, &["data"])
+            .as_mapping()
+            .expect("the ConfigMap has data");
         for (k, v) in data {
             env.insert(k.as_str().expect("env names are strings"), v);
         }
@@ -351,22 +384,35 @@ fn every_service_is_probed_rolled_and_drained() {
                 let p = at(c, &[probe]);
                 match expected {
                     ExpectedProbe::Grpc(port) => {
-                        assert_eq!(at(p, &["grpc", "port"]).as_u64(), Some(port), "{ctx}: {probe} is gRPC");
+                        assert_eq!(
+                            at(p, &["grpc", "port"]).as_u64(),
+                            Some(port),
+                            "{ctx}: {probe} is gRPC"
+                        );
                         assert!(
                             matches!(str_at(p, &["grpc", "service"]), None | Some("")),
                             "{ctx}: {probe} checks the whole server (service \"\")"
                         );
                     }
                     ExpectedProbe::Http(path) => {
-                        assert_eq!(str_at(p, &["httpGet", "path"]), Some(path), "{ctx}: {probe} path");
+                        assert_eq!(
+                            str_at(p, &["httpGet", "path"]),
+                            Some(path),
+                            "{ctx}: {probe} path"
+                        );
                     }
                 }
             }
 
-            assert_eq!(str_at(d, &["spec", "strategy", "type"]), Some("RollingUpdate"), "{ctx}");
+            assert_eq!(
+                str_at(d, &["spec", "strategy", "type"]),
+                Some("RollingUpdate"),
+                "{ctx}"
+            );
             let max_unavailable = at(d, &["spec", "strategy", "rollingUpdate", "maxUnavailable"]);
             assert!(
-                max_unavailable.as_u64() == Some(0) || matches!(max_unavailable.as_str(), Some("0" | "0%")),
+                max_unavailable.as_u64() == Some(0)
+                    || matches!(max_unavailable.as_str(), Some("0" | "0%")),
                 "{ctx}: maxUnavailable must be 0, is {max_unavailable:?}"
             );
 
@@ -396,7 +442,10 @@ fn every_service_is_probed_rolled_and_drained() {
                 })
                 .collect();
             assert_eq!(
-                endpoints.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+                endpoints
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<BTreeSet<_>>(),
                 callees_of(service),
                 "{ctx}: CROWDCRUNCH_<CALLEE>_ENDPOINTS follow the call graph"
             );
@@ -447,19 +496,31 @@ fn every_pod_is_hardened() {
                     let own = at(sc, path);
                     if own.is_null() { at(pod_sc, path) } else { own }
                 };
-                assert_eq!(effective(&["runAsNonRoot"]).as_bool(), Some(true), "{ctx}: runAsNonRoot");
+                assert_eq!(
+                    effective(&["runAsNonRoot"]).as_bool(),
+                    Some(true),
+                    "{ctx}: runAsNonRoot"
+                );
                 assert!(
-                    effective(&["runAsUser"]).as_u64().is_none_or(|uid| uid != 0),
+                    effective(&["runAsUser"])
+                        .as_u64()
+                        .is_none_or(|uid| uid != 0),
                     "{ctx}: runAsUser is not root"
                 );
-                assert_eq!(at(sc, &["readOnlyRootFilesystem"]).as_bool(), Some(true), "{ctx}: readOnlyRootFilesystem");
+                assert_eq!(
+                    at(sc, &["readOnlyRootFilesystem"]).as_bool(),
+                    Some(true),
+                    "{ctx}: readOnlyRootFilesystem"
+                );
                 assert_eq!(
                     at(sc, &["allowPrivilegeEscalation"]).as_bool(),
                     Some(false),
                     "{ctx}: allowPrivilegeEscalation"
                 );
                 assert!(
-                    seq_at(sc, &["capabilities", "drop"]).iter().any(|cap| cap.as_str() == Some("ALL")),
+                    seq_at(sc, &["capabilities", "drop"])
+                        .iter()
+                        .any(|cap| cap.as_str() == Some("ALL")),
                     "{ctx}: capabilities drop ALL"
                 );
                 assert_eq!(
@@ -476,17 +537,25 @@ fn every_pod_is_hardened() {
 #[test]
 fn pods_carry_config_and_secret_checksums() {
     let Some(all) = rendered() else { return };
-    let is_sha256 = |v: Option<&str>| v.is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    let is_sha256 = |v: Option<&str>| {
+        v.is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
     for r in all {
         for (service, d) in r.deployments() {
             let ctx = format!("[{}] Deployment {}", r.case.name, name_of(d));
             let annotations = at(d, &["spec", "template", "metadata", "annotations"]);
-            assert!(is_sha256(str_at(annotations, &["checksum/config"])), "{ctx}: checksum/config");
+            assert!(
+                is_sha256(str_at(annotations, &["checksum/config"])),
+                "{ctx}: checksum/config"
+            );
             let uses_secret = seq_at(app_container(d, service), &["env"])
                 .iter()
                 .any(|var| !at(var, &["valueFrom", "secretKeyRef"]).is_null());
             if uses_secret {
-                assert!(is_sha256(str_at(annotations, &["checksum/secret"])), "{ctx}: checksum/secret");
+                assert!(
+                    is_sha256(str_at(annotations, &["checksum/secret"])),
+                    "{ctx}: checksum/secret"
+                );
             }
         }
     }
@@ -499,24 +568,44 @@ fn every_service_port_is_protocol_tagged() {
     for r in all {
         for svc in r.of_kind("Service") {
             for port in seq_at(svc, &["spec", "ports"]) {
-                let ctx = format!("[{}] Service {} port {:?}", r.case.name, name_of(svc), at(port, &["port"]));
+                let ctx = format!(
+                    "[{}] Service {} port {:?}",
+                    r.case.name,
+                    name_of(svc),
+                    at(port, &["port"])
+                );
                 let name = str_at(port, &["name"]).unwrap_or_else(|| panic!("{ctx}: unnamed"));
                 let protocol = name.split('-').next().unwrap_or(name);
-                assert!(ISTIO_PORT_PROTOCOLS.contains(&protocol), "{ctx}: name {name:?} has no protocol prefix");
-                assert!(str_at(port, &["appProtocol"]).is_some(), "{ctx}: appProtocol is set");
+                assert!(
+                    ISTIO_PORT_PROTOCOLS.contains(&protocol),
+                    "{ctx}: name {name:?} has no protocol prefix"
+                );
+                assert!(
+                    str_at(port, &["appProtocol"]).is_some(),
+                    "{ctx}: appProtocol is set"
+                );
             }
         }
         for (service, d) in r.deployments() {
             let svc = r
                 .of_kind("Service")
-                .find(|s| selects(at(s, &["spec", "selector"]), at(d, &["spec", "template", "metadata", "labels"])))
+                .find(|s| {
+                    selects(
+                        at(s, &["spec", "selector"]),
+                        at(d, &["spec", "template", "metadata", "labels"]),
+                    )
+                })
                 .unwrap_or_else(|| panic!("[{}] no Service selects {service}", r.case.name));
             let names: BTreeSet<&str> = seq_at(svc, &["spec", "ports"])
                 .iter()
                 .filter_map(|p| str_at(p, &["name"]))
                 .collect();
             let api = if service == "edge" { "http" } else { "grpc" };
-            assert!(names.contains(api) && names.contains("http-metrics"), "[{}] {service} ports: {names:?}", r.case.name);
+            assert!(
+                names.contains(api) && names.contains("http-metrics"),
+                "[{}] {service} ports: {names:?}",
+                r.case.name
+            );
         }
     }
 }
@@ -533,7 +622,11 @@ fn mesh_mtls_is_strict_or_absent() {
             .filter(|d| str_at(d, &["apiVersion"]).is_some_and(|api| api.contains("istio.io/")))
             .collect();
         if !r.case.istio {
-            assert!(istio_docs.is_empty(), "[{}] Istio objects rendered with Istio off", r.case.name);
+            assert!(
+                istio_docs.is_empty(),
+                "[{}] Istio objects rendered with Istio off",
+                r.case.name
+            );
             let pod_metadata = r
                 .of_kind("Deployment")
                 .chain(r.of_kind("StatefulSet"))
@@ -541,9 +634,17 @@ fn mesh_mtls_is_strict_or_absent() {
                 .chain(r.of_kind("Pod").map(|p| (name_of(p), at(p, &["metadata"]))));
             for (name, meta) in pod_metadata {
                 for key in ["labels", "annotations"] {
-                    let keys = at(meta, &[key]).as_mapping().into_iter().flatten().filter_map(|(k, _)| k.as_str());
+                    let keys = at(meta, &[key])
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(k, _)| k.as_str());
                     for k in keys {
-                        assert!(!k.contains("istio.io"), "[{}] {name} has {k} with Istio off", r.case.name);
+                        assert!(
+                            !k.contains("istio.io"),
+                            "[{}] {name} has {k} with Istio off",
+                            r.case.name
+                        );
                     }
                 }
             }
@@ -553,11 +654,17 @@ fn mesh_mtls_is_strict_or_absent() {
             .of_kind("PeerAuthentication")
             .filter(|pa| str_at(pa, &["spec", "mtls", "mode"]) == Some("STRICT"))
             .collect();
-        assert!(!strict.is_empty(), "[{}] a PeerAuthentication with mtls STRICT", r.case.name);
+        assert!(
+            !strict.is_empty(),
+            "[{}] a PeerAuthentication with mtls STRICT",
+            r.case.name
+        );
         for (service, d) in r.deployments() {
             let labels = at(d, &["spec", "template", "metadata", "labels"]);
             assert!(
-                strict.iter().any(|pa| selects(at(pa, &["spec", "selector", "matchLabels"]), labels)),
+                strict
+                    .iter()
+                    .any(|pa| selects(at(pa, &["spec", "selector", "matchLabels"]), labels)),
                 "[{}] {service} is not under STRICT mTLS",
                 r.case.name
             );
@@ -600,12 +707,18 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                 && matches!(str_at(p, &["spec", "action"]), None | Some("ALLOW"))
         };
         let deployments = r.deployments();
-        let deny_all: Vec<&Value> = policies.iter().copied().filter(|p| is_deny_all(p)).collect();
+        let deny_all: Vec<&Value> = policies
+            .iter()
+            .copied()
+            .filter(|p| is_deny_all(p))
+            .collect();
         assert!(
-            deny_all.iter().any(|p| deployments.values().all(|d| selects(
-                at(p, &["spec", "selector", "matchLabels"]),
-                at(d, &["spec", "template", "metadata", "labels"])
-            ))),
+            deny_all
+                .iter()
+                .any(|p| deployments.values().all(|d| selects(
+                    at(p, &["spec", "selector", "matchLabels"]),
+                    at(d, &["spec", "template", "metadata", "labels"])
+                ))),
             "[{case}] an allow-nothing (default deny) AuthorizationPolicy covers every service"
         );
 
@@ -621,7 +734,11 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                     continue;
                 }
                 let ctx = format!("[{case}] AuthorizationPolicy {} for {service}", name_of(p));
-                assert_eq!(str_at(p, &["spec", "action"]), Some("ALLOW"), "{ctx}: only ALLOW policies");
+                assert_eq!(
+                    str_at(p, &["spec", "action"]),
+                    Some("ALLOW"),
+                    "{ctx}: only ALLOW policies"
+                );
                 for rule in seq_at(p, &["spec", "rules"]) {
                     let ports: BTreeSet<&str> = seq_at(rule, &["to"])
                         .iter()
@@ -632,16 +749,29 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                         let principals = seq_at(source, &["principals"]);
                         if principals.is_empty() {
                             // Only the optional metrics-scrape rule admits by namespace.
-                            assert_eq!(ports, BTreeSet::from(["9090"]), "{ctx}: a non-principal source beyond metrics");
+                            assert_eq!(
+                                ports,
+                                BTreeSet::from(["9090"]),
+                                "{ctx}: a non-principal source beyond metrics"
+                            );
                             continue;
                         }
-                        assert_eq!(ports, BTreeSet::from([api_port]), "{ctx}: callers reach the API port only");
+                        assert_eq!(
+                            ports,
+                            BTreeSet::from([api_port]),
+                            "{ctx}: callers reach the API port only"
+                        );
                         for principal in principals.iter().filter_map(Value::as_str) {
                             let (ns, sa) = principal
                                 .split_once("/ns/")
                                 .and_then(|(_, rest)| rest.split_once("/sa/"))
-                                .unwrap_or_else(|| panic!("{ctx}: principal {principal} is <td>/ns/<ns>/sa/<sa>"));
-                            match accounts.get(sa).filter(|app| ns == NAMESPACE && SERVICES.contains(*app)) {
+                                .unwrap_or_else(|| {
+                                    panic!("{ctx}: principal {principal} is <td>/ns/<ns>/sa/<sa>")
+                                });
+                            match accounts
+                                .get(sa)
+                                .filter(|app| ns == NAMESPACE && SERVICES.contains(*app))
+                            {
                                 Some(app) => callers.insert(*app),
                                 None => others.insert(principal),
                             };
@@ -649,15 +779,23 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                     }
                 }
             }
-            assert_eq!(callers, callers_of(service), "[{case}] {service} admits exactly its callers");
+            assert_eq!(
+                callers,
+                callers_of(service),
+                "[{case}] {service} admits exactly its callers"
+            );
             if service == "edge" {
                 if r.of_kind("Gateway").next().is_some() {
                     assert!(
-                        others.iter().any(|p| p.ends_with("/sa/istio-ingressgateway-service-account")),
+                        others
+                            .iter()
+                            .any(|p| p.ends_with("/sa/istio-ingressgateway-service-account")),
                         "[{case}] the edge admits the ingress gateway: {others:?}"
                     );
                 }
-                let smoke = r.of_kind("Pod").find_map(|p| str_at(p, &["spec", "serviceAccountName"]));
+                let smoke = r
+                    .of_kind("Pod")
+                    .find_map(|p| str_at(p, &["spec", "serviceAccountName"]));
                 if let Some(sa) = smoke {
                     assert!(
                         others.contains(format!("cluster.local/ns/{NAMESPACE}/sa/{sa}").as_str()),
@@ -665,7 +803,10 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                     );
                 }
             } else {
-                assert!(others.is_empty(), "[{case}] {service} admits non-callers: {others:?}");
+                assert!(
+                    others.is_empty(),
+                    "[{case}] {service} admits non-callers: {others:?}"
+                );
             }
             admitted.insert(service, callers);
         }
@@ -735,6 +876,11 @@ fn helm_test_runs_a_smoke_query_through_the_edge() {
             .filter_map(Value::as_str)
             .collect();
         let url = format!("http://{edge_host}:8080/graphql");
-        assert_eq!(args, ["smoke", "--url", url.as_str()], "[{}] smoke test args", r.case.name);
+        assert_eq!(
+            args,
+            ["smoke", "--url", url.as_str()],
+            "[{}] smoke test args",
+            r.case.name
+        );
     }
 }

@@ -79,6 +79,7 @@ impl Database {
             StorageSettings::Sqlite { data_dir } => Self::open_sqlite(data_dir, name).await?,
             StorageSettings::Postgres { url } => Self::open_postgres(url.expose_secret(), name).await?,
         };
+        database.ensure_tables("runtime", RUNTIME_TABLES).await?;
         migrator.run(&database.pool).await?;
         Ok(database)
     }
@@ -109,7 +110,6 @@ impl Database {
             })
             .connect_with(options.disable_statement_logging())
             .await?;
-        pool.execute(RUNTIME_TABLES).await?;
         Ok(Self { pool, backend: Backend::Sqlite })
     }
 
@@ -140,20 +140,26 @@ impl Database {
             })
             .connect_with(options)
             .await?;
-        let database = Self { pool, backend: Backend::Postgres };
-        // The runtime's own tables are created under the same lock as the service's migrations.
-        let mut connection = database.pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
-            .bind(format!("crowdcrunch:runtime-tables:{schema}"))
-            .execute(&mut *connection)
+        Ok(Self { pool, backend: Backend::Postgres })
+    }
+
+    /// Runs `ddl` (idempotent `CREATE ... IF NOT EXISTS` statements of infrastructure tables that
+    /// several crates share, such as the outbox) exactly once at a time: under a PostgreSQL advisory
+    /// lock named by `owner`, so that replicas starting together do not race.
+    pub async fn ensure_tables(&self, owner: &str, ddl: &str) -> Result<(), StorageError> {
+        let mut connection = self.pool.acquire().await?;
+        if self.backend == Backend::Sqlite {
+            connection.execute(ddl).await?;
+            return Ok(());
+        }
+        let mut transaction = connection.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("crowdcrunch:tables:{owner}"))
+            .execute(&mut *transaction)
             .await?;
-        let created = connection.execute(RUNTIME_TABLES).await;
-        sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-            .bind(format!("crowdcrunch:runtime-tables:{schema}"))
-            .execute(&mut *connection)
-            .await?;
-        created?;
-        Ok(database)
+        transaction.execute(ddl).await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// The connection pool.
