@@ -24,10 +24,14 @@ impl Endpoints {
             .map(str::trim)
             .filter(|item| !item.is_empty())
             .map(|item| {
-                let uri: Uri = item.parse().map_err(|error| format!("{item:?} is not a URL: {error}"))?;
+                let uri: Uri = item
+                    .parse()
+                    .map_err(|error| format!("{item:?} is not a URL: {error}"))?;
                 match uri.scheme_str() {
                     Some("http" | "https") if uri.host().is_some() => Ok(uri),
-                    _ => Err(format!("{item:?} must be an http:// or https:// URL with a host")),
+                    _ => Err(format!(
+                        "{item:?} must be an http:// or https:// URL with a host"
+                    )),
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -49,7 +53,10 @@ impl Endpoints {
 }
 
 /// A lazily connected, client-side balanced channel over `endpoints`.
-pub fn channel(endpoints: &Endpoints, tls: Option<&TlsSettings>) -> Result<GrpcChannel, ConfigError> {
+pub fn channel(
+    endpoints: &Endpoints,
+    tls: Option<&TlsSettings>,
+) -> Result<GrpcChannel, ConfigError> {
     let endpoints = endpoints
         .uris()
         .iter()

@@ -55,10 +55,14 @@ impl ServerArgs {
     /// Validates the flags into settings; `default_listen` applies when no address was given.
     pub fn settings(&self, default_listen: SocketAddr) -> Result<ServerSettings, ConfigError> {
         if self.concurrency_limit == 0 {
-            return Err(ConfigError::new("CROWDCRUNCH_CONCURRENCY_LIMIT must be at least 1"));
+            return Err(ConfigError::new(
+                "CROWDCRUNCH_CONCURRENCY_LIMIT must be at least 1",
+            ));
         }
         if self.drain_grace.is_zero() {
-            return Err(ConfigError::new("CROWDCRUNCH_DRAIN_GRACE must be longer than zero"));
+            return Err(ConfigError::new(
+                "CROWDCRUNCH_DRAIN_GRACE must be longer than zero",
+            ));
         }
         Ok(ServerSettings {
             listen_addr: self.listen_addr.unwrap_or(default_listen),
@@ -141,10 +145,17 @@ impl TlsArgs {
 }
 
 fn read_pem(path: &Path, setting: &str, label: &str) -> Result<String, ConfigError> {
-    let pem = std::fs::read_to_string(path)
-        .map_err(|error| ConfigError::new(format!("{setting}: cannot read {}: {error}", path.display())))?;
+    let pem = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::new(format!(
+            "{setting}: cannot read {}: {error}",
+            path.display()
+        ))
+    })?;
     if !pem.contains(&format!("-----BEGIN {label}")) && !pem.contains(&format!("{label}-----")) {
-        return Err(ConfigError::new(format!("{setting}: {} holds no PEM {label}", path.display())));
+        return Err(ConfigError::new(format!(
+            "{setting}: {} holds no PEM {label}",
+            path.display()
+        )));
     }
     Ok(pem)
 }
@@ -173,7 +184,12 @@ impl fmt::Debug for TlsSettings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StorageArgs {
     /// Directory of the embedded SQLite databases, one file per service.
-    #[arg(long, env = "CROWDCRUNCH_DATA_DIR", default_value = "./data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "CROWDCRUNCH_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
     /// PostgreSQL URL; when set, each service uses its own schema in this database instead of SQLite.
     #[arg(long, env = "CROWDCRUNCH_DATABASE_URL", value_name = "URL", hide_env_values = true, value_parser = parse_secret)]
@@ -195,9 +211,13 @@ impl StorageArgs {
                         "CROWDCRUNCH_DATABASE_URL must be a postgres:// or postgresql:// URL",
                     ));
                 }
-                Ok(StorageSettings::Postgres { url: SecretString::from(url.to_owned()) })
+                Ok(StorageSettings::Postgres {
+                    url: SecretString::from(url.to_owned()),
+                })
             }
-            None => Ok(StorageSettings::Sqlite { data_dir: self.data_dir.clone() }),
+            None => Ok(StorageSettings::Sqlite {
+                data_dir: self.data_dir.clone(),
+            }),
         }
     }
 }
@@ -230,7 +250,12 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryArgs {
     /// Log format.
-    #[arg(long, env = "CROWDCRUNCH_LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        long,
+        env = "CROWDCRUNCH_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
     /// Log filter in `tracing` env-filter syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
@@ -247,7 +272,9 @@ impl TelemetryArgs {
             .map_err(|error| ConfigError::new(format!("RUST_LOG: {error}")))?;
         if let Some(endpoint) = &self.otlp_endpoint {
             endpoint.parse::<http::Uri>().map_err(|error| {
-                ConfigError::new(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint:?} is not a URL: {error}"))
+                ConfigError::new(format!(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint:?} is not a URL: {error}"
+                ))
             })?;
         }
         Ok(TelemetrySettings {
@@ -273,6 +300,11 @@ pub struct TelemetrySettings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct MetricsArgs {
     /// Address of the Prometheus `/metrics` endpoint (one per process).
-    #[arg(long = "metrics-listen", env = "CROWDCRUNCH_METRICS_ADDR", default_value = "0.0.0.0:9090", value_name = "ADDR")]
+    #[arg(
+        long = "metrics-listen",
+        env = "CROWDCRUNCH_METRICS_ADDR",
+        default_value = "0.0.0.0:9090",
+        value_name = "ADDR"
+    )]
     pub metrics_addr: SocketAddr,
 }

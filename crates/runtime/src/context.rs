@@ -83,7 +83,11 @@ pub fn current_trace_id() -> String {
     use opentelemetry::trace::TraceContextExt as _;
     let context = tracing::Span::current().context();
     let span_context = context.span().span_context().clone();
-    if span_context.is_valid() { span_context.trace_id().to_string() } else { String::new() }
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
 }
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -102,7 +106,10 @@ struct HeaderInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             self.0.insert(name, value);
         }
     }
@@ -110,7 +117,9 @@ impl Injector for HeaderInjector<'_> {
 
 /// Continues the caller's trace in the span `span`, from the W3C headers in `headers`.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    });
     // A parent that cannot be attached (no OpenTelemetry layer installed) leaves a root span.
     let _ = span.set_parent(parent);
 }

@@ -26,7 +26,9 @@ impl RequestId {
         if value.len() > MAX_REQUEST_ID_LEN || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(FieldViolation::new(
                 field,
-                format!("must be at most {MAX_REQUEST_ID_LEN} visible ASCII characters (a UUID is ideal)"),
+                format!(
+                    "must be at most {MAX_REQUEST_ID_LEN} visible ASCII characters (a UUID is ideal)"
+                ),
             ));
         }
         Ok(Some(Self(value.to_owned())))
@@ -54,7 +56,11 @@ pub struct IdempotencyKey {
 impl IdempotencyKey {
     /// The key of `request` (its encoding, request id included, is its fingerprint).
     pub fn new(operation: &'static str, request_id: RequestId, request: &impl Message) -> Self {
-        Self { operation, request_id, fingerprint: STANDARD.encode(request.encode_to_vec()) }
+        Self {
+            operation,
+            request_id,
+            fingerprint: STANDARD.encode(request.encode_to_vec()),
+        }
     }
 }
 
@@ -83,7 +89,10 @@ impl IdempotencyError {
         match self {
             Self::Reused { .. } => crate::status::invalid_argument(
                 domain,
-                &[FieldViolation::new("request_id", format!("{self}; use a new request id for a new request"))],
+                &[FieldViolation::new(
+                    "request_id",
+                    format!("{self}; use a new request id for a new request"),
+                )],
             ),
             Self::Corrupt(_) | Self::Sqlx(_) => crate::status::internal(domain, &self),
         }
@@ -140,7 +149,11 @@ pub async fn record<M: Message>(
 /// Runs `work` in a transaction under the optional idempotency `key`: a replay returns the first
 /// answer without running `work`; otherwise `work`'s answer is recorded with its change and
 /// committed. When a concurrent first use of the same key wins the race, its answer is returned.
-pub async fn run<M, E, F>(database: &Database, key: Option<&IdempotencyKey>, work: F) -> Result<M, E>
+pub async fn run<M, E, F>(
+    database: &Database,
+    key: Option<&IdempotencyKey>,
+    work: F,
+) -> Result<M, E>
 where
     M: Message + Default,
     E: From<IdempotencyError> + From<StorageError>,
@@ -154,7 +167,10 @@ where
     }
     let outcome = match work(&mut transaction).await {
         Ok(answer) => match key {
-            Some(key) => record(&mut transaction, key, &answer).await.map(|()| answer).map_err(StorageError::from),
+            Some(key) => record(&mut transaction, key, &answer)
+                .await
+                .map(|()| answer)
+                .map_err(StorageError::from),
             None => Ok(answer),
         },
         Err(error) => {
@@ -166,7 +182,11 @@ where
         }
     };
     let committed = match outcome {
-        Ok(answer) => transaction.commit().await.map(|()| answer).map_err(StorageError::from),
+        Ok(answer) => transaction
+            .commit()
+            .await
+            .map(|()| answer)
+            .map_err(StorageError::from),
         Err(error) => Err(error),
     };
     match committed {

@@ -24,21 +24,28 @@ pub const GRPC_REQUESTS: &str = "grpc_server_requests_total";
 /// Histogram of gRPC call durations in seconds (for streams: until the stream ends).
 pub const GRPC_DURATION: &str = "grpc_server_request_duration_seconds";
 
-const LATENCY_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("duration_seconds".to_owned()), &LATENCY_BUCKETS)
+            .set_buckets_for_metric(
+                Matcher::Suffix("duration_seconds".to_owned()),
+                &LATENCY_BUCKETS,
+            )
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
         // Another recorder may already be installed (a test harness); ours then only renders.
         let _ = metrics::set_global_recorder(recorder);
-        metrics::describe_counter!(GRPC_REQUESTS, "Finished gRPC calls by service, method and status code.");
+        metrics::describe_counter!(
+            GRPC_REQUESTS,
+            "Finished gRPC calls by service, method and status code."
+        );
         metrics::describe_histogram!(GRPC_DURATION, metrics::Unit::Seconds, "gRPC call duration.");
         handle
     })
@@ -54,7 +61,9 @@ impl MetricsServer {
     /// Binds the metrics port.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
         handle();
-        Ok(Self { listener: TcpListener::bind(addr).await? })
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+        })
     }
 
     /// The bound address.
@@ -153,7 +162,12 @@ where
 }
 
 fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let value = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
     Some(Code::from_i32(value))
 }
 
@@ -165,8 +179,15 @@ struct CallRecorder {
 
 impl CallRecorder {
     fn start(path: &str) -> Self {
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
-        Self { service: service.to_owned(), method: method.to_owned(), start: Instant::now() }
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
+        Self {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            start: Instant::now(),
+        }
     }
 
     fn finish(self, code: Code) {
@@ -228,7 +249,10 @@ where
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         match &polled {

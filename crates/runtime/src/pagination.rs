@@ -34,8 +34,11 @@ impl PageRequest {
         let after = if page_token.is_empty() {
             None
         } else {
-            let bad_token = || FieldViolation::new("page_token", "is not a token this list returned");
-            let bytes = URL_SAFE_NO_PAD.decode(page_token).map_err(|_| bad_token())?;
+            let bad_token =
+                || FieldViolation::new("page_token", "is not a token this list returned");
+            let bytes = URL_SAFE_NO_PAD
+                .decode(page_token)
+                .map_err(|_| bad_token())?;
             let text = String::from_utf8(bytes).map_err(|_| bad_token())?;
             let key = text.strip_prefix(TOKEN_PREFIX).ok_or_else(bad_token)?;
             Some(key.to_owned())
@@ -54,7 +57,10 @@ impl PageRequest {
         let size = self.size as usize;
         if items.len() > size {
             items.truncate(size);
-            items.last().map(|item| encode_token(&key(item))).unwrap_or_default()
+            items
+                .last()
+                .map(|item| encode_token(&key(item)))
+                .unwrap_or_default()
         } else {
             String::new()
         }
@@ -71,7 +77,12 @@ mod tests {
 
     #[test]
     fn sizes_follow_aip_158() {
-        let cases = [(0, Some(DEFAULT_PAGE_SIZE)), (7, Some(7)), (5000, Some(MAX_PAGE_SIZE)), (-1, None)];
+        let cases = [
+            (0, Some(DEFAULT_PAGE_SIZE)),
+            (7, Some(7)),
+            (5000, Some(MAX_PAGE_SIZE)),
+            (-1, None),
+        ];
         for (asked, expected) in cases {
             let parsed = PageRequest::parse(asked, "").ok().map(|page| page.size);
             assert_eq!(parsed, expected, "page_size {asked}");

@@ -132,12 +132,22 @@ impl GrpcServer {
     /// Checks the TLS configuration, then binds the listening port.
     pub async fn bind(settings: ServerSettings) -> Result<Self, ServeError> {
         if let Some(tls) = &settings.tls {
-            Server::builder().tls_config(crate::tls::server_config(tls)).map_err(ServeError::Tls)?;
+            Server::builder()
+                .tls_config(crate::tls::server_config(tls))
+                .map_err(ServeError::Tls)?;
         }
         let addr = settings.listen_addr;
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
-        Ok(Self { listener, local_addr, settings })
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            local_addr,
+            settings,
+        })
     }
 
     /// The bound address (the real port when port 0 was asked for).
@@ -146,8 +156,16 @@ impl GrpcServer {
     }
 
     /// Serves `definition` (plus health and reflection) until `shutdown` fires, then drains.
-    pub async fn serve<S: GrpcService>(self, definition: ServiceDefinition<S>, shutdown: Shutdown) -> Result<(), ServeError> {
-        let Self { listener, local_addr, settings } = self;
+    pub async fn serve<S: GrpcService>(
+        self,
+        definition: ServiceDefinition<S>,
+        shutdown: Shutdown,
+    ) -> Result<(), ServeError> {
+        let Self {
+            listener,
+            local_addr,
+            settings,
+        } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status::<S>(&health, ServingStatus::NotServing).await;
         let reflection = || {
@@ -171,7 +189,9 @@ impl GrpcServer {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .tcp_nodelay(true);
         if let Some(tls) = &settings.tls {
-            builder = builder.tls_config(crate::tls::server_config(tls)).map_err(ServeError::Tls)?;
+            builder = builder
+                .tls_config(crate::tls::server_config(tls))
+                .map_err(ServeError::Tls)?;
         }
         let stack = ServiceBuilder::new()
             // One span per call, continuing the caller's trace, with Envoy's headers in scope for
@@ -191,7 +211,11 @@ impl GrpcServer {
             .add_service(reflection_v1alpha)
             .add_service(definition.service);
 
-        let readiness = tokio::spawn(watch_readiness::<S>(health.clone(), definition.readiness, shutdown.clone()));
+        let readiness = tokio::spawn(watch_readiness::<S>(
+            health.clone(),
+            definition.readiness,
+            shutdown.clone(),
+        ));
         let drain = {
             let health = health.clone();
             let shutdown = shutdown.clone();
@@ -227,7 +251,11 @@ async fn set_status<S: NamedService>(health: &HealthReporter, status: ServingSta
 }
 
 /// Reports SERVING while `readiness` holds and the server is not draining.
-async fn watch_readiness<S: NamedService>(health: HealthReporter, readiness: Readiness, shutdown: Shutdown) {
+async fn watch_readiness<S: NamedService>(
+    health: HealthReporter,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) {
     let mut last = None;
     loop {
         let ready = readiness.check().await;
@@ -235,7 +263,11 @@ async fn watch_readiness<S: NamedService>(health: HealthReporter, readiness: Rea
             return;
         }
         if last != Some(ready) {
-            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             set_status::<S>(&health, status).await;
             if !ready {
                 tracing::warn!(service = S::NAME, "not ready");

@@ -22,7 +22,10 @@ pub struct FieldViolation {
 impl FieldViolation {
     /// A violation of `field`.
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { field: field.into(), description: description.into() }
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -39,8 +42,16 @@ pub struct PreconditionViolation {
 
 impl PreconditionViolation {
     /// A violation of kind `kind` about `subject`.
-    pub fn new(kind: impl Into<String>, subject: impl Into<String>, description: impl Into<String>) -> Self {
-        Self { kind: kind.into(), subject: subject.into(), description: description.into() }
+    pub fn new(
+        kind: impl Into<String>,
+        subject: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            subject: subject.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -58,14 +69,28 @@ pub fn invalid_argument(domain: &str, violations: &[FieldViolation]) -> Status {
 }
 
 fn field_list(violations: &[FieldViolation]) -> String {
-    violations.iter().map(|violation| violation.field.as_str()).collect::<Vec<_>>().join(", ")
+    violations
+        .iter()
+        .map(|violation| violation.field.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// NOT_FOUND for the resource `resource_type` named `name`.
 pub fn not_found(domain: &str, reason: &str, resource_type: &str, name: &str) -> Status {
-    let mut details = ErrorDetails::with_error_info(reason, domain, metadata([(resource_type, name)]));
-    details.set_resource_info(resource_type, name, "", format!("no {resource_type} {name}"));
-    Status::with_error_details(Code::NotFound, format!("{resource_type} {name} not found"), details)
+    let mut details =
+        ErrorDetails::with_error_info(reason, domain, metadata([(resource_type, name)]));
+    details.set_resource_info(
+        resource_type,
+        name,
+        "",
+        format!("no {resource_type} {name}"),
+    );
+    Status::with_error_details(
+        Code::NotFound,
+        format!("{resource_type} {name} not found"),
+        details,
+    )
 }
 
 /// ALREADY_EXISTS: `message` says what conflicts; `metadata` names it for machines.
@@ -88,7 +113,11 @@ pub fn failed_precondition(
 ) -> Status {
     let mut details = ErrorDetails::with_error_info(reason, domain, HashMap::new());
     for violation in violations {
-        details.add_precondition_failure_violation(&violation.kind, &violation.subject, &violation.description);
+        details.add_precondition_failure_violation(
+            &violation.kind,
+            &violation.subject,
+            &violation.description,
+        );
     }
     Status::with_error_details(Code::FailedPrecondition, message, details)
 }
@@ -109,9 +138,17 @@ pub fn internal(domain: &str, error: &(dyn std::error::Error + 'static)) -> Stat
         source = cause.source();
     }
     tracing::error!(error = %chain, "internal error");
-    with_reason(Code::Internal, domain, "INTERNAL", "internal error; it has been logged")
+    with_reason(
+        Code::Internal,
+        domain,
+        "INTERNAL",
+        "internal error; it has been logged",
+    )
 }
 
 fn metadata<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> HashMap<String, String> {
-    entries.into_iter().map(|(key, value)| (key.to_owned(), value.to_owned())).collect()
+    entries
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
 }

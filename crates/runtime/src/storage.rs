@@ -70,14 +70,24 @@ impl Database {
     /// Opens (creating when missing) the database `name` and applies `migrator`.
     ///
     /// `name` is the SQLite file stem under the data dir, or the PostgreSQL schema.
-    pub async fn connect(settings: &StorageSettings, name: &str, migrator: &Migrator) -> Result<Self, StorageError> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    pub async fn connect(
+        settings: &StorageSettings,
+        name: &str,
+        migrator: &Migrator,
+    ) -> Result<Self, StorageError> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             return Err(StorageError::BadName(name.to_owned()));
         }
         install_drivers();
         let database = match settings {
             StorageSettings::Sqlite { data_dir } => Self::open_sqlite(data_dir, name).await?,
-            StorageSettings::Postgres { url } => Self::open_postgres(url.expose_secret(), name).await?,
+            StorageSettings::Postgres { url } => {
+                Self::open_postgres(url.expose_secret(), name).await?
+            }
         };
         database.ensure_tables("runtime", RUNTIME_TABLES).await?;
         migrator.run(&database.pool).await?;
@@ -85,7 +95,10 @@ impl Database {
     }
 
     async fn open_sqlite(data_dir: &Path, name: &str) -> Result<Self, StorageError> {
-        let data_dir_error = |source| StorageError::DataDir { path: data_dir.display().to_string(), source };
+        let data_dir_error = |source| StorageError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(data_dir).map_err(data_dir_error)?;
         let probe = data_dir.join(format!(".{name}.write-test"));
         std::fs::write(&probe, b"").map_err(data_dir_error)?;
@@ -110,7 +123,10 @@ impl Database {
             })
             .connect_with(options.disable_statement_logging())
             .await?;
-        Ok(Self { pool, backend: Backend::Sqlite })
+        Ok(Self {
+            pool,
+            backend: Backend::Sqlite,
+        })
     }
 
     async fn open_postgres(url: &str, schema: &str) -> Result<Self, StorageError> {
@@ -123,7 +139,9 @@ impl Database {
             .bind(format!("crowdcrunch:schema:{schema}"))
             .execute(&mut *transaction)
             .await?;
-        transaction.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str()).await?;
+        transaction
+            .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+            .await?;
         transaction.commit().await?;
         connection.close().await?;
 
@@ -140,7 +158,10 @@ impl Database {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend: Backend::Postgres })
+        Ok(Self {
+            pool,
+            backend: Backend::Postgres,
+        })
     }
 
     /// Runs `ddl` (idempotent `CREATE ... IF NOT EXISTS` statements of infrastructure tables that
@@ -200,7 +221,9 @@ fn install_drivers() {
 
 /// Microseconds since the Unix epoch: how timestamps are stored (`BIGINT`, portable).
 pub fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
 }
 

@@ -43,10 +43,16 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber and trace propagator for a process named `service_name`.
-pub fn init(service_name: &str, settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryError> {
+pub fn init(
+    service_name: &str,
+    settings: &TelemetrySettings,
+) -> Result<TelemetryGuard, TelemetryError> {
     let provider = tracer_provider(service_name, settings.otlp_endpoint.as_deref())?;
     // The OpenTelemetry SDK logs its own life cycle at info; keep that out unless asked for.
-    let filter = EnvFilter::try_new(format!("opentelemetry=warn,opentelemetry_sdk=warn,{}", settings.log_filter))?;
+    let filter = EnvFilter::try_new(format!(
+        "opentelemetry=warn,opentelemetry_sdk=warn,{}",
+        settings.log_filter
+    ))?;
     let fmt = match settings.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -69,7 +75,11 @@ pub fn init(service_name: &str, settings: &TelemetrySettings) -> Result<Telemetr
 pub fn init_for_tests() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
-        let log_filter = if std::env::var_os("TEST_LOG").is_some() { "info,sqlx=warn" } else { "off" };
+        let log_filter = if std::env::var_os("TEST_LOG").is_some() {
+            "info,sqlx=warn"
+        } else {
+            "off"
+        };
         let settings = TelemetrySettings {
             log_format: LogFormat::Pretty,
             log_filter: log_filter.to_owned(),
@@ -83,7 +93,10 @@ pub fn init_for_tests() {
     });
 }
 
-fn tracer_provider(service_name: &str, otlp_endpoint: Option<&str>) -> Result<SdkTracerProvider, TelemetryError> {
+fn tracer_provider(
+    service_name: &str,
+    otlp_endpoint: Option<&str>,
+) -> Result<SdkTracerProvider, TelemetryError> {
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.to_owned())
         .build();

@@ -33,7 +33,9 @@ impl TestDatabase {
     pub async fn connect(&self, migrator: &Migrator) -> Database {
         Database::connect(&self.settings, &self.name, migrator)
             .await
-            .unwrap_or_else(|error| panic!("cannot open the {} test database: {error}", self.backend))
+            .unwrap_or_else(|error| {
+                panic!("cannot open the {} test database: {error}", self.backend)
+            })
     }
 }
 
@@ -43,14 +45,18 @@ pub fn databases(service: &str) -> Vec<TestDatabase> {
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let mut databases = vec![TestDatabase {
         backend: "sqlite",
-        settings: StorageSettings::Sqlite { data_dir: dir.path().to_owned() },
+        settings: StorageSettings::Sqlite {
+            data_dir: dir.path().to_owned(),
+        },
         name: service.to_owned(),
         _dir: Some(dir),
     }];
     match std::env::var(TEST_DATABASE_URL) {
         Ok(url) if !url.is_empty() => databases.push(TestDatabase {
             backend: "postgres",
-            settings: StorageSettings::Postgres { url: SecretString::from(url) },
+            settings: StorageSettings::Postgres {
+                url: SecretString::from(url),
+            },
             name: format!("test_{service}_{unique}"),
             _dir: None,
         }),
@@ -59,7 +65,10 @@ pub fn databases(service: &str) -> Vec<TestDatabase> {
             // Written past the test harness's capture, so the skip is seen even when tests pass.
             SKIP.call_once(|| {
                 use std::io::Write as _;
-                let _ = writeln!(std::io::stderr(), "skipping the PostgreSQL path: {TEST_DATABASE_URL} is not set");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipping the PostgreSQL path: {TEST_DATABASE_URL} is not set"
+                );
             });
         }
     }
@@ -77,13 +86,22 @@ pub struct TestServer {
 
 impl TestServer {
     /// Binds with `settings` (use port 0) and serves `definition`.
-    pub async fn spawn<S: GrpcService>(settings: ServerSettings, definition: ServiceDefinition<S>) -> Self {
+    pub async fn spawn<S: GrpcService>(
+        settings: ServerSettings,
+        definition: ServiceDefinition<S>,
+    ) -> Self {
         crate::telemetry::init_for_tests();
-        let server = GrpcServer::bind(settings).await.expect("cannot bind the test server");
+        let server = GrpcServer::bind(settings)
+            .await
+            .expect("cannot bind the test server");
         let addr = server.local_addr();
         let shutdown = Shutdown::new();
         let handle = tokio::spawn(server.serve(definition, shutdown.clone()));
-        Self { addr, shutdown, handle }
+        Self {
+            addr,
+            shutdown,
+            handle,
+        }
     }
 
     /// Serves `definition` plaintext on a free port of 127.0.0.1.

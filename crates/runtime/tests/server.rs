@@ -1,0 +1,565 @@
+//! The server every service runs, over real gRPC on loopback: health and reflection, the drain,
+//! deadlines, mutual TLS, trace propagation and metrics. The service under test is a tiny probe
+//! written here: `Sleep` (answers after the requested duration), `Echo` (answers with the request's
+//! headers as response metadata) and `Forward` (calls `Echo` on another server through a runtime
+//! client channel and answers with what that server saw).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crowdcrunch_runtime::client::{Endpoints, GrpcChannel};
+use crowdcrunch_runtime::config::TlsSettings;
+use crowdcrunch_runtime::server::{Readiness, ServiceDefinition};
+use crowdcrunch_runtime::testing::TestServer;
+use crowdcrunch_runtime::{ServerSettings, metrics::MetricsServer};
+use futures::future::BoxFuture;
+use prost::Message as _;
+use prost_types::Duration as ProtoDuration;
+use tokio::sync::Notify;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Response, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_prost::ProstCodec;
+
+const PROBE: &str = "crowdcrunch.test.Probe";
+
+/// The probe service.
+#[derive(Clone, Default)]
+struct Probe {
+    /// Poked when a `Sleep` call has started.
+    sleeping: Arc<Notify>,
+    /// Where `Forward` sends its call.
+    forward_to: Option<GrpcChannel>,
+}
+
+impl tonic::server::NamedService for Probe {
+    const NAME: &'static str = PROBE;
+}
+
+struct Method {
+    probe: Probe,
+    name: String,
+}
+
+impl tonic::server::UnaryService<ProtoDuration> for Method {
+    type Response = ProtoDuration;
+    type Future = BoxFuture<'static, Result<Response<ProtoDuration>, Status>>;
+
+    fn call(&mut self, request: Request<ProtoDuration>) -> Self::Future {
+        let probe = self.probe.clone();
+        let name = self.name.clone();
+        Box::pin(async move {
+            match name.as_str() {
+                "Sleep" => {
+                    probe.sleeping.notify_one();
+                    let wanted = request.into_inner();
+                    let seconds = u64::try_from(wanted.seconds).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_secs(seconds)).await;
+                    Ok(Response::new(wanted))
+                }
+                "Echo" => {
+                    let mut response = Response::new(ProtoDuration::default());
+                    *response.metadata_mut() = request.metadata().clone();
+                    Ok(response)
+                }
+                "Forward" => {
+                    let channel = probe.forward_to.clone().expect("Forward needs a target");
+                    let echoed = call(channel, "Echo", ProtoDuration::default(), None).await?;
+                    let mut response = Response::new(ProtoDuration::default());
+                    *response.metadata_mut() = echoed.metadata().clone();
+                    Ok(response)
+                }
+                other => Err(Status::unimplemented(other.to_owned())),
+            }
+        })
+    }
+}
+
+impl tower::Service<http::Request<Body>> for Probe {
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let name = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let method = Method {
+            probe: self.clone(),
+            name,
+        };
+        Box::pin(async move {
+            let mut grpc =
+                tonic::server::Grpc::new(ProstCodec::<ProtoDuration, ProtoDuration>::default());
+            Ok(grpc.unary(method, request).await)
+        })
+    }
+}
+
+/// A file descriptor set describing the probe, for reflection.
+fn probe_descriptors() -> &'static [u8] {
+    use prost_types::{
+        FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, ServiceDescriptorProto,
+    };
+    let duration = ".google.protobuf.Duration".to_owned();
+    let method = |name: &str| MethodDescriptorProto {
+        name: Some(name.to_owned()),
+        input_type: Some(duration.clone()),
+        output_type: Some(duration.clone()),
+        ..Default::default()
+    };
+    let file = FileDescriptorProto {
+        name: Some("crowdcrunch/test/probe.proto".to_owned()),
+        package: Some("crowdcrunch.test".to_owned()),
+        dependency: vec!["google/protobuf/duration.proto".to_owned()],
+        service: vec![ServiceDescriptorProto {
+            name: Some("Probe".to_owned()),
+            method: vec![method("Sleep"), method("Echo"), method("Forward")],
+            ..Default::default()
+        }],
+        syntax: Some("proto3".to_owned()),
+        ..Default::default()
+    };
+    Box::leak(
+        FileDescriptorSet { file: vec![file] }
+            .encode_to_vec()
+            .into_boxed_slice(),
+    )
+}
+
+fn definition(probe: Probe, readiness: Readiness) -> ServiceDefinition<Probe> {
+    ServiceDefinition {
+        service: probe,
+        file_descriptor_set: probe_descriptors(),
+        readiness,
+    }
+}
+
+fn local_settings() -> ServerSettings {
+    ServerSettings::new(([127, 0, 0, 1], 0).into())
+}
+
+async fn call<T>(
+    channel: T,
+    method: &str,
+    message: ProtoDuration,
+    metadata: Option<&[(&'static str, &str)]>,
+) -> Result<Response<ProtoDuration>, Status>
+where
+    T: tonic::client::GrpcService<Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|error| Status::unavailable(error.into().to_string()))?;
+    let mut request = Request::new(message);
+    for (key, value) in metadata.unwrap_or_default() {
+        request
+            .metadata_mut()
+            .insert(*key, value.parse().expect("ASCII metadata"));
+    }
+    let path = format!("/{PROBE}/{method}").parse().expect("a valid path");
+    grpc.unary(request, path, ProstCodec::default()).await
+}
+
+fn seconds(seconds: i64) -> ProtoDuration {
+    ProtoDuration { seconds, nanos: 0 }
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_every_served_service() {
+    let server = TestServer::start(definition(Probe::default(), Readiness::always())).await;
+    let expected = [
+        PROBE,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+
+    use tonic_reflection::pb::{v1, v1alpha};
+    let mut v1_client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut stream = v1_client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("v1")
+        .into_inner();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(listed)) =
+        stream
+            .message()
+            .await
+            .expect("v1 answer")
+            .and_then(|response| response.message_response)
+    else {
+        panic!("v1 reflection did not list services");
+    };
+    let mut names: Vec<_> = listed
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    names.sort();
+    let mut wanted: Vec<_> = expected.iter().map(|name| (*name).to_owned()).collect();
+    wanted.sort();
+    assert_eq!(names, wanted);
+
+    let mut alpha_client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut stream = alpha_client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("v1alpha")
+        .into_inner();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(listed)) =
+        stream
+            .message()
+            .await
+            .expect("v1alpha answer")
+            .and_then(|response| response.message_response)
+    else {
+        panic!("v1alpha reflection did not list services");
+    };
+    let mut names: Vec<_> = listed
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, wanted);
+    server.stop().await.expect("drain");
+}
+
+async fn next_status(stream: &mut tonic::Streaming<HealthCheckResponse>) -> ServingStatus {
+    let message = stream
+        .message()
+        .await
+        .expect("health watch")
+        .expect("health watch ended early");
+    ServingStatus::try_from(message.status).expect("a known status")
+}
+
+#[tokio::test]
+async fn a_drain_turns_health_not_serving_finishes_in_flight_calls_and_ends_despite_open_streams() {
+    let probe = Probe::default();
+    let sleeping = probe.sleeping.clone();
+    let mut settings = local_settings();
+    settings.drain_grace = Duration::from_secs(2);
+    let server = TestServer::spawn(settings, definition(probe, Readiness::always())).await;
+    let channel = server.channel().await;
+
+    let mut health = HealthClient::new(channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
+    let named = health
+        .check(HealthCheckRequest {
+            service: PROBE.into(),
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    assert_eq!(named.status(), ServingStatus::Serving);
+
+    let in_flight = tokio::spawn(call(channel.clone(), "Sleep", seconds(1), None));
+    sleeping.notified().await;
+    let url = server.url();
+    let addr = server.addr;
+    let stopped = tokio::spawn(server.stop());
+
+    assert_eq!(
+        next_status(&mut watch).await,
+        ServingStatus::NotServing,
+        "the open watch sees the drain"
+    );
+    let answer = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight call completes");
+    assert_eq!(answer.into_inner(), seconds(1));
+    let refused = Endpoint::from_shared(url).expect("url").connect().await;
+    assert!(
+        refused.is_err(),
+        "{addr} still accepts connections while draining"
+    );
+
+    // The watch stream is still open: the drain must end anyway once the grace runs out.
+    let ended = tokio::time::timeout(Duration::from_secs(20), stopped).await;
+    ended
+        .expect("the drain ended within its grace")
+        .expect("task")
+        .expect("a clean stop");
+    drop(watch);
+}
+
+#[tokio::test]
+async fn health_is_not_serving_until_ready() {
+    let server = TestServer::start(definition(
+        Probe::default(),
+        Readiness::new(|| async { false }),
+    ))
+    .await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in ["", PROBE] {
+        let answer = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("check");
+        assert_eq!(
+            answer.into_inner().status(),
+            ServingStatus::NotServing,
+            "service {service:?}"
+        );
+    }
+    server.stop().await.expect("drain");
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_is_ended() {
+    let server = TestServer::start(definition(Probe::default(), Readiness::always())).await;
+    let channel = server.channel().await;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let mut request = Request::new(seconds(60));
+    request.set_timeout(Duration::from_millis(200));
+    let path = format!("/{PROBE}/Sleep").parse().expect("path");
+    // Were the deadline ignored, the call would take a minute and this bound would trip.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        grpc.unary::<_, ProtoDuration, _>(request, path, ProstCodec::default()),
+    )
+    .await
+    .expect("the deadline ended the call");
+    let status = answer.expect_err("past its deadline");
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    server.stop().await.expect("drain");
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate, all in PEM.
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(names)
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki {
+        ca: ca_cert.pem(),
+        server: leaf(vec!["localhost".into()]),
+        client: leaf(vec!["client".into()]),
+    }
+}
+
+#[tokio::test]
+async fn mutual_tls_refuses_a_client_without_a_certificate() {
+    let pki = pki();
+    let mut settings = local_settings();
+    settings.tls = Some(TlsSettings {
+        cert_pem: pki.server.0.clone(),
+        key_pem: pki.server.1.clone(),
+        client_ca_pem: Some(pki.ca.clone()),
+    });
+    let server =
+        TestServer::spawn(settings, definition(Probe::default(), Readiness::always())).await;
+    let url = format!("https://localhost:{}", server.addr.port());
+    let connect = |tls: Option<ClientTlsConfig>| {
+        let url = url.clone();
+        async move {
+            let endpoint = Endpoint::from_shared(url).expect("url");
+            let endpoint = match tls {
+                Some(tls) => endpoint.tls_config(tls).expect("client TLS"),
+                None => endpoint,
+            };
+            let channel: Channel = endpoint
+                .connect()
+                .await
+                .map_err(|error| Status::unavailable(error.to_string()))?;
+            HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
+                .await
+        }
+    };
+    let trusting = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca))
+        .domain_name("localhost");
+
+    let anonymous = connect(Some(trusting.clone())).await;
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate was served"
+    );
+    let plaintext = connect(None).await;
+    assert!(plaintext.is_err(), "a plaintext client was served");
+    let identified = connect(Some(
+        trusting.identity(Identity::from_pem(&pki.client.0, &pki.client.1)),
+    ))
+    .await;
+    assert_eq!(
+        identified
+            .expect("a client with a certificate is served")
+            .into_inner()
+            .status(),
+        ServingStatus::Serving
+    );
+    server.stop().await.expect("drain");
+}
+
+#[tokio::test]
+async fn trace_context_and_envoy_headers_cross_every_hop() {
+    let echo = TestServer::start(definition(Probe::default(), Readiness::always())).await;
+    let endpoints = Endpoints::parse(&echo.url()).expect("endpoints");
+    let forwarder_channel =
+        crowdcrunch_runtime::client::channel(&endpoints, None).expect("channel");
+    let forwarder = Probe {
+        forward_to: Some(forwarder_channel),
+        ..Probe::default()
+    };
+    let front = TestServer::start(definition(forwarder, Readiness::always())).await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let headers = [
+        ("traceparent", traceparent.as_str()),
+        ("x-request-id", "req-42"),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+        ("x-b3-sampled", "1"),
+    ];
+    let seen = call(
+        front.channel().await,
+        "Forward",
+        ProtoDuration::default(),
+        Some(&headers),
+    )
+    .await
+    .expect("forwarded call")
+    .metadata()
+    .clone();
+    let get = |key: &str| {
+        seen.get(key)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let downstream_parent = get("traceparent").expect("the downstream call carries traceparent");
+    assert!(
+        downstream_parent.contains(trace_id),
+        "same trace, new span: {downstream_parent}"
+    );
+    assert_ne!(
+        downstream_parent, traceparent,
+        "the hop is a span of its own"
+    );
+    assert_eq!(get("x-request-id").as_deref(), Some("req-42"));
+    assert_eq!(
+        get("x-b3-traceid").as_deref(),
+        Some("80f198ee56343ba864fe8b2a57d3eff7")
+    );
+    assert_eq!(get("x-b3-sampled").as_deref(), Some("1"));
+    front.stop().await.expect("drain");
+    echo.stop().await.expect("drain");
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("response");
+    body
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_method_and_code() {
+    let metrics = MetricsServer::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("metrics port");
+    let metrics_addr = metrics.local_addr().expect("address");
+    let shutdown = crowdcrunch_runtime::Shutdown::new();
+    let metrics_task = tokio::spawn(metrics.serve(shutdown.clone()));
+    let server = TestServer::start(definition(Probe::default(), Readiness::always())).await;
+    let channel = server.channel().await;
+    call(channel.clone(), "Echo", ProtoDuration::default(), None)
+        .await
+        .expect("echo");
+    let status = call(channel, "Nope", ProtoDuration::default(), None)
+        .await
+        .expect_err("unknown method");
+    assert_eq!(status.code(), Code::Unimplemented);
+
+    let text = scrape(metrics_addr).await;
+    assert!(text.contains("200 OK"), "{text}");
+    for line in [
+        format!(r#"grpc_server_requests_total{{service="{PROBE}",method="Echo",code="OK"}}"#),
+        format!(
+            r#"grpc_server_requests_total{{service="{PROBE}",method="Nope",code="UNIMPLEMENTED"}}"#
+        ),
+        format!(
+            r#"grpc_server_request_duration_seconds_bucket{{service="{PROBE}",method="Echo",code="OK",le="0.005"}}"#
+        ),
+    ] {
+        assert!(text.contains(&line), "missing {line} in\n{text}");
+    }
+    server.stop().await.expect("drain");
+    shutdown.trigger();
+    metrics_task
+        .await
+        .expect("task")
+        .expect("metrics server stops");
+}
