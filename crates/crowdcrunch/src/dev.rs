@@ -22,7 +22,12 @@ const SEEDED_MARKER: &str = ".demo-seeded";
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Directory of the embedded databases (created when missing).
-    #[arg(long, env = "CROWDCRUNCH_DATA_DIR", default_value = "./data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "CROWDCRUNCH_DATA_DIR",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
     data_dir: PathBuf,
     /// Address every server listens on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -49,7 +54,9 @@ impl DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let telemetry = args.telemetry.settings()?;
     let _telemetry = crowdcrunch_runtime::telemetry::init("crowdcrunch-dev", &telemetry)?;
-    let storage = StorageSettings::Sqlite { data_dir: args.data_dir.clone() };
+    let storage = StorageSettings::Sqlite {
+        data_dir: args.data_dir.clone(),
+    };
     let first_start = !args.data_dir.join(SEEDED_MARKER).exists();
 
     let metrics_addr = SocketAddr::new(args.host, args.metrics_port);
@@ -70,19 +77,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .collect();
     running.push(tokio::spawn({
         let shutdown = shutdown.clone();
-        async move { metrics.serve(shutdown).await.context("metrics server failed") }
+        async move {
+            metrics
+                .serve(shutdown)
+                .await
+                .context("metrics server failed")
+        }
     }));
 
     if first_start {
-        seed(&args, &shutdown).await.context("cannot seed the demo data")?;
-        std::fs::write(args.data_dir.join(SEEDED_MARKER), b"demo data seeded\n")
-            .with_context(|| format!("cannot write {}", args.data_dir.join(SEEDED_MARKER).display()))?;
+        seed(&args, &shutdown)
+            .await
+            .context("cannot seed the demo data")?;
+        std::fs::write(args.data_dir.join(SEEDED_MARKER), b"demo data seeded\n").with_context(
+            || {
+                format!(
+                    "cannot write {}",
+                    args.data_dir.join(SEEDED_MARKER).display()
+                )
+            },
+        )?;
         tracing::info!("demo data seeded");
     }
 
     let mut result = Ok(());
     while let Some(finished) = running.next().await {
-        let outcome = finished.context("a server task panicked").and_then(|outcome| outcome);
+        let outcome = finished
+            .context("a server task panicked")
+            .and_then(|outcome| outcome);
         if let Err(error) = outcome {
             // One server failing stops the others: a half-running system misleads.
             shutdown.trigger();
@@ -97,16 +119,24 @@ fn print_table(services: &[BoundService], metrics_addr: SocketAddr, data_dir: &P
     println!("CrowdCrunch dev: every service on its own port (Ctrl-C drains and stops)");
     println!("  {:<12} {:<22} {}", "SERVICE", "ADDRESS", "PROTOCOL");
     for service in services {
-        println!("  {:<12} {:<22} gRPC (reflection, health)", service.name().as_str(), service.addr());
+        println!(
+            "  {:<12} {:<22} gRPC (reflection, health)",
+            service.name().as_str(),
+            service.addr()
+        );
     }
-    println!("  {:<12} {:<22} Prometheus /metrics", "metrics", metrics_addr);
+    println!(
+        "  {:<12} {:<22} Prometheus /metrics",
+        "metrics", metrics_addr
+    );
     println!("  data dir: {}", data_dir.display());
 }
 
 /// Demo customers, created through the real gRPC API with fixed request ids.
 async fn seed(args: &DevArgs, shutdown: &Shutdown) -> anyhow::Result<()> {
     let customers_url = format!("http://{}", SocketAddr::new(args.host, args.customers_port));
-    let mut client = customers::customer_service_client::CustomerServiceClient::connect(customers_url).await?;
+    let mut client =
+        customers::customer_service_client::CustomerServiceClient::connect(customers_url).await?;
     let demo = [
         ("ada@example.com", "Ada Lovelace"),
         ("grace@example.com", "Grace Hopper"),

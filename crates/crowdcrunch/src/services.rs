@@ -3,7 +3,9 @@
 
 use anyhow::Context as _;
 use crowdcrunch_runtime::server::{GrpcService, ServiceDefinition};
-use crowdcrunch_runtime::{Database, GrpcServer, ServeError, ServerSettings, Shutdown, StorageSettings};
+use crowdcrunch_runtime::{
+    Database, GrpcServer, ServeError, ServerSettings, Shutdown, StorageSettings,
+};
 use futures::future::BoxFuture;
 
 /// A service this binary runs.
@@ -40,9 +42,17 @@ pub struct BoundService {
 }
 
 impl BoundService {
-    fn new<S: GrpcService>(name: ServiceName, server: GrpcServer, definition: ServiceDefinition<S>) -> Self {
+    fn new<S: GrpcService>(
+        name: ServiceName,
+        server: GrpcServer,
+        definition: ServiceDefinition<S>,
+    ) -> Self {
         let addr = server.local_addr();
-        Self { name, addr, serve: Box::new(move |shutdown| Box::pin(server.serve(definition, shutdown))) }
+        Self {
+            name,
+            addr,
+            serve: Box::new(move |shutdown| Box::pin(server.serve(definition, shutdown))),
+        }
     }
 
     /// The bound address.
@@ -58,22 +68,35 @@ impl BoundService {
     /// Serves until `shutdown` fires and the drain ends.
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let name = self.name.as_str();
-        (self.serve)(shutdown).await.with_context(|| format!("{name} failed"))
+        (self.serve)(shutdown)
+            .await
+            .with_context(|| format!("{name} failed"))
     }
 }
 
 /// Opens the storage of `name` and binds its port.
-pub async fn bind(name: ServiceName, server: ServerSettings, storage: &StorageSettings) -> anyhow::Result<BoundService> {
+pub async fn bind(
+    name: ServiceName,
+    server: ServerSettings,
+    storage: &StorageSettings,
+) -> anyhow::Result<BoundService> {
     let database_error = || format!("cannot open the {} database", name.as_str());
     let bind_error = || format!("cannot start {}", name.as_str());
     match name {
         ServiceName::Customers => {
-            let database =
-                Database::connect(storage, crowdcrunch_customers::DATABASE_NAME, &crowdcrunch_customers::MIGRATOR)
-                    .await
-                    .with_context(database_error)?;
+            let database = Database::connect(
+                storage,
+                crowdcrunch_customers::DATABASE_NAME,
+                &crowdcrunch_customers::MIGRATOR,
+            )
+            .await
+            .with_context(database_error)?;
             let server = GrpcServer::bind(server).await.with_context(bind_error)?;
-            Ok(BoundService::new(name, server, crowdcrunch_customers::service(database)))
+            Ok(BoundService::new(
+                name,
+                server,
+                crowdcrunch_customers::service(database),
+            ))
         }
     }
 }

@@ -29,10 +29,16 @@ impl CustomerApi {
 
 #[tonic::async_trait]
 impl CustomerService for CustomerApi {
-    async fn create_customer(&self, request: Request<pb::CreateCustomerRequest>) -> Result<Response<pb::Customer>, Status> {
+    async fn create_customer(
+        &self,
+        request: Request<pb::CreateCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
         let request = request.into_inner();
         let customer = NewCustomer::try_from(&request).map_err(Error::InvalidArgument)?;
-        let key = customer.request_id.clone().map(|id| IdempotencyKey::new("CreateCustomer", id, &request));
+        let key = customer
+            .request_id
+            .clone()
+            .map(|id| IdempotencyKey::new("CreateCustomer", id, &request));
         let created = idempotency::run(&self.database, key.as_ref(), async |connection| {
             let created = storage::insert(connection, &customer).await?;
             tracing::info!(customer_id = %created.id, "customer created");
@@ -42,8 +48,12 @@ impl CustomerService for CustomerApi {
         Ok(Response::new(created))
     }
 
-    async fn get_customer(&self, request: Request<pb::GetCustomerRequest>) -> Result<Response<pb::Customer>, Status> {
-        let id = CustomerId::parse(&request.get_ref().id, "id").map_err(|v| Error::InvalidArgument(vec![v]))?;
+    async fn get_customer(
+        &self,
+        request: Request<pb::GetCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        let id = CustomerId::parse(&request.get_ref().id, "id")
+            .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(storage::get(&mut connection, &id).await?))
     }
@@ -63,15 +73,21 @@ impl CustomerService for CustomerApi {
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let request = request.get_ref();
-        let page = PageRequest::parse(request.page_size, &request.page_token).map_err(|v| Error::InvalidArgument(vec![v]))?;
+        let page = PageRequest::parse(request.page_size, &request.page_token)
+            .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(storage::list(&mut connection, &page).await?))
     }
 
-    async fn update_customer(&self, request: Request<pb::UpdateCustomerRequest>) -> Result<Response<pb::Customer>, Status> {
+    async fn update_customer(
+        &self,
+        request: Request<pb::UpdateCustomerRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
         let patch = CustomerPatch::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
-        let updated = idempotency::run(&self.database, None, async |connection| storage::update(connection, &patch).await)
-            .await?;
+        let updated = idempotency::run(&self.database, None, async |connection| {
+            storage::update(connection, &patch).await
+        })
+        .await?;
         tracing::info!(customer_id = %updated.id, "customer updated");
         Ok(Response::new(updated))
     }
@@ -79,10 +95,12 @@ impl CustomerService for CustomerApi {
 
 fn parse_ids(ids: &[String]) -> Result<Vec<CustomerId>, Error> {
     if ids.len() > MAX_BATCH {
-        return Err(Error::InvalidArgument(vec![crowdcrunch_runtime::status::FieldViolation::new(
-            "ids",
-            format!("at most {MAX_BATCH} ids per call"),
-        )]));
+        return Err(Error::InvalidArgument(vec![
+            crowdcrunch_runtime::status::FieldViolation::new(
+                "ids",
+                format!("at most {MAX_BATCH} ids per call"),
+            ),
+        ]));
     }
     ids.iter()
         .enumerate()

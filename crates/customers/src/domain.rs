@@ -37,12 +37,17 @@ impl Email {
             return Err(invalid("must contain an @"));
         };
         if local.is_empty() || domain.is_empty() || domain.contains('@') {
-            return Err(invalid("must be one name, an @ and a domain, like ada@example.com"));
+            return Err(invalid(
+                "must be one name, an @ and a domain, like ada@example.com",
+            ));
         }
         if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
             return Err(invalid("must have a domain like example.com after the @"));
         }
-        Ok(Self { address: raw.to_owned(), key: raw.to_lowercase() })
+        Ok(Self {
+            address: raw.to_owned(),
+            key: raw.to_lowercase(),
+        })
     }
 
     /// The address as the customer wrote it.
@@ -67,7 +72,10 @@ impl DisplayName {
             return Err(FieldViolation::new(field, "must be at most 200 characters"));
         }
         if raw.chars().any(char::is_control) {
-            return Err(FieldViolation::new(field, "must not contain control characters"));
+            return Err(FieldViolation::new(
+                field,
+                "must not contain control characters",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -124,13 +132,18 @@ impl TryFrom<&pb::CreateCustomerRequest> for NewCustomer {
             violations.push(FieldViolation::new("customer", "is required"));
             return Err(violations);
         };
-        let email = Email::parse(&customer.email, "customer.email").map_err(|v| violations.push(v)).ok();
-        let display_name =
-            DisplayName::parse(&customer.display_name, "customer.display_name").map_err(|v| violations.push(v)).ok();
+        let email = Email::parse(&customer.email, "customer.email")
+            .map_err(|v| violations.push(v))
+            .ok();
+        let display_name = DisplayName::parse(&customer.display_name, "customer.display_name")
+            .map_err(|v| violations.push(v))
+            .ok();
         match (email, display_name) {
-            (Some(email), Some(display_name)) if violations.is_empty() => {
-                Ok(Self { email, display_name, request_id })
-            }
+            (Some(email), Some(display_name)) if violations.is_empty() => Ok(Self {
+                email,
+                display_name,
+                request_id,
+            }),
             _ => Err(violations),
         }
     }
@@ -158,7 +171,9 @@ impl TryFrom<&pb::UpdateCustomerRequest> for CustomerPatch {
             return Err(vec![FieldViolation::new("customer", "is required")]);
         };
         let mut violations = Vec::new();
-        let id = CustomerId::parse(&customer.id, "customer.id").map_err(|v| violations.push(v)).ok();
+        let id = CustomerId::parse(&customer.id, "customer.id")
+            .map_err(|v| violations.push(v))
+            .ok();
         let paths: Vec<&str> = match &request.update_mask {
             Some(mask) if !mask.paths.is_empty() => mask.paths.iter().map(String::as_str).collect(),
             // No mask: every updatable field that is set.
@@ -178,7 +193,9 @@ impl TryFrom<&pb::UpdateCustomerRequest> for CustomerPatch {
                 "display_name" => change_display_name = true,
                 other => violations.push(FieldViolation::new(
                     "update_mask",
-                    format!("{other:?} cannot be updated; updatable fields are email and display_name"),
+                    format!(
+                        "{other:?} cannot be updated; updatable fields are email and display_name"
+                    ),
                 )),
             }
         }
@@ -195,7 +212,11 @@ impl TryFrom<&pb::UpdateCustomerRequest> for CustomerPatch {
             .ok()
             .flatten();
         match id {
-            Some(id) if violations.is_empty() => Ok(Self { id, email, display_name }),
+            Some(id) if violations.is_empty() => Ok(Self {
+                id,
+                email,
+                display_name,
+            }),
             _ => Err(violations),
         }
     }

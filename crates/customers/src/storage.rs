@@ -32,7 +32,10 @@ impl From<CustomerRow> for pb::Customer {
 }
 
 /// Inserts a new customer; EmailTaken when the email (ignoring case) is in use.
-pub async fn insert(connection: &mut AnyConnection, customer: &NewCustomer) -> Result<pb::Customer, Error> {
+pub async fn insert(
+    connection: &mut AnyConnection,
+    customer: &NewCustomer,
+) -> Result<pb::Customer, Error> {
     ensure_email_free(connection, &customer.email, None).await?;
     let now = now_micros();
     let row: CustomerRow = sqlx::query_as(&format!(
@@ -52,20 +55,28 @@ pub async fn insert(connection: &mut AnyConnection, customer: &NewCustomer) -> R
 
 /// One customer.
 pub async fn get(connection: &mut AnyConnection, id: &CustomerId) -> Result<pb::Customer, Error> {
-    let row: Option<CustomerRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
-        .bind(id.as_str())
-        .fetch_optional(connection)
-        .await?;
-    row.map(Into::into).ok_or_else(|| Error::NotFound(id.as_str().to_owned()))
+    let row: Option<CustomerRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(connection)
+            .await?;
+    row.map(Into::into)
+        .ok_or_else(|| Error::NotFound(id.as_str().to_owned()))
 }
 
 /// Customers by id, in the order asked (duplicates answered in place); NotFound names the first
 /// unknown id.
-pub async fn batch_get(connection: &mut AnyConnection, ids: &[CustomerId]) -> Result<Vec<pb::Customer>, Error> {
+pub async fn batch_get(
+    connection: &mut AnyConnection,
+    ids: &[CustomerId],
+) -> Result<Vec<pb::Customer>, Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders = (1..=ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+    let placeholders = (1..=ids.len())
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!("SELECT {COLUMNS} FROM customers WHERE id IN ({placeholders})");
     let mut query = sqlx::query_as::<_, CustomerRow>(&sql);
     for id in ids {
@@ -78,25 +89,40 @@ pub async fn batch_get(connection: &mut AnyConnection, ids: &[CustomerId]) -> Re
         .map(|row| (row.id.clone(), pb::Customer::from(row)))
         .collect();
     ids.iter()
-        .map(|id| found.get(id.as_str()).cloned().ok_or_else(|| Error::NotFound(id.as_str().to_owned())))
+        .map(|id| {
+            found
+                .get(id.as_str())
+                .cloned()
+                .ok_or_else(|| Error::NotFound(id.as_str().to_owned()))
+        })
         .collect()
 }
 
 /// One page of customers in creation order (ids are time-ordered UUIDv7).
-pub async fn list(connection: &mut AnyConnection, page: &PageRequest) -> Result<pb::ListCustomersResponse, Error> {
-    let rows: Vec<CustomerRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"))
-            .bind(page.after.as_deref().unwrap_or(""))
-            .bind(page.fetch_limit())
-            .fetch_all(connection)
-            .await?;
+pub async fn list(
+    connection: &mut AnyConnection,
+    page: &PageRequest,
+) -> Result<pb::ListCustomersResponse, Error> {
+    let rows: Vec<CustomerRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(page.after.as_deref().unwrap_or(""))
+    .bind(page.fetch_limit())
+    .fetch_all(connection)
+    .await?;
     let mut customers: Vec<pb::Customer> = rows.into_iter().map(Into::into).collect();
     let next_page_token = page.finish(&mut customers, |customer| customer.id.clone());
-    Ok(pb::ListCustomersResponse { customers, next_page_token })
+    Ok(pb::ListCustomersResponse {
+        customers,
+        next_page_token,
+    })
 }
 
 /// Applies `patch`; the customer as it is afterwards.
-pub async fn update(connection: &mut AnyConnection, patch: &CustomerPatch) -> Result<pb::Customer, Error> {
+pub async fn update(
+    connection: &mut AnyConnection,
+    patch: &CustomerPatch,
+) -> Result<pb::Customer, Error> {
     let current = get(connection, &patch.id).await?;
     if let Some(email) = &patch.email {
         ensure_email_free(connection, email, Some(&patch.id)).await?;
@@ -109,11 +135,21 @@ pub async fn update(connection: &mut AnyConnection, patch: &CustomerPatch) -> Re
     .bind(patch.id.as_str())
     .bind(email.map_or(current.email.as_str(), |email| email.address()))
     .bind(email.map_or(current.email.to_lowercase(), |email| email.key().to_owned()))
-    .bind(patch.display_name.as_ref().map_or(current.display_name.as_str(), |name| name.as_str()))
+    .bind(
+        patch
+            .display_name
+            .as_ref()
+            .map_or(current.display_name.as_str(), |name| name.as_str()),
+    )
     .bind(now_micros())
     .fetch_one(connection)
     .await
-    .map_err(|error| email_conflict(error, email.map_or(current.email.as_str(), |email| email.address())))?;
+    .map_err(|error| {
+        email_conflict(
+            error,
+            email.map_or(current.email.as_str(), |email| email.address()),
+        )
+    })?;
     Ok(row.into())
 }
 

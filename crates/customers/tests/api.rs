@@ -25,29 +25,46 @@ async fn spawn_app(database: &TestDatabase) -> App {
 
 fn new_customer(email: &str, display_name: &str, request_id: &str) -> pb::CreateCustomerRequest {
     pb::CreateCustomerRequest {
-        customer: Some(pb::Customer { email: email.into(), display_name: display_name.into(), ..Default::default() }),
+        customer: Some(pb::Customer {
+            email: email.into(),
+            display_name: display_name.into(),
+            ..Default::default()
+        }),
         request_id: request_id.into(),
     }
 }
 
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask { paths: paths.iter().map(|path| (*path).to_owned()).collect() })
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    })
 }
 
 /// The field paths of a status's BadRequest details.
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
     status
         .get_details_bad_request()
-        .map(|bad| bad.field_violations.into_iter().map(|violation| violation.field).collect())
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-async fn list_all(client: &mut CustomerServiceClient<Channel>, page_size: i32) -> Vec<Vec<pb::Customer>> {
+async fn list_all(
+    client: &mut CustomerServiceClient<Channel>,
+    page_size: i32,
+) -> Vec<Vec<pb::Customer>> {
     let mut pages = Vec::new();
     let mut page_token = String::new();
     loop {
         let page = client
-            .list_customers(pb::ListCustomersRequest { page_size, page_token })
+            .list_customers(pb::ListCustomersRequest {
+                page_size,
+                page_token,
+            })
             .await
             .expect("list customers")
             .into_inner();
@@ -66,7 +83,11 @@ async fn customers_are_created_read_updated_and_listed_in_pages() {
         let mut created = Vec::new();
         for n in 0..5 {
             let customer = client
-                .create_customer(new_customer(&format!("user{n}@example.com"), &format!("User {n}"), ""))
+                .create_customer(new_customer(
+                    &format!("user{n}@example.com"),
+                    &format!("User {n}"),
+                    "",
+                ))
                 .await
                 .expect("create customer")
                 .into_inner();
@@ -75,13 +96,37 @@ async fn customers_are_created_read_updated_and_listed_in_pages() {
             created.push(customer);
         }
 
-        let fetched = client.get_customer(pb::GetCustomerRequest { id: created[2].id.clone() }).await.expect("get");
+        let fetched = client
+            .get_customer(pb::GetCustomerRequest {
+                id: created[2].id.clone(),
+            })
+            .await
+            .expect("get");
         assert_eq!(fetched.into_inner(), created[2], "{}", database.backend);
 
-        let ids = vec![created[4].id.clone(), created[0].id.clone(), created[4].id.clone()];
-        let batch = client.batch_get_customers(pb::BatchGetCustomersRequest { ids }).await.expect("batch get");
-        let emails: Vec<_> = batch.into_inner().customers.into_iter().map(|customer| customer.email).collect();
-        assert_eq!(emails, ["user4@example.com", "user0@example.com", "user4@example.com"]);
+        let ids = vec![
+            created[4].id.clone(),
+            created[0].id.clone(),
+            created[4].id.clone(),
+        ];
+        let batch = client
+            .batch_get_customers(pb::BatchGetCustomersRequest { ids })
+            .await
+            .expect("batch get");
+        let emails: Vec<_> = batch
+            .into_inner()
+            .customers
+            .into_iter()
+            .map(|customer| customer.email)
+            .collect();
+        assert_eq!(
+            emails,
+            [
+                "user4@example.com",
+                "user0@example.com",
+                "user4@example.com"
+            ]
+        );
 
         // With a mask only the named field changes; without one, every field that is set.
         let renamed = client
@@ -97,8 +142,14 @@ async fn customers_are_created_read_updated_and_listed_in_pages() {
             .await
             .expect("update with mask")
             .into_inner();
-        assert_eq!((renamed.email.as_str(), renamed.display_name.as_str()), ("user1@example.com", "Renamed"));
-        assert_ne!(renamed.update_time, renamed.create_time, "update_time moves");
+        assert_eq!(
+            (renamed.email.as_str(), renamed.display_name.as_str()),
+            ("user1@example.com", "Renamed")
+        );
+        assert_ne!(
+            renamed.update_time, renamed.create_time,
+            "update_time moves"
+        );
         let moved = client
             .update_customer(pb::UpdateCustomerRequest {
                 customer: Some(pb::Customer {
@@ -111,16 +162,31 @@ async fn customers_are_created_read_updated_and_listed_in_pages() {
             .await
             .expect("update without mask")
             .into_inner();
-        assert_eq!((moved.email.as_str(), moved.display_name.as_str()), ("New@Example.com", "Renamed"));
+        assert_eq!(
+            (moved.email.as_str(), moved.display_name.as_str()),
+            ("New@Example.com", "Renamed")
+        );
 
         let pages = list_all(&mut client, 2).await;
         let sizes: Vec<_> = pages.iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 1], "{}", database.backend);
-        let listed: Vec<_> = pages.concat().into_iter().map(|customer| customer.id).collect();
+        let listed: Vec<_> = pages
+            .concat()
+            .into_iter()
+            .map(|customer| customer.id)
+            .collect();
         let expected: Vec<_> = created.iter().map(|customer| customer.id.clone()).collect();
         assert_eq!(listed, expected, "creation order");
-        assert_eq!(list_all(&mut client, 0).await.concat().len(), 5, "page_size 0 is the default size");
-        assert_eq!(list_all(&mut client, 5000).await.len(), 1, "an oversized page is coerced, not refused");
+        assert_eq!(
+            list_all(&mut client, 0).await.concat().len(),
+            5,
+            "page_size 0 is the default size"
+        );
+        assert_eq!(
+            list_all(&mut client, 5000).await.len(),
+            1,
+            "an oversized page is coerced, not refused"
+        );
 
         server.stop().await.expect("drain");
     }
@@ -132,14 +198,32 @@ async fn bad_input_is_refused_with_field_violations() {
         let App { server, mut client } = spawn_app(&database).await;
         let long_name = "x".repeat(201);
         let create_cases: Vec<(pb::CreateCustomerRequest, Vec<&str>)> = vec![
-            (pb::CreateCustomerRequest { customer: None, request_id: String::new() }, vec!["customer"]),
+            (
+                pb::CreateCustomerRequest {
+                    customer: None,
+                    request_id: String::new(),
+                },
+                vec!["customer"],
+            ),
             (new_customer("", "Nobody", ""), vec!["customer.email"]),
-            (new_customer("not-an-email", "Nobody", ""), vec!["customer.email"]),
-            (new_customer("a@example.com", &long_name, ""), vec!["customer.display_name"]),
-            (new_customer("bad", &long_name, "has space"), vec!["request_id", "customer.email", "customer.display_name"]),
+            (
+                new_customer("not-an-email", "Nobody", ""),
+                vec!["customer.email"],
+            ),
+            (
+                new_customer("a@example.com", &long_name, ""),
+                vec!["customer.display_name"],
+            ),
+            (
+                new_customer("bad", &long_name, "has space"),
+                vec!["request_id", "customer.email", "customer.display_name"],
+            ),
         ];
         for (request, fields) in create_cases {
-            let status = client.create_customer(request).await.expect_err("bad input must fail");
+            let status = client
+                .create_customer(request)
+                .await
+                .expect_err("bad input must fail");
             assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
             assert_eq!(violated_fields(&status), fields);
             assert_eq!(
@@ -149,31 +233,50 @@ async fn bad_input_is_refused_with_field_violations() {
         }
         let status = client
             .update_customer(pb::UpdateCustomerRequest {
-                customer: Some(pb::Customer { id: "x".into(), ..Default::default() }),
+                customer: Some(pb::Customer {
+                    id: "x".into(),
+                    ..Default::default()
+                }),
                 update_mask: mask(&["create_time"]),
             })
             .await
             .expect_err("an output-only field cannot be updated");
         assert_eq!(violated_fields(&status), ["update_mask"]);
         let status = client
-            .list_customers(pb::ListCustomersRequest { page_size: -1, page_token: String::new() })
+            .list_customers(pb::ListCustomersRequest {
+                page_size: -1,
+                page_token: String::new(),
+            })
             .await
             .expect_err("negative page size");
         assert_eq!(violated_fields(&status), ["page_size"]);
         let status = client
-            .list_customers(pb::ListCustomersRequest { page_size: 1, page_token: "garbage".into() })
+            .list_customers(pb::ListCustomersRequest {
+                page_size: 1,
+                page_token: "garbage".into(),
+            })
             .await
             .expect_err("forged page token");
         assert_eq!(violated_fields(&status), ["page_token"]);
 
-        let status = client.get_customer(pb::GetCustomerRequest { id: "no-such-id".into() }).await.expect_err("unknown");
+        let status = client
+            .get_customer(pb::GetCustomerRequest {
+                id: "no-such-id".into(),
+            })
+            .await
+            .expect_err("unknown");
         assert_eq!(status.code(), Code::NotFound);
         let status = client
-            .batch_get_customers(pb::BatchGetCustomersRequest { ids: vec!["no-such-id".into()] })
+            .batch_get_customers(pb::BatchGetCustomersRequest {
+                ids: vec!["no-such-id".into()],
+            })
             .await
             .expect_err("unknown in a batch");
         assert_eq!(status.code(), Code::NotFound);
-        assert!(list_all(&mut client, 10).await.concat().is_empty(), "nothing was created");
+        assert!(
+            list_all(&mut client, 10).await.concat().is_empty(),
+            "nothing was created"
+        );
         server.stop().await.expect("drain");
     }
 }
@@ -182,12 +285,29 @@ async fn bad_input_is_refused_with_field_violations() {
 async fn emails_are_unique_ignoring_case() {
     for database in databases("customers") {
         let App { server, mut client } = spawn_app(&database).await;
-        client.create_customer(new_customer("Ada@Example.com", "Ada", "")).await.expect("first");
-        let other = client.create_customer(new_customer("other@example.com", "Other", "")).await.expect("other");
+        client
+            .create_customer(new_customer("Ada@Example.com", "Ada", ""))
+            .await
+            .expect("first");
+        let other = client
+            .create_customer(new_customer("other@example.com", "Other", ""))
+            .await
+            .expect("other");
         for email in ["ada@example.com", "ADA@EXAMPLE.COM"] {
-            let status = client.create_customer(new_customer(email, "Impostor", "")).await.expect_err("duplicate");
-            assert_eq!(status.code(), Code::AlreadyExists, "{}: {email}", database.backend);
-            assert_eq!(status.get_details_error_info().map(|info| info.reason), Some("EMAIL_TAKEN".to_owned()));
+            let status = client
+                .create_customer(new_customer(email, "Impostor", ""))
+                .await
+                .expect_err("duplicate");
+            assert_eq!(
+                status.code(),
+                Code::AlreadyExists,
+                "{}: {email}",
+                database.backend
+            );
+            assert_eq!(
+                status.get_details_error_info().map(|info| info.reason),
+                Some("EMAIL_TAKEN".to_owned())
+            );
         }
         let status = client
             .update_customer(pb::UpdateCustomerRequest {
@@ -211,8 +331,16 @@ async fn a_replayed_request_id_returns_the_first_answer_and_changes_nothing() {
     for database in databases("customers") {
         let App { server, mut client } = spawn_app(&database).await;
         let request = new_customer("once@example.com", "Once", "req-1");
-        let first = client.create_customer(request.clone()).await.expect("first").into_inner();
-        let replay = client.create_customer(request.clone()).await.expect("replay").into_inner();
+        let first = client
+            .create_customer(request.clone())
+            .await
+            .expect("first")
+            .into_inner();
+        let replay = client
+            .create_customer(request.clone())
+            .await
+            .expect("replay")
+            .into_inner();
         assert_eq!(first, replay, "{}", database.backend);
 
         // Concurrent first uses of one id: one customer, one answer.
@@ -220,12 +348,24 @@ async fn a_replayed_request_id_returns_the_first_answer_and_changes_nothing() {
         let answers = futures::future::join_all((0..8).map(|_| {
             let mut client = client.clone();
             let request = concurrent.clone();
-            async move { client.create_customer(request).await.map(tonic::Response::into_inner) }
+            async move {
+                client
+                    .create_customer(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
         }))
         .await;
-        let ids: std::collections::HashSet<_> =
-            answers.into_iter().map(|answer| answer.expect("every racer gets the answer").id).collect();
-        assert_eq!(ids.len(), 1, "{}: one customer for one request id", database.backend);
+        let ids: std::collections::HashSet<_> = answers
+            .into_iter()
+            .map(|answer| answer.expect("every racer gets the answer").id)
+            .collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "{}: one customer for one request id",
+            database.backend
+        );
 
         let status = client
             .create_customer(new_customer("different@example.com", "Different", "req-1"))
@@ -233,7 +373,11 @@ async fn a_replayed_request_id_returns_the_first_answer_and_changes_nothing() {
             .expect_err("a request id reused for another request");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(violated_fields(&status), ["request_id"]);
-        assert_eq!(list_all(&mut client, 10).await.concat().len(), 2, "replays created nothing");
+        assert_eq!(
+            list_all(&mut client, 10).await.concat().len(),
+            2,
+            "replays created nothing"
+        );
         server.stop().await.expect("drain");
     }
 }
@@ -242,15 +386,25 @@ async fn a_replayed_request_id_returns_the_first_answer_and_changes_nothing() {
 async fn data_survives_a_restart() {
     for database in databases("customers") {
         let App { server, mut client } = spawn_app(&database).await;
-        let created = client.create_customer(new_customer("durable@example.com", "Durable", "")).await.expect("create");
+        let created = client
+            .create_customer(new_customer("durable@example.com", "Durable", ""))
+            .await
+            .expect("create");
         server.stop().await.expect("drain");
 
         let App { server, mut client } = spawn_app(&database).await;
         let fetched = client
-            .get_customer(pb::GetCustomerRequest { id: created.get_ref().id.clone() })
+            .get_customer(pb::GetCustomerRequest {
+                id: created.get_ref().id.clone(),
+            })
             .await
             .expect("the customer is still there");
-        assert_eq!(fetched.into_inner(), created.into_inner(), "{}", database.backend);
+        assert_eq!(
+            fetched.into_inner(),
+            created.into_inner(),
+            "{}",
+            database.backend
+        );
         server.stop().await.expect("drain");
     }
 }

@@ -14,11 +14,15 @@ pub use generated::google;
 
 /// The encoded `FileDescriptorSet` of every CrowdCrunch proto and its imports, with source info
 /// (comments) and custom options such as `google.api.field_behavior` intact.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/crowdcrunch_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/crowdcrunch_descriptor.bin"));
 
 impl std::fmt::Debug for r#type::v1::PaymentCard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let last4 = self.number.get(self.number.len().saturating_sub(4)..).unwrap_or_default();
+        let last4 = self
+            .number
+            .get(self.number.len().saturating_sub(4)..)
+            .unwrap_or_default();
         f.debug_struct("PaymentCard")
             .field("number", &format_args!("****{last4}"))
             .field("exp_month", &self.exp_month)
