@@ -69,6 +69,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         services.push(crate::services::bind(name, settings, &storage).await?);
     }
     print_table(&services, metrics_addr, &args.data_dir);
+    let addr_of = |name: ServiceName| {
+        services.iter().find(|service| service.name() == name).map(BoundService::addr)
+    };
+    let customers_addr = addr_of(ServiceName::Customers).context("customers is not running")?;
 
     let shutdown = Shutdown::on_signals();
     let mut running: FuturesUnordered<_> = services
@@ -86,7 +90,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }));
 
     if first_start {
-        seed(&args, &shutdown)
+        seed(customers_addr, &shutdown)
             .await
             .context("cannot seed the demo data")?;
         std::fs::write(args.data_dir.join(SEEDED_MARKER), b"demo data seeded\n").with_context(
@@ -133,8 +137,8 @@ fn print_table(services: &[BoundService], metrics_addr: SocketAddr, data_dir: &P
 }
 
 /// Demo customers, created through the real gRPC API with fixed request ids.
-async fn seed(args: &DevArgs, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let customers_url = format!("http://{}", SocketAddr::new(args.host, args.customers_port));
+async fn seed(customers_addr: SocketAddr, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let customers_url = format!("http://{customers_addr}");
     let mut client =
         customers::customer_service_client::CustomerServiceClient::connect(customers_url).await?;
     let demo = [
