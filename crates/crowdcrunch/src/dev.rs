@@ -22,12 +22,7 @@ const SEEDED_MARKER: &str = ".demo-seeded";
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Directory of the embedded databases (created when missing).
-    #[arg(
-        long,
-        env = "CROWDCRUNCH_DATA_DIR",
-        default_value = "./data",
-        value_name = "DIR"
-    )]
+    #[arg(long, default_value = "./data", value_name = "DIR")]
     data_dir: PathBuf,
     /// Address every server listens on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -70,7 +65,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     print_table(&services, metrics_addr, &args.data_dir);
     let addr_of = |name: ServiceName| {
-        services.iter().find(|service| service.name() == name).map(BoundService::addr)
+        services
+            .iter()
+            .find(|service| service.name() == name)
+            .map(BoundService::addr)
     };
     let customers_addr = addr_of(ServiceName::Customers).context("customers is not running")?;
 

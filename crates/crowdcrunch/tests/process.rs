@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crowdcrunch_proto::customers::v1 as customers;
 use support::{Process, binary};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 #[test]
 fn help_is_there_for_every_command() {
@@ -20,7 +20,10 @@ fn help_is_there_for_every_command() {
         assert!(output.status.success(), "{args:?}: {text}");
         assert!(text.contains("Usage"), "{args:?}: {text}");
     }
-    let serve_help = binary().args(["serve", "--help"]).output().expect("run --help");
+    let serve_help = binary()
+        .args(["serve", "--help"])
+        .output()
+        .expect("run --help");
     assert!(String::from_utf8_lossy(&serve_help.stdout).contains("CROWDCRUNCH_DRAIN_GRACE"));
 }
 
@@ -32,15 +35,37 @@ fn bad_configuration_ends_with_one_clear_line() {
     let data_dir = data_dir.path().to_str().expect("UTF-8 path").to_owned();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--listen", &taken_addr], "cannot listen on"),
-        (vec!["--data-dir", "/proc/crowdcrunch"], "cannot use data dir /proc/crowdcrunch"),
-        (vec!["--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"], "CROWDCRUNCH_TLS_CERT"),
-        (vec!["--tls-cert", "/nonexistent.pem"], "must be set together"),
-        (vec!["--database-url", "mysql://nope"], "CROWDCRUNCH_DATABASE_URL"),
-        (vec!["--concurrency-limit", "0"], "CROWDCRUNCH_CONCURRENCY_LIMIT"),
+        (
+            vec!["--data-dir", "/proc/crowdcrunch"],
+            "cannot use data dir /proc/crowdcrunch",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                "/nonexistent.pem",
+                "--tls-key",
+                "/nonexistent.key",
+            ],
+            "CROWDCRUNCH_TLS_CERT",
+        ),
+        (
+            vec!["--tls-cert", "/nonexistent.pem"],
+            "must be set together",
+        ),
+        (
+            vec!["--database-url", "mysql://nope"],
+            "CROWDCRUNCH_DATABASE_URL",
+        ),
+        (
+            vec!["--concurrency-limit", "0"],
+            "CROWDCRUNCH_CONCURRENCY_LIMIT",
+        ),
     ];
     for (flags, expected) in cases {
         let mut command = binary();
-        command.args(["serve", "customers", "--metrics-listen", "127.0.0.1:0"]).args(&flags);
+        command
+            .args(["serve", "customers", "--metrics-listen", "127.0.0.1:0"])
+            .args(&flags);
         if !flags.contains(&"--data-dir") {
             command.args(["--data-dir", &data_dir]);
         }
@@ -56,7 +81,12 @@ fn bad_configuration_ends_with_one_clear_line() {
 }
 
 /// A health Watch stream on `addr`, with its first status.
-async fn watch_health(addr: SocketAddr) -> (tonic::Streaming<tonic_health::pb::HealthCheckResponse>, ServingStatus) {
+async fn watch_health(
+    addr: SocketAddr,
+) -> (
+    tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    ServingStatus,
+) {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("a URL")
         .connect()
@@ -64,11 +94,17 @@ async fn watch_health(addr: SocketAddr) -> (tonic::Streaming<tonic_health::pb::H
         .expect("connect");
     let mut client = HealthClient::new(channel);
     let mut stream = client
-        .watch(HealthCheckRequest { service: String::new() })
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("watch")
         .into_inner();
-    let first = stream.message().await.expect("status").expect("a first status");
+    let first = stream
+        .message()
+        .await
+        .expect("status")
+        .expect("a first status");
     (stream, first.status())
 }
 
@@ -77,8 +113,17 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut process = Process::start({
         let mut command = binary();
-        command.args(["serve", "customers", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]);
-        command.args(["--drain-grace", "2s", "--data-dir"]).arg(data_dir.path());
+        command.args([
+            "serve",
+            "customers",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
+        command
+            .args(["--drain-grace", "2s", "--data-dir"])
+            .arg(data_dir.path());
         command
     });
     let addr = process.wait_for_grpc_addr("CustomerService");
@@ -86,12 +131,26 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
     assert_eq!(first, ServingStatus::Serving);
 
     process.terminate();
-    let next = watch.message().await.expect("status").expect("a status on drain");
+    let next = watch
+        .message()
+        .await
+        .expect("status")
+        .expect("a status on drain");
     assert_eq!(next.status(), ServingStatus::NotServing);
     // The watch stays open on purpose: the process must still exit, within its grace.
-    let (status, output) = tokio::task::spawn_blocking(move || process.wait()).await.expect("wait");
-    assert!(status.success(), "exit status {status:?}; output:\n{}", output.join("\n"));
-    assert!(output.iter().any(|line| line.contains("draining")), "{}", output.join("\n"));
+    let (status, output) = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .expect("wait");
+    assert!(
+        status.success(),
+        "exit status {status:?}; output:\n{}",
+        output.join("\n")
+    );
+    assert!(
+        output.iter().any(|line| line.contains("draining")),
+        "{}",
+        output.join("\n")
+    );
     drop(watch);
 }
 
@@ -104,7 +163,10 @@ async fn customers_when(addr: SocketAddr, count: usize) -> Vec<customers::Custom
     let deadline = Instant::now() + support::PATIENCE;
     loop {
         let listed = client
-            .list_customers(customers::ListCustomersRequest { page_size: 100, page_token: String::new() })
+            .list_customers(customers::ListCustomersRequest {
+                page_size: 100,
+                page_token: String::new(),
+            })
             .await
             .expect("list customers")
             .into_inner()
@@ -118,7 +180,16 @@ async fn customers_when(addr: SocketAddr, count: usize) -> Vec<customers::Custom
 
 fn dev(data_dir: &std::path::Path) -> Process {
     let mut command = binary();
-    command.args(["dev", "--customers-port", "0", "--metrics-port", "0", "--data-dir"]).arg(data_dir);
+    command
+        .args([
+            "dev",
+            "--customers-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data_dir);
     Process::start(command)
 }
 
@@ -133,7 +204,9 @@ async fn dev_starts_from_an_empty_dir_and_again_over_its_own_data() {
     let seeded = customers_when(addr, 3).await;
     assert_eq!(seeded.len(), 3, "the demo customers");
     first.terminate();
-    let (status, output) = tokio::task::spawn_blocking(move || first.wait()).await.expect("wait");
+    let (status, output) = tokio::task::spawn_blocking(move || first.wait())
+        .await
+        .expect("wait");
     assert!(status.success(), "{}", output.join("\n"));
 
     let mut second = dev(&data_dir);
@@ -141,7 +214,9 @@ async fn dev_starts_from_an_empty_dir_and_again_over_its_own_data() {
     let again = customers_when(addr, 3).await;
     assert_eq!(again, seeded, "the data survived and was not seeded again");
     second.terminate();
-    let (status, output) = tokio::task::spawn_blocking(move || second.wait()).await.expect("wait");
+    let (status, output) = tokio::task::spawn_blocking(move || second.wait())
+        .await
+        .expect("wait");
     assert!(status.success(), "{}", output.join("\n"));
     assert!(
         !output.iter().any(|line| line.contains("demo data seeded")),

@@ -53,7 +53,11 @@ impl Process {
                 }
             });
         }
-        Self { child, lines, seen: Vec::new() }
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for a line containing `needle` and returns it.
@@ -68,7 +72,10 @@ impl Process {
                         return line;
                     }
                 }
-                Err(_) => panic!("no line with {needle:?}; output so far:\n{}", self.seen.join("\n")),
+                Err(_) => panic!(
+                    "no line with {needle:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
             }
         }
     }
@@ -77,7 +84,8 @@ impl Process {
     pub fn wait_for_table_addr(&mut self, service: &str) -> SocketAddr {
         let line = self.wait_for_line(&format!("  {service} "));
         let addr = line.split_whitespace().nth(1).expect("an address column");
-        addr.parse().unwrap_or_else(|_| panic!("not an address in {line:?}"))
+        addr.parse()
+            .unwrap_or_else(|_| panic!("not an address in {line:?}"))
     }
 
     /// The address a service logged in its JSON "serving gRPC" line.
@@ -85,7 +93,10 @@ impl Process {
         loop {
             let line = self.wait_for_line("serving gRPC");
             let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
-            if json["service"].as_str().is_some_and(|name| name.contains(service)) {
+            if json["service"]
+                .as_str()
+                .is_some_and(|name| name.contains(service))
+            {
                 let addr = json["local_addr"].as_str().expect("local_addr");
                 return addr.parse().expect("an address");
             }
