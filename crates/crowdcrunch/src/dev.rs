@@ -119,7 +119,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 fn print_table(services: &[BoundService], metrics_addr: SocketAddr, data_dir: &Path) {
     println!("CrowdCrunch dev: every service on its own port (Ctrl-C drains and stops)");
-    println!("  {:<12} {:<22} {}", "SERVICE", "ADDRESS", "PROTOCOL");
+    println!("  {:<12} {:<22} PROTOCOL", "SERVICE", "ADDRESS");
     for service in services {
         println!(
             "  {:<12} {:<22} gRPC (reflection, health)",

@@ -160,10 +160,10 @@ where
     F: AsyncFnOnce(&mut AnyConnection) -> Result<M, E>,
 {
     let mut transaction = database.begin().await?;
-    if let Some(key) = key {
-        if let Some(answer) = replay(&mut transaction, key).await? {
-            return Ok(answer);
-        }
+    if let Some(key) = key
+        && let Some(answer) = replay(&mut transaction, key).await?
+    {
+        return Ok(answer);
     }
     let outcome = match work(&mut transaction).await {
         Ok(answer) => match key {

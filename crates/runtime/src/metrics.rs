@@ -257,10 +257,10 @@ where
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(call) = this.call.take() {
-                        call.finish(status_code(trailers).unwrap_or(Code::Ok));
-                    }
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(call) = this.call.take()
+                {
+                    call.finish(status_code(trailers).unwrap_or(Code::Ok));
                 }
             }
             Poll::Ready(Some(Err(_))) => {
