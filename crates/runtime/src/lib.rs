@@ -9,6 +9,8 @@
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod edge;
+pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod pagination;

@@ -49,6 +49,9 @@ pub enum ServeError {
     /// The transport failed while serving.
     #[error("server failed: {0}")]
     Transport(tonic::transport::Error),
+    /// An HTTP server failed while serving.
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
 }
 
 /// Whether a server is ready to take traffic (its storage answers, its migrations ran).
@@ -136,13 +139,7 @@ impl GrpcServer {
                 .tls_config(crate::tls::server_config(tls))
                 .map_err(ServeError::Tls)?;
         }
-        let addr = settings.listen_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr, source })?;
+        let (listener, local_addr) = crate::http::bind_listener(settings.listen_addr).await?;
         Ok(Self {
             listener,
             local_addr,

@@ -1,0 +1,436 @@
+//! HTTP wiring: `/graphql` (POST, GET for queries, the WebSocket upgrade for subscriptions over
+//! graphql-transport-ws), GraphiQL at `/` with its assets served from the binary, `/healthz` and
+//! `/readyz`. Content negotiation and status codes follow the GraphQL-over-HTTP spec:
+//! `application/graphql-response+json` gets 4xx for requests that fail before execution,
+//! `application/json` gets 200; a mutation over GET is 405.
+
+use std::collections::HashMap;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Request, Response, Variables};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts as _, State, WebSocketUpgrade};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use crowdcrunch_runtime::Shutdown;
+use crowdcrunch_runtime::context::{ForwardedHeaders, continue_trace};
+use futures::stream::BoxStream;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use crate::execute::{Edge, error_response};
+use crate::grpc::CallContext;
+
+/// The GraphQL-over-HTTP media type.
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+const JSON: &str = "application/json";
+
+#[derive(Clone)]
+struct AppState {
+    edge: Edge,
+    shutdown: Shutdown,
+}
+
+/// The edge's routes. `/readyz` turns 503 once `shutdown` fires, so the load balancer stops
+/// sending before the drain.
+pub fn router(edge: Edge, shutdown: Shutdown) -> Router {
+    let limit = edge.settings().max_body_bytes;
+    Router::new()
+        .route("/", get(graphiql))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphiql/{file}", get(asset))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(AppState { edge, shutdown })
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.shutdown.is_triggered() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+    }
+    if state.edge.backends_ready().await {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a backend is not serving\n",
+        )
+    }
+}
+
+/// The trace context and forwarded headers of one HTTP request; a trace starts here when the
+/// client sent none.
+fn call_context(headers: &HeaderMap) -> CallContext {
+    let forwarded = ForwardedHeaders::from_headers(headers);
+    let span = tracing::info_span!(
+        "graphql",
+        otel.kind = "server",
+        request_id = forwarded.request_id().unwrap_or_default(),
+    );
+    continue_trace(&span, headers);
+    CallContext { span, forwarded }
+}
+
+/// The media type to answer with, from `Accept`; `None` when nothing acceptable was asked for.
+fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
+    let Some(accept) = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Some(JSON);
+    };
+    let mut best: Option<(&'static str, f32)> = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|param| param.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let candidate = match media.as_str() {
+            GRAPHQL_RESPONSE => GRAPHQL_RESPONSE,
+            JSON | "application/*" | "*/*" => JSON,
+            _ => continue,
+        };
+        if quality > 0.0 && best.is_none_or(|(_, q)| quality > q) {
+            best = Some((candidate, quality));
+        }
+    }
+    best.map(|(media, _)| media)
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// An HTTP answer holding a GraphQL response. `before_execution` responses have no `data`.
+fn answer(
+    response: &Response,
+    media: &'static str,
+    before_execution: bool,
+) -> axum::response::Response {
+    let mut body = serde_json::to_value(response).unwrap_or_default();
+    if before_execution && let Some(object) = body.as_object_mut() {
+        object.remove("data");
+    }
+    let status = if before_execution && media == GRAPHQL_RESPONSE {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut http = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    http.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media_with_charset(media)),
+    );
+    http
+}
+
+fn media_with_charset(media: &str) -> &'static str {
+    if media == GRAPHQL_RESPONSE {
+        "application/graphql-response+json; charset=utf-8"
+    } else {
+        "application/json; charset=utf-8"
+    }
+}
+
+/// A malformed HTTP request: not a GraphQL request at all.
+fn bad_request(media: &'static str, message: &str) -> axum::response::Response {
+    let response = error_response("BAD_REQUEST", message);
+    let mut http = answer(&response, media, true);
+    *http.status_mut() = StatusCode::BAD_REQUEST;
+    http
+}
+
+fn not_acceptable() -> axum::response::Response {
+    (
+        StatusCode::NOT_ACCEPTABLE,
+        "accept application/graphql-response+json or application/json\n",
+    )
+        .into_response()
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match content_type.as_deref() {
+        Some(JSON) => {}
+        Some(_) => {
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send application/json\n",
+            )
+                .into_response();
+        }
+        None => {
+            return bad_request(
+                media,
+                "the request has no Content-Type; send application/json",
+            );
+        }
+    }
+    let request = match parse_body(&body) {
+        Ok(request) => request,
+        Err(message) => return bad_request(media, &message),
+    };
+    run(&state.edge, request, &headers, media, Method::POST).await
+}
+
+/// The JSON body of a POST: `{query, operationName, variables, extensions}`.
+fn parse_body(body: &[u8]) -> Result<Request, String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?;
+    let serde_json::Value::Object(mut object) = json else {
+        return Err("the body must be a JSON object".to_owned());
+    };
+    request_from_parts(
+        object.remove("query"),
+        object.remove("operationName"),
+        object.remove("variables"),
+        object.remove("extensions"),
+    )
+}
+
+fn request_from_parts(
+    query: Option<serde_json::Value>,
+    operation_name: Option<serde_json::Value>,
+    variables: Option<serde_json::Value>,
+    extensions: Option<serde_json::Value>,
+) -> Result<Request, String> {
+    let query = match query {
+        Some(serde_json::Value::String(query)) => query,
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(_) => return Err("query must be a string".to_owned()),
+    };
+    let mut request = Request::new(query);
+    match operation_name {
+        Some(serde_json::Value::String(name)) => request = request.operation_name(name),
+        None | Some(serde_json::Value::Null) => {}
+        Some(_) => return Err("operationName must be a string".to_owned()),
+    }
+    match variables {
+        Some(variables @ serde_json::Value::Object(_)) => {
+            request = request.variables(Variables::from_json(variables));
+        }
+        None | Some(serde_json::Value::Null) => {}
+        Some(_) => return Err("variables must be an object".to_owned()),
+    }
+    match extensions {
+        Some(serde_json::Value::Object(extensions)) => {
+            for (key, value) in extensions {
+                let value =
+                    async_graphql::Value::from_json(value).map_err(|error| error.to_string())?;
+                request.extensions.insert(key, value);
+            }
+        }
+        None | Some(serde_json::Value::Null) => {}
+        Some(_) => return Err("extensions must be an object".to_owned()),
+    }
+    Ok(request)
+}
+
+async fn graphql_get(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (mut parts, _) = request.into_parts();
+    let headers = parts.headers.clone();
+    if headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+    {
+        return websocket(state, &mut parts, &headers).await;
+    }
+    let params: HashMap<String, String> =
+        axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|query| query.0)
+            .unwrap_or_default();
+    if !params.contains_key("query") && wants_html(&headers) {
+        return graphiql().await.into_response();
+    }
+    let Some(media) = negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let json = |name: &str| -> Result<Option<serde_json::Value>, String> {
+        params
+            .get(name)
+            .map(|text| serde_json::from_str(text).map_err(|_| format!("{name} must be JSON")))
+            .transpose()
+    };
+    let request = match (json("variables"), json("extensions")) {
+        (Ok(variables), Ok(extensions)) => request_from_parts(
+            params.get("query").cloned().map(serde_json::Value::String),
+            params
+                .get("operationName")
+                .cloned()
+                .map(serde_json::Value::String),
+            variables,
+            extensions,
+        ),
+        (Err(message), _) | (_, Err(message)) => Err(message),
+    };
+    match request {
+        Ok(request) => run(&state.edge, request, &headers, media, Method::GET).await,
+        Err(message) => bad_request(media, &message),
+    }
+}
+
+async fn run(
+    edge: &Edge,
+    mut request: Request,
+    headers: &HeaderMap,
+    media: &'static str,
+    method: Method,
+) -> axum::response::Response {
+    if let Err(response) = edge.persisted_query(&mut request) {
+        return answer(&response, media, true);
+    }
+    if request.query.is_empty() {
+        return bad_request(media, "the request has no query");
+    }
+    let kind = match edge.prepare(&mut request) {
+        Ok(kind) => kind,
+        Err(response) => return answer(&response, media, true),
+    };
+    match (method, kind) {
+        (Method::GET, Some(OperationType::Mutation)) => {
+            let mut http = (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "a mutation must be sent with POST\n",
+            )
+                .into_response();
+            http.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return http;
+        }
+        (_, Some(OperationType::Subscription)) => {
+            let response = error_response(
+                "BAD_REQUEST",
+                "subscriptions are served over WebSocket (graphql-transport-ws) on /graphql",
+            );
+            return answer(&response, media, true);
+        }
+        _ => {}
+    }
+    let response = edge.execute(request, call_context(headers)).await;
+    let before_execution =
+        !response.errors.is_empty() && response.data == async_graphql::Value::Null;
+    answer(&response, media, before_execution)
+}
+
+/// The executor of one WebSocket connection: every operation it carries runs in its own scope,
+/// with the trace context of the upgrade request.
+#[derive(Clone)]
+struct Connection {
+    edge: Edge,
+    headers: HeaderMap,
+}
+
+impl async_graphql::Executor for Connection {
+    async fn execute(&self, mut request: Request) -> Response {
+        if let Err(response) = self.edge.prepare(&mut request) {
+            return *response;
+        }
+        self.edge
+            .execute(request, call_context(&self.headers))
+            .await
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        _session_data: Option<std::sync::Arc<async_graphql::Data>>,
+    ) -> BoxStream<'static, Response> {
+        self.edge
+            .execute_stream(request, call_context(&self.headers))
+    }
+}
+
+async fn websocket(
+    state: AppState,
+    parts: &mut http::request::Parts,
+    headers: &HeaderMap,
+) -> axum::response::Response {
+    let protocol = match GraphQLProtocol::from_request_parts(parts, &()).await {
+        Ok(protocol) => protocol,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let connection = Connection {
+        edge: state.edge.clone(),
+        headers: headers.clone(),
+    };
+    let shutdown = state.shutdown.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let serve = GraphQLWebSocket::new(socket, connection, protocol).serve();
+            // A drain ends open subscriptions, as it ends gRPC streams.
+            tokio::select! {
+                () = serve => {},
+                () = shutdown.cancelled() => {},
+            }
+        })
+}
+
+/// GraphiQL, with its scripts and styles served by the edge itself (no CDN).
+async fn graphiql() -> impl IntoResponse {
+    Html(include_str!("../assets/graphiql.html"))
+}
+
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
+    let (body, content_type): (&'static [u8], &str) = match file.as_str() {
+        "graphiql.min.js" => (
+            include_bytes!("../assets/graphiql.min.js"),
+            "text/javascript",
+        ),
+        "graphiql.min.css" => (include_bytes!("../assets/graphiql.min.css"), "text/css"),
+        "react.production.min.js" => (
+            include_bytes!("../assets/react.production.min.js"),
+            "text/javascript",
+        ),
+        "react-dom.production.min.js" => (
+            include_bytes!("../assets/react-dom.production.min.js"),
+            "text/javascript",
+        ),
+        "graphql-ws.min.js" => (
+            include_bytes!("../assets/graphql-ws.min.js"),
+            "text/javascript",
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
