@@ -4,7 +4,11 @@
 //! After changing a proto, update the checked-in SDL with:
 //! `CROWDCRUNCH_UPDATE_SDL=1 cargo test -p crowdcrunch-edge --test schema`
 
+mod support;
+
 use std::path::Path;
+
+use support::{js_dir, node_with_graphql, tempfile_dir};
 
 fn checked_in() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql")
@@ -150,36 +154,4 @@ fn graphql_js_finds_the_schemas_valid() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn js_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("crowdcrunch-edge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// `node`, with graphql-js installed in `tests/js` (by `npm ci` when missing); `None`, after one
-/// line on stderr, when node is not installed.
-fn node_with_graphql() -> Option<&'static str> {
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping the graphql-js checks: node is not installed");
-        return None;
-    }
-    if !js_dir().join("node_modules/graphql").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--silent", "--no-audit", "--no-fund"])
-            .current_dir(js_dir())
-            .status()
-            .expect("run npm ci");
-        assert!(status.success(), "npm ci in crates/edge/tests/js failed");
-    }
-    Some("node")
 }

@@ -1,0 +1,243 @@
+//! Test support: the edge on port 0 over real backends, and a small HTTP client.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crowdcrunch_edge::Edge;
+use crowdcrunch_runtime::Shutdown;
+use crowdcrunch_runtime::client::Endpoints;
+use crowdcrunch_runtime::edge::EdgeSettings;
+use crowdcrunch_runtime::http::HttpServer;
+use crowdcrunch_runtime::testing::{TestDatabase, TestServer, databases};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// A running edge and the backends behind it.
+pub struct App {
+    /// The edge's address.
+    pub addr: SocketAddr,
+    /// The edge.
+    pub edge: Edge,
+    /// The backends, by name.
+    pub backends: HashMap<String, TestServer>,
+    shutdown: Shutdown,
+    client: Client<HttpConnector, Full<Bytes>>,
+    databases: Vec<TestDatabase>,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The Content-Type.
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The customers service (on SQLite) and the edge in front of it; `extra` names backends that
+/// are configured but not running (their address refuses connections).
+pub async fn spawn_app(settings: EdgeSettings, extra: &[&str]) -> App {
+    let database = databases("customers").remove(0);
+    let db = database.connect(&crowdcrunch_customers::MIGRATOR).await;
+    let customers = TestServer::start(crowdcrunch_customers::service(db)).await;
+    let mut endpoints = HashMap::new();
+    endpoints.insert(
+        "customers".to_owned(),
+        Endpoints::parse(&customers.url()).expect("endpoints"),
+    );
+    for name in extra {
+        // A port that was free a moment ago: nothing listens there.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = free.local_addr().expect("addr");
+        drop(free);
+        endpoints.insert(
+            (*name).to_owned(),
+            Endpoints::parse(&format!("http://{addr}")).expect("endpoints"),
+        );
+    }
+    let mut backends = HashMap::new();
+    backends.insert("customers".to_owned(), customers);
+    let mut app = spawn_edge(settings, &endpoints, backends).await;
+    app.databases.push(database);
+    app
+}
+
+/// The edge in front of `endpoints`.
+pub async fn spawn_edge(
+    settings: EdgeSettings,
+    endpoints: &HashMap<String, Endpoints>,
+    backends: HashMap<String, TestServer>,
+) -> App {
+    crowdcrunch_runtime::telemetry::init_for_tests();
+    let edge = Edge::new(settings, endpoints, None).expect("the edge builds");
+    let shutdown = Shutdown::new();
+    let server = HttpServer::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("bind the edge");
+    let addr = server.local_addr();
+    let router = crowdcrunch_edge::router(edge.clone(), shutdown.clone());
+    tokio::spawn(server.serve(router, shutdown.clone(), std::time::Duration::from_secs(5)));
+    App {
+        addr,
+        edge,
+        backends,
+        shutdown,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        databases: Vec::new(),
+    }
+}
+
+impl App {
+    /// Sends a request.
+    pub async fn send(&self, request: http::Request<Full<Bytes>>) -> Answer {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .expect("the edge answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POSTs `body` to `/graphql` with these headers.
+    pub async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        let mut request = http::Request::post(format!("http://{}/graphql", self.addr))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(
+            request
+                .body(Full::new(Bytes::from(
+                    serde_json::to_vec(body).expect("json"),
+                )))
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// A GraphQL POST with `application/json`; the JSON response.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let answer = self
+            .post(
+                &serde_json::json!({"query": query, "variables": variables}),
+                &[("accept", "application/json")],
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer.json()
+    }
+
+    /// GETs `path` with these headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = http::Request::get(format!("http://{}{path}", self.addr));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Full::new(Bytes::new())).expect("request"))
+            .await
+    }
+
+    /// Stops the edge and the backends.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        for (_, backend) in self.backends {
+            let _ = backend.stop().await;
+        }
+    }
+}
+
+/// The `extensions.code` of every error in `response`.
+pub fn codes(response: &Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|error| {
+                    error["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn js_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
+}
+
+pub fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("crowdcrunch-edge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// `node`, with graphql-js installed in `tests/js` (by `npm ci` when missing); `None`, after one
+/// line on stderr, when node is not installed.
+pub fn node_with_graphql() -> Option<&'static str> {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping the graphql-js checks: node is not installed");
+        return None;
+    }
+    if !js_dir().join("node_modules/graphql").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(js_dir())
+            .status()
+            .expect("run npm ci");
+        assert!(status.success(), "npm ci in crates/edge/tests/js failed");
+    }
+    Some("node")
+}
