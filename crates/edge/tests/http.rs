@@ -374,3 +374,22 @@ async fn the_graphql_http_server_audit_finds_no_must_failure() {
     eprintln!("{report}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn operations_run_over_graphql_transport_ws() {
+    let app = spawn_app(EdgeSettings::default(), &[]).await;
+    create(&app, "ws@example.com", "Socket").await;
+    let mut ws = support::WsClient::connect(&app).await;
+    ws.subscribe("1", "{ customers { nodes { email } } }", Value::Null)
+        .await;
+    let next = ws.receive().await;
+    assert_eq!(next["type"], "next", "{next}");
+    assert_eq!(next["id"], "1");
+    assert_eq!(
+        next["payload"]["data"]["customers"]["nodes"],
+        json!([{"email": "ws@example.com"}])
+    );
+    assert_eq!(ws.receive().await["type"], "complete");
+    ws.close().await;
+    app.stop().await;
+}

@@ -241,3 +241,82 @@ pub fn node_with_graphql() -> Option<&'static str> {
     }
     Some("node")
 }
+
+/// A graphql-transport-ws client.
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    /// Connects to the edge's `/graphql` and completes `connection_init`/`connection_ack`.
+    pub async fn connect(app: &App) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = format!("ws://{}/graphql", app.addr)
+            .into_client_request()
+            .expect("a WebSocket request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            http::HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let (stream, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("the WebSocket upgrade");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.as_bytes()),
+            Some(&b"graphql-transport-ws"[..])
+        );
+        let mut client = Self { stream };
+        client
+            .send(serde_json::json!({"type": "connection_init"}))
+            .await;
+        assert_eq!(client.receive().await["type"], "connection_ack");
+        client
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: Value) {
+        use futures::SinkExt as _;
+        self.stream
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                message.to_string(),
+            ))
+            .await
+            .expect("send");
+    }
+
+    /// The next text message, within 30 seconds.
+    pub async fn receive(&mut self) -> Value {
+        use futures::StreamExt as _;
+        loop {
+            let message =
+                tokio::time::timeout(std::time::Duration::from_secs(30), self.stream.next())
+                    .await
+                    .expect("a message within 30s")
+                    .expect("the socket is open")
+                    .expect("a valid frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                return serde_json::from_str(&text).expect("JSON");
+            }
+        }
+    }
+
+    /// Subscribes with `id` to `query`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(serde_json::json!({
+            "id": id,
+            "type": "subscribe",
+            "payload": {"query": query, "variables": variables},
+        }))
+        .await;
+    }
+
+    /// Closes the socket.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}
