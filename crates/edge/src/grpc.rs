@@ -25,6 +25,13 @@ pub struct DynamicCodec {
     output: MessageDescriptor,
 }
 
+impl DynamicCodec {
+    /// A codec whose responses are `output` messages.
+    pub fn new(output: MessageDescriptor) -> Self {
+        Self { output }
+    }
+}
+
 impl Codec for DynamicCodec {
     type Encode = DynamicMessage;
     type Decode = DynamicMessage;

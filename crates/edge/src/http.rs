@@ -115,16 +115,22 @@ fn answer(
     media: &'static str,
     before_execution: bool,
 ) -> axum::response::Response {
-    let mut body = serde_json::to_value(response).unwrap_or_default();
-    if before_execution && let Some(object) = body.as_object_mut() {
-        object.remove("data");
-    }
+    let body = if before_execution {
+        // A request that failed before execution has no `data` at all.
+        let mut body = serde_json::to_value(response).unwrap_or_default();
+        if let Some(object) = body.as_object_mut() {
+            object.remove("data");
+        }
+        serde_json::to_vec(&body)
+    } else {
+        serde_json::to_vec(response)
+    };
     let status = if before_execution && media == GRAPHQL_RESPONSE {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let mut http = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    let mut http = (status, body.unwrap_or_default()).into_response();
     http.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(media_with_charset(media)),

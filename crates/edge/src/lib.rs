@@ -24,7 +24,7 @@ mod scope;
 
 pub use catalog::{Catalog, CatalogError};
 pub use execute::{Edge, EdgeError};
-pub use grpc::backend_name;
+pub use grpc::{DynamicCodec, backend_name};
 pub use http::router;
 pub use schema::SchemaOptions;
 

@@ -1245,6 +1245,23 @@ impl Resolver {
                         errors::coded("INTERNAL_SERVER_ERROR", "a connection without paging")
                     })?;
                     let key = parent.get_field(&plan.join.key).into_owned();
+                    let (first, after) = page::arguments(&ctx, runtime.max_page_size)?;
+                    // The first page of every parent comes from one batched List when the
+                    // filter takes many keys; later pages, per parent, from their cursor.
+                    if after.is_none() && plan.join.request_field.is_list() {
+                        let key = key.as_str().unwrap_or_default().to_owned();
+                        let items = if key.is_empty() {
+                            Vec::new()
+                        } else {
+                            scope
+                                .loader
+                                .load_one(JoinKey { join: index, key })
+                                .await?
+                                .map(|items| items.as_ref().clone())
+                                .unwrap_or_default()
+                        };
+                        return Ok(Some(FieldValue::owned_any(page::first_page(items, first))));
+                    }
                     let mut request = DynamicMessage::new(plan.join.method.input());
                     let key = if plan.join.request_field.is_list() {
                         prost_reflect::Value::List(vec![key])
@@ -1252,7 +1269,6 @@ impl Resolver {
                         key
                     };
                     request.set_field(&plan.join.request_field, key);
-                    let (first, after) = page::arguments(&ctx, runtime.max_page_size)?;
                     let page = page::fetch(
                         runtime,
                         scope,
