@@ -129,6 +129,17 @@ pub struct CallContext {
     pub forwarded: ForwardedHeaders,
 }
 
+/// Whether a call failed before the backend could act on it: UNAVAILABLE, or a CANCELLED that
+/// the transport produced (a connection closed under the call, as when a replica drains) and no
+/// backend described. The edge itself never sees its own cancellations: it drops the call.
+fn retryable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Cancelled => status.details().is_empty(),
+        _ => false,
+    }
+}
+
 /// Waits until the channel can take a call: UNAVAILABLE when no endpoint is ready in time.
 async fn ready(
     client: &mut tonic::client::Grpc<GrpcChannel>,
@@ -212,8 +223,8 @@ impl Backends {
         let mut last = Status::unavailable("no attempt");
         for attempt in 0..attempts {
             match self.unary_once(rpc, request.clone(), context).await {
-                Err(status) if status.code() == Code::Unavailable && attempt + 1 < attempts => {
-                    tracing::debug!(rpc = %rpc.path, "UNAVAILABLE; retrying once");
+                Err(status) if retryable(&status) && attempt + 1 < attempts => {
+                    tracing::debug!(rpc = %rpc.path, code = ?status.code(), "retrying once");
                     last = status;
                 }
                 result => return result,
