@@ -12,6 +12,8 @@ mod generated {
 pub use generated::crowdcrunch::*;
 pub use generated::google;
 
+pub mod json;
+
 /// The encoded `FileDescriptorSet` of every CrowdCrunch proto and its imports, with source info
 /// (comments) and custom options such as `google.api.field_behavior` intact.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::client::Endpoints;
+
 /// A configuration value that cannot be used; the message names the setting and what is wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -235,6 +237,99 @@ pub enum StorageSettings {
         /// The connection URL (a secret: it may hold a password).
         url: SecretString,
     },
+}
+
+/// A service another one calls: its endpoints come from `--<service>-endpoints` or
+/// `CROWDCRUNCH_<SERVICE>_ENDPOINTS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// The customers service.
+    Customers,
+    /// The inventory service.
+    Inventory,
+    /// The orders service.
+    Orders,
+    /// The payments service.
+    Payments,
+    /// The fulfillment service.
+    Fulfillment,
+    /// The exchanges service.
+    Exchanges,
+    /// The ledger service.
+    Ledger,
+}
+
+impl Upstream {
+    /// The service's name, as in its flag and variable.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customers => "customers",
+            Self::Inventory => "inventory",
+            Self::Orders => "orders",
+            Self::Payments => "payments",
+            Self::Fulfillment => "fulfillment",
+            Self::Exchanges => "exchanges",
+            Self::Ledger => "ledger",
+        }
+    }
+}
+
+/// Where the services this process calls are: one optional endpoint list per service
+/// (comma-separated `http://` or `https://` URLs, balanced client-side).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UpstreamArgs {
+    /// Endpoints of the customers service.
+    #[arg(long = "customers-endpoints", env = "CROWDCRUNCH_CUSTOMERS_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
+    pub customers: Option<Endpoints>,
+    /// Endpoints of the inventory service.
+    #[arg(long = "inventory-endpoints", env = "CROWDCRUNCH_INVENTORY_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
+    pub inventory: Option<Endpoints>,
+    /// Endpoints of the orders service.
+    #[arg(long = "orders-endpoints", env = "CROWDCRUNCH_ORDERS_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
+    pub orders: Option<Endpoints>,
+    /// Endpoints of the payments service.
+    #[arg(long = "payments-endpoints", env = "CROWDCRUNCH_PAYMENTS_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
+    pub payments: Option<Endpoints>,
+    /// Endpoints of the fulfillment service.
+    #[arg(long = "fulfillment-endpoints", env = "CROWDCRUNCH_FULFILLMENT_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
+    pub fulfillment: Option<Endpoints>,
+    /// Endpoints of the exchanges service.
+    #[arg(long = "exchanges-endpoints", env = "CROWDCRUNCH_EXCHANGES_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
+    pub exchanges: Option<Endpoints>,
+    /// Endpoints of the ledger service.
+    #[arg(long = "ledger-endpoints", env = "CROWDCRUNCH_LEDGER_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
+    pub ledger: Option<Endpoints>,
+}
+
+impl UpstreamArgs {
+    fn slot(&mut self, upstream: Upstream) -> &mut Option<Endpoints> {
+        match upstream {
+            Upstream::Customers => &mut self.customers,
+            Upstream::Inventory => &mut self.inventory,
+            Upstream::Orders => &mut self.orders,
+            Upstream::Payments => &mut self.payments,
+            Upstream::Fulfillment => &mut self.fulfillment,
+            Upstream::Exchanges => &mut self.exchanges,
+            Upstream::Ledger => &mut self.ledger,
+        }
+    }
+
+    /// Sets the endpoints of `upstream` (as `dev` does with the addresses it bound).
+    pub fn set(&mut self, upstream: Upstream, endpoints: Endpoints) {
+        *self.slot(upstream) = Some(endpoints);
+    }
+
+    /// The endpoints of `upstream`, which `caller` cannot run without; when they are not set, the
+    /// one-line error that says which variable to set.
+    pub fn require(&self, caller: &str, upstream: Upstream) -> Result<Endpoints, ConfigError> {
+        self.clone().slot(upstream).take().ok_or_else(|| {
+            let name = upstream.as_str();
+            ConfigError::new(format!(
+                "{caller} needs CROWDCRUNCH_{}_ENDPOINTS (or --{name}-endpoints): the URLs of the {name} service",
+                name.to_uppercase()
+            ))
+        })
+    }
 }
 
 /// Log format.

@@ -1,6 +1,7 @@
 //! AIP-158 pagination: `page_size` 0 means the default, a size over the maximum is coerced to it,
 //! a negative size is INVALID_ARGUMENT; `page_token` is opaque (a keyset cursor) and an empty
-//! `next_page_token` is the only end of a list.
+//! `next_page_token` is the only end of a list. A token is bound to the list's filter fields: one
+//! returned under other filter values is refused.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,16 +22,30 @@ pub struct PageRequest {
     pub size: u32,
     /// The last key of the previous page; `None` on the first page.
     pub after: Option<String>,
+    /// Fingerprint of the filter values the tokens are bound to.
+    filter: String,
 }
 
 impl PageRequest {
-    /// Validates `page_size` and `page_token` of a List request.
+    /// Validates `page_size` and `page_token` of a List request without filter fields.
     pub fn parse(page_size: i32, page_token: &str) -> Result<Self, FieldViolation> {
+        Self::parse_filtered(page_size, page_token, "")
+    }
+
+    /// Validates `page_size` and `page_token` of a List request whose other fields filter it;
+    /// `filter` is any text that names their values (e.g. `active=true`). A token returned under
+    /// other filter values is refused, and the next token is bound to these.
+    pub fn parse_filtered(
+        page_size: i32,
+        page_token: &str,
+        filter: &str,
+    ) -> Result<Self, FieldViolation> {
         let size = match u32::try_from(page_size) {
             Err(_) => return Err(FieldViolation::new("page_size", "must not be negative")),
             Ok(0) => DEFAULT_PAGE_SIZE,
             Ok(size) => size.min(MAX_PAGE_SIZE),
         };
+        let filter = fingerprint(filter);
         let after = if page_token.is_empty() {
             None
         } else {
@@ -40,10 +55,21 @@ impl PageRequest {
                 .decode(page_token)
                 .map_err(|_| bad_token())?;
             let text = String::from_utf8(bytes).map_err(|_| bad_token())?;
-            let key = text.strip_prefix(TOKEN_PREFIX).ok_or_else(bad_token)?;
+            let rest = text.strip_prefix(TOKEN_PREFIX).ok_or_else(bad_token)?;
+            let (bound_to, key) = rest.split_once(':').ok_or_else(bad_token)?;
+            if bound_to != filter {
+                return Err(FieldViolation::new(
+                    "page_token",
+                    "was returned for other filter values; send the filters of the call that returned it",
+                ));
+            }
             Some(key.to_owned())
         };
-        Ok(Self { size, after })
+        Ok(Self {
+            size,
+            after,
+            filter,
+        })
     }
 
     /// The SQL `LIMIT` to use: one more than the page, to learn whether another page follows.
@@ -59,16 +85,24 @@ impl PageRequest {
             items.truncate(size);
             items
                 .last()
-                .map(|item| encode_token(&key(item)))
+                .map(|item| self.encode_token(&key(item)))
                 .unwrap_or_default()
         } else {
             String::new()
         }
     }
+
+    fn encode_token(&self, key: &str) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{}:{key}", self.filter))
+    }
 }
 
-fn encode_token(key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{key}"))
+/// 64-bit FNV-1a of `text` in hex: stable across builds and versions, unlike `std`'s hasher.
+fn fingerprint(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]
@@ -100,5 +134,19 @@ mod tests {
         assert!(PageRequest::parse(2, "not-a-token").is_err());
         let mut last = vec!["c"];
         assert_eq!(next.finish(&mut last, |item| (*item).to_owned()), "");
+    }
+
+    #[test]
+    fn tokens_are_bound_to_the_filter() {
+        let page = PageRequest::parse_filtered(1, "", "active=true").expect("first page");
+        let token = page.finish(&mut vec!["a", "b"], |item| (*item).to_owned());
+        let same = PageRequest::parse_filtered(1, &token, "active=true").expect("same filter");
+        assert_eq!(same.after.as_deref(), Some("a"));
+        let other = PageRequest::parse_filtered(1, &token, "active=false").expect_err("other");
+        assert_eq!(other.field, "page_token");
+        assert!(
+            PageRequest::parse(1, &token).is_err(),
+            "no filter is another filter"
+        );
     }
 }

@@ -219,6 +219,44 @@ fn install_drivers() {
     DRIVERS.call_once(sqlx::any::install_default_drivers);
 }
 
+/// `$first, $first+1, ...`: `count` numbered parameters, for `IN (...)` lists and multi-row
+/// `VALUES` in the portable SQL both backends accept.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The rows of `select` (a query ending in `WHERE <key> IN`) whose key is one of `keys`, in the
+/// order of `keys` (repeats answered in place), `None` where no row has the key: what an AIP-231
+/// batch get needs.
+pub async fn fetch_by_keys<R>(
+    connection: &mut AnyConnection,
+    select: &str,
+    keys: &[&str],
+    key_of: impl Fn(&R) -> &str,
+) -> Result<Vec<Option<R>>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + Clone,
+{
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{select} ({})", placeholders(1, keys.len()));
+    let mut query = sqlx::query_as::<_, R>(&sql);
+    for key in keys {
+        query = query.bind(*key);
+    }
+    let rows = query.fetch_all(connection).await?;
+    let found: std::collections::HashMap<&str, &R> =
+        rows.iter().map(|row| (key_of(row), row)).collect();
+    Ok(keys
+        .iter()
+        .map(|key| found.get(key).map(|row| (*row).clone()))
+        .collect())
+}
+
 /// Microseconds since the Unix epoch: how timestamps are stored (`BIGINT`, portable).
 pub fn now_micros() -> i64 {
     let now = std::time::SystemTime::now()

@@ -90,13 +90,22 @@ impl TestServer {
         settings: ServerSettings,
         definition: ServiceDefinition<S>,
     ) -> Self {
+        Self::spawn_with(settings, |_| definition).await
+    }
+
+    /// Binds with `settings` and serves the service `make` builds from the server's shutdown
+    /// signal (a service with streams ends them on it, so that the drain never waits on them).
+    pub async fn spawn_with<S: GrpcService>(
+        settings: ServerSettings,
+        make: impl FnOnce(Shutdown) -> ServiceDefinition<S>,
+    ) -> Self {
         crate::telemetry::init_for_tests();
         let server = GrpcServer::bind(settings)
             .await
             .expect("cannot bind the test server");
         let addr = server.local_addr();
         let shutdown = Shutdown::new();
-        let handle = tokio::spawn(server.serve(definition, shutdown.clone()));
+        let handle = tokio::spawn(server.serve(make(shutdown.clone()), shutdown.clone()));
         Self {
             addr,
             shutdown,
@@ -106,7 +115,14 @@ impl TestServer {
 
     /// Serves `definition` plaintext on a free port of 127.0.0.1.
     pub async fn start<S: GrpcService>(definition: ServiceDefinition<S>) -> Self {
-        Self::spawn(ServerSettings::new(([127, 0, 0, 1], 0).into()), definition).await
+        Self::start_with(|_| definition).await
+    }
+
+    /// Serves what `make` builds from the shutdown signal, plaintext on a free port of 127.0.0.1.
+    pub async fn start_with<S: GrpcService>(
+        make: impl FnOnce(Shutdown) -> ServiceDefinition<S>,
+    ) -> Self {
+        Self::spawn_with(ServerSettings::new(([127, 0, 0, 1], 0).into()), make).await
     }
 
     /// `http://` URL of the server.
@@ -127,5 +143,38 @@ impl TestServer {
     pub async fn stop(self) -> Result<(), ServeError> {
         self.shutdown.trigger();
         self.handle.await.expect("the server task panicked")
+    }
+}
+
+/// The field paths of a status's `BadRequest` details, in order.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every page of an AIP-158 list, first to last: `fetch` gets a page token and answers that
+/// page's items and its `next_page_token`.
+pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Vec<Vec<T>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = (Vec<T>, String)>,
+{
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (items, next_page_token) = fetch(page_token).await;
+        pages.push(items);
+        if next_page_token.is_empty() {
+            return pages;
+        }
+        page_token = next_page_token;
     }
 }
