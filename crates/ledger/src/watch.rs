@@ -1,0 +1,197 @@
+//! WatchEvents: one task per watcher that sends the stored backlog, then the events appended in
+//! this process as they commit, with a periodic read of the database as the fallback that also
+//! brings the appends of other replicas.
+//!
+//! Sequences commit in order (the head row serialises appenders), so a watcher keeps one number,
+//! the last sequence it has passed, and reads "after it" from the database whenever the live feed
+//! skips ahead, lags or is quiet. A watcher whose client reads slowly never blocks appenders or
+//! other watchers: the live feed is a bounded broadcast that overwrites what a slow watcher has not
+//! taken, and that watcher catches up from the database when it can send again. Each watcher's
+//! queries release their connection before it sends, so a stalled client holds no connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crowdcrunch_proto::ledger::v1 as pb;
+use crowdcrunch_runtime::{Database, Shutdown};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::domain::Subjects;
+use crate::error::Error;
+use crate::storage;
+
+/// Events appended in this process that the live feed holds for watchers that have not taken them.
+const LIVE_BUFFER: usize = 1024;
+/// Events queued per watcher ahead of its client.
+const STREAM_BUFFER: usize = 32;
+/// Events read from the database at once.
+const PAGE: i64 = 500;
+/// How long a watcher waits for a live event before it reads the database anyway.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The stream a watcher's client reads.
+pub type EventStream = ReceiverStream<Result<pb::Event, Status>>;
+
+/// The live feed of the events appended in this process, after they commit.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    sender: broadcast::Sender<Arc<pb::Event>>,
+}
+
+impl Hub {
+    /// A feed with no watcher yet.
+    pub fn new() -> Self {
+        Self {
+            sender: broadcast::channel(LIVE_BUFFER).0,
+        }
+    }
+
+    /// Hands committed events to every watcher; never waits.
+    pub fn publish(&self, events: Vec<pb::Event>) {
+        for event in events {
+            // No watcher is not an error.
+            let _ = self.sender.send(Arc::new(event));
+        }
+    }
+
+    /// Starts a watcher of the events after `after` that pass `subjects`, until its client goes
+    /// away or `shutdown` fires.
+    pub fn watch(
+        &self,
+        database: Database,
+        subjects: Subjects,
+        after: i64,
+        shutdown: Shutdown,
+    ) -> EventStream {
+        // Subscribe before the backlog is read: whatever commits meanwhile is in the feed.
+        let live = self.sender.subscribe();
+        let (out, stream) = mpsc::channel(STREAM_BUFFER);
+        let watcher = Watcher {
+            database,
+            subjects,
+            last: after,
+            live,
+            out,
+            shutdown,
+        };
+        tokio::spawn(watcher.run());
+        ReceiverStream::new(stream)
+    }
+}
+
+/// Why a watcher stops.
+enum Stop {
+    /// Its client went away.
+    Gone,
+    /// The process is shutting down.
+    Shutdown,
+    /// The database failed.
+    Failed(Error),
+}
+
+impl From<sqlx::Error> for Stop {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+/// What woke a watcher up.
+enum Wake {
+    Stop(Stop),
+    Live(Result<Arc<pb::Event>, RecvError>),
+    Poll,
+}
+
+struct Watcher {
+    database: Database,
+    subjects: Subjects,
+    /// The last sequence passed: sent, or skipped by the filter.
+    last: i64,
+    live: broadcast::Receiver<Arc<pb::Event>>,
+    out: mpsc::Sender<Result<pb::Event, Status>>,
+    shutdown: Shutdown,
+}
+
+impl Watcher {
+    async fn run(mut self) {
+        let status = match self.follow().await {
+            Stop::Gone => return,
+            Stop::Shutdown => Status::from(Error::ShuttingDown),
+            Stop::Failed(error) => Status::from(error),
+        };
+        // Best effort: a client that reads nothing sees its stream end without the reason.
+        let _ = self.out.try_send(Err(status));
+    }
+
+    async fn follow(&mut self) -> Stop {
+        if let Err(stop) = self.catch_up().await {
+            return stop;
+        }
+        let mut poll = tokio::time::interval_at(Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let wake = tokio::select! {
+                () = self.shutdown.cancelled() => Wake::Stop(Stop::Shutdown),
+                () = self.out.closed() => Wake::Stop(Stop::Gone),
+                received = self.live.recv() => Wake::Live(received),
+                _ = poll.tick() => Wake::Poll,
+            };
+            let step = match wake {
+                Wake::Stop(stop) => return stop,
+                Wake::Live(Ok(event)) if event.sequence <= self.last => Ok(()),
+                Wake::Live(Ok(event)) if event.sequence == self.last + 1 => {
+                    poll.reset();
+                    self.last = event.sequence;
+                    if self.subjects.admit(&event.subject) {
+                        self.send(pb::Event::clone(&event)).await
+                    } else {
+                        Ok(())
+                    }
+                }
+                // The feed skipped ahead (another append published first) or overwrote events
+                // this watcher had not taken yet: the database has them all, in order.
+                Wake::Live(Ok(_) | Err(RecvError::Lagged(_))) | Wake::Poll => self.catch_up().await,
+                Wake::Live(Err(RecvError::Closed)) => Err(Stop::Shutdown),
+            };
+            if let Err(stop) = step {
+                return stop;
+            }
+        }
+    }
+
+    /// Sends every stored event after `last` up to the current head.
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        let head = {
+            let mut connection = self.database.pool().acquire().await?;
+            storage::head(&mut connection).await?
+        };
+        loop {
+            let page = {
+                let mut connection = self.database.pool().acquire().await?;
+                storage::range(&mut connection, self.last, head, &self.subjects, PAGE).await?
+            };
+            let complete = page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
+            for event in page {
+                let sequence = event.sequence;
+                self.send(event).await?;
+                self.last = sequence;
+            }
+            if complete {
+                self.last = self.last.max(head);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends one event, waiting while the client is behind, unless the process shuts down.
+    async fn send(&self, event: pb::Event) -> Result<(), Stop> {
+        tokio::select! {
+            sent = self.out.send(Ok(event)) => sent.map_err(|_| Stop::Gone),
+            () = self.shutdown.cancelled() => Err(Stop::Shutdown),
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! `LedgerService` over real gRPC against a real server, on SQLite and (when
+//! `CROWDCRUNCH_TEST_DATABASE_URL` is set) on PostgreSQL.
+
+use std::time::Duration;
+
+use crowdcrunch_proto::ledger::v1 as pb;
+use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use crowdcrunch_runtime::storage::{now_micros, timestamp_from_micros};
+use crowdcrunch_runtime::testing::{
+    TestDatabase, TestServer, all_pages, databases, violated_fields,
+};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// How long a test waits for events it expects before it fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A ledger server over a fresh database, and a client to it.
+struct App {
+    server: TestServer,
+    client: LedgerServiceClient<Channel>,
+}
+
+async fn spawn_app(database: &TestDatabase) -> App {
+    let database = database.connect(&crowdcrunch_ledger::MIGRATOR).await;
+    let server =
+        TestServer::start_with(|shutdown| crowdcrunch_ledger::service(database, shutdown)).await;
+    let client = LedgerServiceClient::new(server.channel().await);
+    App { server, client }
+}
+
+/// An event about `subject` whose payload says `n`.
+fn event(id: &str, subject: &str, n: i64) -> pb::Event {
+    pb::Event {
+        id: id.into(),
+        r#type: "ThingHappened".into(),
+        source: "tests".into(),
+        subject: subject.into(),
+        time: Some(timestamp_from_micros(now_micros())),
+        data: Some(crowdcrunch_proto::json::struct_from_json(
+            serde_json::json!({ "n": n, "tags": ["a", "b"] }),
+        )),
+        trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+        sequence: 0,
+    }
+}
+
+async fn append(
+    client: &mut LedgerServiceClient<Channel>,
+    events: Vec<pb::Event>,
+) -> Vec<pb::Event> {
+    client
+        .append_events(pb::AppendEventsRequest { events })
+        .await
+        .expect("append events")
+        .into_inner()
+        .events
+}
+
+async fn list_all(
+    client: &mut LedgerServiceClient<Channel>,
+    subjects: &[&str],
+    page_size: i32,
+) -> Vec<Vec<pb::Event>> {
+    let subjects: Vec<String> = subjects
+        .iter()
+        .map(|subject| (*subject).to_owned())
+        .collect();
+    all_pages(|page_token| {
+        let mut client = client.clone();
+        let subjects = subjects.clone();
+        async move {
+            let page = client
+                .list_events(pb::ListEventsRequest {
+                    page_size,
+                    page_token,
+                    subjects,
+                })
+                .await
+                .expect("list events")
+                .into_inner();
+            (page.events, page.next_page_token)
+        }
+    })
+    .await
+}
+
+fn sequences(events: &[pb::Event]) -> Vec<i64> {
+    events.iter().map(|event| event.sequence).collect()
+}
+
+/// The next `count` events of a watch stream.
+async fn take(stream: &mut tonic::Streaming<pb::Event>, count: usize) -> Vec<pb::Event> {
+    let mut events = Vec::with_capacity(count);
+    tokio::time::timeout(PATIENCE, async {
+        while events.len() < count {
+            let event = stream.message().await.expect("a watched event");
+            events.push(event.expect("the stream stays open"));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {count} events arrived", events.len()));
+    events
+}
+
+async fn watch(
+    client: &mut LedgerServiceClient<Channel>,
+    after_sequence: i64,
+    subject: Option<&str>,
+) -> tonic::Streaming<pb::Event> {
+    client
+        .watch_events(pb::WatchEventsRequest {
+            after_sequence,
+            subject: subject.map(str::to_owned),
+        })
+        .await
+        .expect("watch events")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn appends_get_gap_free_sequences_and_list_in_pages_by_subject() {
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        let sent = vec![event("e1", "order-1", 1), event("e2", "order-2", 2)];
+        let first = append(&mut client, sent.clone()).await;
+        let second = append(
+            &mut client,
+            vec![
+                event("e3", "SKU-1", 3),
+                event("e4", "order-1", 4),
+                event("e5", "order-1", 5),
+            ],
+        )
+        .await;
+        assert_eq!(sequences(&first), [1, 2], "{}", database.backend);
+        assert_eq!(sequences(&second), [3, 4, 5]);
+        let stored = pb::Event {
+            sequence: 1,
+            ..sent[0].clone()
+        };
+        assert_eq!(first[0], stored, "the event is stored as sent");
+
+        let pages = list_all(&mut client, &[], 2).await;
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!(pages.concat(), [first.clone(), second.clone()].concat());
+        let order_1 = list_all(&mut client, &["order-1"], 0).await.concat();
+        assert_eq!(sequences(&order_1), [1, 4, 5], "one subject");
+        let several = list_all(&mut client, &["order-1", "SKU-1"], 1)
+            .await
+            .concat();
+        assert_eq!(sequences(&several), [1, 3, 4, 5], "several subjects");
+        assert!(
+            list_all(&mut client, &["nobody"], 10)
+                .await
+                .concat()
+                .is_empty()
+        );
+
+        let token = client
+            .list_events(pb::ListEventsRequest {
+                page_size: 1,
+                page_token: String::new(),
+                subjects: vec!["order-1".into()],
+            })
+            .await
+            .expect("first page")
+            .into_inner()
+            .next_page_token;
+        let status = client
+            .list_events(pb::ListEventsRequest {
+                page_size: 1,
+                page_token: token,
+                subjects: vec!["order-2".into()],
+            })
+            .await
+            .expect_err("a token used with other subjects");
+        assert_eq!(violated_fields(&status), ["page_token"]);
+        server.stop().await.expect("drain");
+    }
+}
+
+#[tokio::test]
+async fn an_event_appended_again_is_recorded_once() {
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        let first = append(&mut client, vec![event("a", "s", 1), event("b", "s", 2)]).await;
+        // A retry that overlaps the first call, with a changed payload under an old id.
+        let retry = append(&mut client, vec![event("b", "s", 99), event("c", "s", 3)]).await;
+        assert_eq!(
+            retry[0], first[1],
+            "{}: the stored event answers",
+            database.backend
+        );
+        assert_eq!(retry[1].sequence, 3);
+        let again = append(&mut client, vec![event("a", "s", 1)]).await;
+        assert_eq!(again, [first[0].clone()]);
+        let stored = list_all(&mut client, &[], 100).await.concat();
+        assert_eq!(sequences(&stored), [1, 2, 3]);
+        // Nothing was assigned to the replays: the next event follows without a gap.
+        let next = append(&mut client, vec![event("d", "s", 4)]).await;
+        assert_eq!(sequences(&next), [4]);
+        server.stop().await.expect("drain");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_field_violations() {
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        let with = |change: fn(&mut pb::Event)| {
+            let mut event = event("x", "s", 1);
+            change(&mut event);
+            vec![event]
+        };
+        let cases: Vec<(Vec<pb::Event>, Vec<&str>)> = vec![
+            (vec![], vec!["events"]),
+            (with(|event| event.id.clear()), vec!["events[0].id"]),
+            (
+                with(|event| event.r#type = "thing happened".into()),
+                vec!["events[0].type"],
+            ),
+            (with(|event| event.source.clear()), vec!["events[0].source"]),
+            (
+                with(|event| event.subject.clear()),
+                vec!["events[0].subject"],
+            ),
+            (with(|event| event.time = None), vec!["events[0].time"]),
+            (
+                with(|event| event.trace_id = "XYZ".into()),
+                vec!["events[0].trace_id"],
+            ),
+            (
+                vec![event("same", "s", 1), event("same", "s", 2)],
+                vec!["events[1].id"],
+            ),
+            (
+                (0..1001).map(|n| event(&format!("e{n}"), "s", n)).collect(),
+                vec!["events"],
+            ),
+        ];
+        for (events, fields) in cases {
+            let status = client
+                .append_events(pb::AppendEventsRequest { events })
+                .await
+                .expect_err("bad input must fail");
+            assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+            assert_eq!(violated_fields(&status), fields, "{}", database.backend);
+        }
+        let status = client
+            .list_events(pb::ListEventsRequest {
+                page_size: -1,
+                ..Default::default()
+            })
+            .await
+            .expect_err("negative page size");
+        assert_eq!(violated_fields(&status), ["page_size"]);
+        let status = client
+            .list_events(pb::ListEventsRequest {
+                subjects: vec![String::new()],
+                ..Default::default()
+            })
+            .await
+            .expect_err("an empty subject");
+        assert_eq!(violated_fields(&status), ["subjects[0]"]);
+        let status = client
+            .watch_events(pb::WatchEventsRequest {
+                after_sequence: -1,
+                subject: None,
+            })
+            .await
+            .expect_err("negative after_sequence");
+        assert_eq!(violated_fields(&status), ["after_sequence"]);
+        assert!(list_all(&mut client, &[], 10).await.concat().is_empty());
+        server.stop().await.expect("drain");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appends_get_gap_free_contiguous_sequences() {
+    for database in databases("ledger") {
+        let App { server, client } = spawn_app(&database).await;
+        let batches = futures::future::join_all((0..20).map(|batch| {
+            let mut client = client.clone();
+            async move {
+                let events = (0..5)
+                    .map(|n| event(&format!("b{batch}-{n}"), "s", n))
+                    .collect();
+                append(&mut client, events).await
+            }
+        }))
+        .await;
+        let mut all = Vec::new();
+        for batch in &batches {
+            let numbers = sequences(batch);
+            let contiguous: Vec<i64> = (numbers[0]..numbers[0] + 5).collect();
+            assert_eq!(
+                numbers, contiguous,
+                "{}: a batch is appended atomically",
+                database.backend
+            );
+            all.extend(numbers);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=100).collect::<Vec<_>>(), "no gap, no repeat");
+        server.stop().await.expect("drain");
+    }
+}
+
+#[tokio::test]
+async fn watchers_get_the_backlog_then_live_events_in_order_while_one_reads_nothing() {
+    const BACKLOG: usize = 10;
+    const LIVE_BATCHES: usize = 25;
+    const BATCH: usize = 100;
+    const TOTAL: usize = BACKLOG + LIVE_BATCHES * BATCH;
+    // Big enough that the silent watcher's HTTP/2 windows and queues fill up and it lags behind.
+    let padding = "x".repeat(4096);
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        let backlog = (0..BACKLOG)
+            .map(|n| event(&format!("old-{n}"), "s", 0))
+            .collect();
+        append(&mut client, backlog).await;
+
+        let mut silent = watch(&mut client, 0, None).await;
+        let readers: Vec<_> = [0, 0, 5]
+            .into_iter()
+            .map(|after| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    let mut stream = watch(&mut client, after, None).await;
+                    let count = TOTAL - usize::try_from(after).expect("small");
+                    (after, take(&mut stream, count).await)
+                })
+            })
+            .collect();
+
+        let appending = async {
+            for batch in 0..LIVE_BATCHES {
+                let events = (0..BATCH)
+                    .map(|n| {
+                        let mut event = event(&format!("new-{batch}-{n}"), "s", 1);
+                        event.data = Some(crowdcrunch_proto::json::struct_from_json(
+                            serde_json::json!({ "padding": padding }),
+                        ));
+                        event
+                    })
+                    .collect();
+                append(&mut client, events).await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, appending)
+            .await
+            .expect("a silent watcher never blocks the appenders");
+
+        for reader in readers {
+            let (after, events) = reader.await.expect("reader");
+            let expected: Vec<i64> = (after + 1..=i64::try_from(TOTAL).expect("small")).collect();
+            assert_eq!(
+                sequences(&events),
+                expected,
+                "{}: after {after}",
+                database.backend
+            );
+        }
+        // The silent watcher lost nothing either: it catches up, in order, once it reads.
+        let late = take(&mut silent, TOTAL).await;
+        assert_eq!(
+            sequences(&late),
+            (1..=i64::try_from(TOTAL).expect("small")).collect::<Vec<_>>()
+        );
+        drop(silent);
+        server.stop().await.expect("drain");
+    }
+}
+
+#[tokio::test]
+async fn a_watch_filters_by_subject_and_resumes_after_a_sequence() {
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        append(
+            &mut client,
+            vec![event("1", "a", 1), event("2", "b", 2), event("3", "a", 3)],
+        )
+        .await;
+        let mut only_a = watch(&mut client, 0, Some("a")).await;
+        let mut resumed = watch(&mut client, 2, None).await;
+        assert_eq!(sequences(&take(&mut only_a, 2).await), [1, 3]);
+        assert_eq!(sequences(&take(&mut resumed, 1).await), [3]);
+
+        append(&mut client, vec![event("4", "b", 4)]).await;
+        append(&mut client, vec![event("5", "a", 5)]).await;
+        assert_eq!(
+            sequences(&take(&mut only_a, 1).await),
+            [5],
+            "{}: live, filtered",
+            database.backend
+        );
+        assert_eq!(sequences(&take(&mut resumed, 2).await), [4, 5]);
+        server.stop().await.expect("drain");
+    }
+}
+
+#[tokio::test]
+async fn the_log_survives_a_restart_and_sequences_continue() {
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        let before = append(&mut client, vec![event("1", "a", 1), event("2", "a", 2)]).await;
+        server.stop().await.expect("drain");
+
+        let App { server, mut client } = spawn_app(&database).await;
+        assert_eq!(
+            list_all(&mut client, &[], 10).await.concat(),
+            before,
+            "{}",
+            database.backend
+        );
+        let after = append(&mut client, vec![event("3", "a", 3), event("1", "a", 1)]).await;
+        assert_eq!(
+            sequences(&after),
+            [3, 1],
+            "the id stays known across the restart"
+        );
+        server.stop().await.expect("drain");
+    }
+}
+
+#[tokio::test]
+async fn open_watches_end_when_the_server_shuts_down() {
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        let mut stream = watch(&mut client, 0, None).await;
+        // The drain grace is 10 s: a drain that waited on the stream would take that long.
+        tokio::time::timeout(Duration::from_secs(5), server.stop())
+            .await
+            .expect("the drain does not wait for the watch")
+            .expect("drain");
+        match stream.message().await {
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{}", database.backend),
+            Ok(None) => {}
+            Ok(Some(event)) => panic!("no event was appended, got {event:?}"),
+        }
+    }
+}
