@@ -1,0 +1,197 @@
+//! The relay: one background task per service process that moves the outbox to the ledger.
+//!
+//! It reads the oldest undelivered events, appends them to the ledger in one call, then deletes
+//! them. The database connection is released before the call (the SQLite pool has one connection,
+//! and a slow ledger must never hold up the service's own transactions). A crash between the call
+//! and the delete only repeats a delivery, which the ledger records once.
+//!
+//! It wakes when a transaction with events commits, and on a periodic tick as a fallback; failures
+//! back off exponentially up to a few seconds. On shutdown it makes a last, bounded attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crowdcrunch_proto::ledger::v1 as pb;
+use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
+use crowdcrunch_runtime::client::GrpcChannel;
+use crowdcrunch_runtime::storage::{placeholders, timestamp_from_micros};
+use crowdcrunch_runtime::{Database, Shutdown};
+use tokio::sync::Notify;
+
+/// Events delivered per ledger call.
+const BATCH: usize = 100;
+/// How often the relay looks at the outbox when nothing woke it.
+const TICK: Duration = Duration::from_secs(1);
+/// The first pause after a failure; it doubles with each failure in a row...
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// ...up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(3);
+/// The longest one ledger call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the last delivery at shutdown may take.
+const LAST_FLUSH: Duration = Duration::from_secs(2);
+
+/// Counter of events delivered to the ledger, by `source`.
+const DELIVERED: &str = "outbox_events_delivered_total";
+/// Counter of failed deliveries (each retried), by `source`.
+const FAILURES: &str = "outbox_delivery_failures_total";
+
+/// A delivery that did not happen; the events stay in the outbox and are retried.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("outbox storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("the ledger refused the events: {0}")]
+    Ledger(#[from] tonic::Status),
+    #[error("the ledger did not answer within {CALL_TIMEOUT:?}")]
+    Timeout,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: String,
+    source: String,
+    event_type: String,
+    subject: String,
+    data: String,
+    trace_id: String,
+    event_time: i64,
+}
+
+impl From<OutboxRow> for pb::Event {
+    fn from(row: OutboxRow) -> Self {
+        Self {
+            sequence: 0,
+            id: row.id,
+            r#type: row.event_type,
+            source: row.source,
+            subject: row.subject,
+            time: Some(timestamp_from_micros(row.event_time)),
+            data: Some(crowdcrunch_proto::json::struct_from_json(
+                serde_json::from_str(&row.data).unwrap_or_default(),
+            )),
+            trace_id: row.trace_id,
+        }
+    }
+}
+
+/// Delivers one service's outbox to the ledger until shutdown; see [`Relay::run`].
+#[derive(Debug)]
+pub struct Relay {
+    database: Database,
+    source: &'static str,
+    wake: Arc<Notify>,
+    ledger: LedgerServiceClient<GrpcChannel>,
+}
+
+impl Relay {
+    pub(crate) fn new(
+        database: Database,
+        source: &'static str,
+        wake: Arc<Notify>,
+        ledger: GrpcChannel,
+    ) -> Self {
+        Self {
+            database,
+            source,
+            wake,
+            ledger: LedgerServiceClient::new(ledger),
+        }
+    }
+
+    /// Delivers until `stop` fires, then makes one last attempt, bounded by a couple of seconds,
+    /// to deliver what is left (what it cannot deliver stays in the outbox for the next start).
+    pub async fn run(mut self, stop: Shutdown) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut failing = false;
+        while !stop.is_triggered() {
+            // Stopping abandons a delivery in flight: if the ledger stored it, the next start
+            // delivers it again and the ledger records it once.
+            let delivered = tokio::select! {
+                delivered = self.deliver_batch() => delivered,
+                () = stop.cancelled() => break,
+            };
+            match delivered {
+                Ok(delivered) => {
+                    if failing {
+                        tracing::info!("outbox delivery works again");
+                    }
+                    failing = false;
+                    backoff = FIRST_BACKOFF;
+                    if delivered == BATCH {
+                        // A full batch: more may be waiting.
+                        continue;
+                    }
+                    tokio::select! {
+                        () = self.wake.notified() => {},
+                        () = tokio::time::sleep(TICK) => {},
+                        () = stop.cancelled() => {},
+                    }
+                }
+                Err(error) => {
+                    metrics::counter!(FAILURES, "source" => self.source).increment(1);
+                    if failing {
+                        tracing::debug!(%error, retry_in = ?backoff, "outbox delivery failed again");
+                    } else {
+                        tracing::warn!(%error, retry_in = ?backoff, "outbox delivery failed; retrying");
+                    }
+                    failing = true;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {},
+                        () = stop.cancelled() => {},
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        match tokio::time::timeout(LAST_FLUSH, self.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "events left in the outbox; they are delivered after the next start");
+            }
+            Err(_) => tracing::warn!(
+                "the last outbox delivery timed out; the events left are delivered after the next start"
+            ),
+        }
+    }
+
+    /// Delivers until the outbox is empty.
+    async fn flush(&mut self) -> Result<(), DeliveryError> {
+        while self.deliver_batch().await? == BATCH {}
+        Ok(())
+    }
+
+    /// Delivers the oldest events, at most a batch; how many.
+    async fn deliver_batch(&mut self) -> Result<usize, DeliveryError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, source, event_type, subject, data, trace_id, event_time FROM outbox \
+             ORDER BY id LIMIT $1",
+        )
+        .bind(i64::try_from(BATCH).unwrap_or(i64::MAX))
+        .fetch_all(self.database.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
+        let events = rows.into_iter().map(pb::Event::from).collect();
+        let mut request = tonic::Request::new(pb::AppendEventsRequest { events });
+        request.set_timeout(CALL_TIMEOUT);
+        tokio::time::timeout(CALL_TIMEOUT, self.ledger.append_events(request))
+            .await
+            .map_err(|_| DeliveryError::Timeout)??;
+
+        let sql = format!(
+            "DELETE FROM outbox WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut delete = sqlx::query(&sql);
+        for id in &ids {
+            delete = delete.bind(id);
+        }
+        delete.execute(self.database.pool()).await?;
+        metrics::counter!(DELIVERED, "source" => self.source).increment(ids.len() as u64);
+        tracing::debug!(count = ids.len(), "outbox events delivered");
+        Ok(ids.len())
+    }
+}
