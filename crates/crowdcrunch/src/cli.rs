@@ -2,11 +2,13 @@
 
 use anyhow::Context as _;
 use crowdcrunch_runtime::Shutdown;
-use crowdcrunch_runtime::config::{MetricsArgs, ServerArgs, StorageArgs, TelemetryArgs};
+use crowdcrunch_runtime::config::{
+    MetricsArgs, ServerArgs, StorageArgs, TelemetryArgs, UpstreamArgs,
+};
 use crowdcrunch_runtime::metrics::MetricsServer;
 
 use crate::dev::DevArgs;
-use crate::services::ServiceName;
+use crate::services::{ServiceName, Upstreams};
 
 /// CrowdCrunch: an order-management backend of gRPC services behind a GraphQL edge.
 #[derive(Debug, clap::Parser)]
@@ -16,6 +18,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once at start and consumed at once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Run one service (what a Kubernetes pod runs).
@@ -34,6 +38,8 @@ struct ServeArgs {
     server: ServerArgs,
     #[command(flatten)]
     storage: StorageArgs,
+    #[command(flatten)]
+    upstream: UpstreamArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
     #[command(flatten)]
@@ -55,13 +61,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = args.server.settings(default_listen)?;
     let storage = args.storage.settings()?;
     let telemetry = args.telemetry.settings()?;
+    let upstreams = Upstreams::resolve(args.service, &args.upstream, server.tls.as_ref())?;
     let _telemetry = crowdcrunch_runtime::telemetry::init(args.service.as_str(), &telemetry)?;
 
     let shutdown = Shutdown::on_signals();
     let metrics = MetricsServer::bind(args.metrics.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {} for metrics", args.metrics.metrics_addr))?;
-    let service = crate::services::bind(args.service, server, &storage).await?;
+    let service = crate::services::bind(args.service, server, &storage, &upstreams).await?;
     let (metrics, service) = tokio::join!(metrics.serve(shutdown.clone()), service.serve(shutdown));
     metrics.context("metrics server failed")?;
     service

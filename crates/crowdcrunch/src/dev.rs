@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use crowdcrunch_proto::customers::v1 as customers;
-use crowdcrunch_runtime::config::TelemetryArgs;
+use crowdcrunch_proto::inventory::v1 as inventory;
+use crowdcrunch_runtime::client::Endpoints;
+use crowdcrunch_runtime::config::{TelemetryArgs, UpstreamArgs};
 use crowdcrunch_runtime::metrics::MetricsServer;
 use crowdcrunch_runtime::{ServerSettings, Shutdown, StorageSettings};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
-use crate::services::{BoundService, ServiceName};
+use crate::services::{BoundService, ServiceName, Upstreams};
 
 /// The file whose presence in the data dir says the demo data was seeded once already.
 const SEEDED_MARKER: &str = ".demo-seeded";
@@ -30,6 +32,12 @@ pub struct DevArgs {
     /// Port of the customers service.
     #[arg(long, default_value_t = ServiceName::Customers.default_port())]
     customers_port: u16,
+    /// Port of the inventory service.
+    #[arg(long, default_value_t = ServiceName::Inventory.default_port())]
+    inventory_port: u16,
+    /// Port of the ledger service.
+    #[arg(long, default_value_t = ServiceName::Ledger.default_port())]
+    ledger_port: u16,
     /// Port of the Prometheus `/metrics` endpoint.
     #[arg(long, default_value_t = 9090)]
     metrics_port: u16,
@@ -41,6 +49,8 @@ impl DevArgs {
     fn port(&self, service: ServiceName) -> u16 {
         match service {
             ServiceName::Customers => self.customers_port,
+            ServiceName::Inventory => self.inventory_port,
+            ServiceName::Ledger => self.ledger_port,
         }
     }
 }
@@ -58,11 +68,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let metrics = MetricsServer::bind(metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+    // Each service calls the ones bound before it at the addresses they really got.
+    let mut upstream = UpstreamArgs::default();
     let mut services = Vec::new();
     for name in ServiceName::ALL {
         let settings = ServerSettings::new(SocketAddr::new(args.host, args.port(name)));
-        services.push(crate::services::bind(name, settings, &storage).await?);
+        let upstreams = Upstreams::resolve(name, &upstream, None)?;
+        let service = crate::services::bind(name, settings, &storage, &upstreams).await?;
+        upstream.set(name.upstream(), local_endpoints(service.addr())?);
+        services.push(service);
     }
+    services.sort_by_key(|service| service.name().default_port());
     print_table(&services, metrics_addr, &args.data_dir);
     let addr_of = |name: ServiceName| {
         services
@@ -71,6 +87,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(BoundService::addr)
     };
     let customers_addr = addr_of(ServiceName::Customers).context("customers is not running")?;
+    let inventory_addr = addr_of(ServiceName::Inventory).context("inventory is not running")?;
 
     let shutdown = Shutdown::on_signals();
     let mut running: FuturesUnordered<_> = services
@@ -88,9 +105,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }));
 
     if first_start {
-        seed(customers_addr, &shutdown)
+        seed_customers(customers_addr, &shutdown)
             .await
-            .context("cannot seed the demo data")?;
+            .context("cannot seed the demo customers")?;
+        seed_catalog(inventory_addr, &shutdown)
+            .await
+            .context("cannot seed the demo catalog")?;
         std::fs::write(args.data_dir.join(SEEDED_MARKER), b"demo data seeded\n").with_context(
             || {
                 format!(
@@ -116,6 +136,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     result
 }
 
+/// How the other services reach a service bound at `addr`.
+fn local_endpoints(addr: SocketAddr) -> anyhow::Result<Endpoints> {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}", SocketAddr::new(ip, addr.port()));
+    Ok(Endpoints::single(url.parse().context("a local URL")?))
+}
+
 #[allow(clippy::print_stdout)]
 fn print_table(services: &[BoundService], metrics_addr: SocketAddr, data_dir: &Path) {
     println!("CrowdCrunch dev: every service on its own port (Ctrl-C drains and stops)");
@@ -135,7 +166,7 @@ fn print_table(services: &[BoundService], metrics_addr: SocketAddr, data_dir: &P
 }
 
 /// Demo customers, created through the real gRPC API with fixed request ids.
-async fn seed(customers_addr: SocketAddr, shutdown: &Shutdown) -> anyhow::Result<()> {
+async fn seed_customers(customers_addr: SocketAddr, shutdown: &Shutdown) -> anyhow::Result<()> {
     let customers_url = format!("http://{customers_addr}");
     let mut client =
         customers::customer_service_client::CustomerServiceClient::connect(customers_url).await?;
@@ -159,6 +190,54 @@ async fn seed(customers_addr: SocketAddr, shutdown: &Shutdown) -> anyhow::Result
             })
             .await
             .with_context(|| format!("creating demo customer {email}"))?;
+    }
+    Ok(())
+}
+
+/// The demo catalogue: SKU, title, price in US cents, units in stock.
+const CATALOG: [(&str, &str, i64, i32); 14] = [
+    ("TSHIRT-BLK-M", "T-shirt, black, M", 1999, 40),
+    ("TSHIRT-WHT-M", "T-shirt, white, M", 1999, 40),
+    ("HOODIE-GRY-L", "Hoodie, grey, L", 4999, 25),
+    ("CAP-NAVY", "Cap, navy", 2499, 30),
+    ("BEANIE-BLK", "Beanie, black", 1799, 30),
+    ("SOCKS-3PK", "Socks, pack of 3", 1299, 60),
+    ("MUG-CERAMIC", "Ceramic mug", 1299, 50),
+    ("BOTTLE-STEEL", "Steel water bottle", 2999, 35),
+    ("TOTE-CANVAS", "Canvas tote bag", 1599, 45),
+    ("BACKPACK-20L", "Backpack, 20 l", 7999, 20),
+    ("NOTEBOOK-A5", "Notebook, A5, dotted", 999, 80),
+    ("PEN-SET", "Pen set of 4", 899, 70),
+    ("STICKER-PACK", "Sticker pack", 499, 100),
+    ("POSTER-A2", "Poster, A2", 1499, 25),
+];
+
+/// The demo catalogue, in stock, created through the real gRPC API with fixed request ids.
+async fn seed_catalog(inventory_addr: SocketAddr, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let inventory_url = format!("http://{inventory_addr}");
+    let mut client =
+        inventory::inventory_service_client::InventoryServiceClient::connect(inventory_url).await?;
+    for (sku, title, cents, units) in CATALOG {
+        if shutdown.is_triggered() {
+            break;
+        }
+        client
+            .create_product(inventory::CreateProductRequest {
+                product: Some(inventory::Product {
+                    sku: sku.to_owned(),
+                    title: title.to_owned(),
+                    price: Some(crowdcrunch_proto::r#type::v1::Money {
+                        currency_code: "USD".to_owned(),
+                        minor_units: cents,
+                    }),
+                    active: true,
+                    ..Default::default()
+                }),
+                initial_stock: units,
+                request_id: format!("demo-product-{sku}"),
+            })
+            .await
+            .with_context(|| format!("creating demo product {sku}"))?;
     }
     Ok(())
 }

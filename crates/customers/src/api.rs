@@ -1,15 +1,16 @@
-//! `CustomerService` over gRPC: parse the request, run it in a transaction, answer.
+//! `CustomerService` over gRPC: parse the request, run it in a transaction with its event, answer.
 
+use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::customers::v1 as pb;
 use crowdcrunch_proto::customers::v1::customer_service_server::CustomerService;
 use crowdcrunch_runtime::Database;
-use crowdcrunch_runtime::idempotency::{self, IdempotencyKey};
+use crowdcrunch_runtime::idempotency::IdempotencyKey;
 use crowdcrunch_runtime::pagination::PageRequest;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{CustomerId, CustomerPatch, NewCustomer};
 use crate::error::Error;
-use crate::storage;
+use crate::{events, storage};
 
 /// The most ids one BatchGetCustomers may ask for.
 const MAX_BATCH: usize = 1000;
@@ -18,12 +19,13 @@ const MAX_BATCH: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct CustomerApi {
     database: Database,
+    outbox: Outbox,
 }
 
 impl CustomerApi {
-    /// The service over a migrated database.
-    pub fn new(database: Database) -> Self {
-        Self { database }
+    /// The service over a migrated database and its outbox.
+    pub fn new(database: Database, outbox: Outbox) -> Self {
+        Self { database, outbox }
     }
 }
 
@@ -39,12 +41,16 @@ impl CustomerService for CustomerApi {
             .request_id
             .clone()
             .map(|id| IdempotencyKey::new("CreateCustomer", id, &request));
-        let created = idempotency::run(&self.database, key.as_ref(), async |connection| {
-            let created = storage::insert(connection, &customer).await?;
-            tracing::info!(customer_id = %created.id, "customer created");
-            Ok::<_, Error>(created)
-        })
-        .await?;
+        let created = self
+            .outbox
+            .transaction(key.as_ref(), async |connection| {
+                let created = storage::insert(connection, &customer).await?;
+                let event = events::customer_created(&created);
+                self.outbox.enqueue(connection, event).await?;
+                Ok::<_, Error>(created)
+            })
+            .await?;
+        tracing::info!(customer_id = %created.id, "customer created");
         Ok(Response::new(created))
     }
 
@@ -84,10 +90,15 @@ impl CustomerService for CustomerApi {
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         let patch = CustomerPatch::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
-        let updated = idempotency::run(&self.database, None, async |connection| {
-            storage::update(connection, &patch).await
-        })
-        .await?;
+        let updated = self
+            .outbox
+            .transaction(None, async |connection| {
+                let updated = storage::update(connection, &patch).await?;
+                let event = events::customer_updated(&updated);
+                self.outbox.enqueue(connection, event).await?;
+                Ok::<_, Error>(updated)
+            })
+            .await?;
         tracing::info!(customer_id = %updated.id, "customer updated");
         Ok(Response::new(updated))
     }

@@ -1,14 +1,18 @@
 //! The customers service: customer accounts, served as `crowdcrunch.customers.v1.CustomerService`.
 //!
-//! Emails are unique ignoring case; creations are idempotent under a client request id. This crate
-//! holds only the customers domain: the gRPC implementation, its rules and its storage. It never
-//! calls another service and never reads configuration (the binary hands it a [`Database`]).
+//! Emails are unique ignoring case; creations are idempotent under a client request id; every
+//! change commits with its event in the outbox (`CustomerCreated`, `CustomerUpdated`, about the
+//! customer id). This crate holds only the customers domain: the gRPC implementation, its rules and
+//! its storage. It never calls another service and never reads configuration (the binary hands it
+//! a [`Database`] and an [`Outbox`]).
 
 mod api;
 mod domain;
 mod error;
+mod events;
 mod storage;
 
+use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::customers::v1::customer_service_server::CustomerServiceServer;
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::server::ServiceDefinition;
@@ -22,11 +26,15 @@ pub const DATABASE_NAME: &str = "customers";
 /// The service's schema migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// The customers service over `database` (already migrated with [`MIGRATOR`]), ready to serve.
-pub fn service(database: Database) -> ServiceDefinition<CustomerServiceServer<CustomerApi>> {
+/// The customers service over `database` (already migrated with [`MIGRATOR`]), writing its events
+/// to `outbox` (opened on the same database), ready to serve.
+pub fn service(
+    database: Database,
+    outbox: Outbox,
+) -> ServiceDefinition<CustomerServiceServer<CustomerApi>> {
     ServiceDefinition {
         readiness: database.readiness(),
-        service: CustomerServiceServer::new(CustomerApi::new(database)),
+        service: CustomerServiceServer::new(CustomerApi::new(database, outbox)),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

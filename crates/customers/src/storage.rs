@@ -2,7 +2,7 @@
 
 use crowdcrunch_proto::customers::v1 as pb;
 use crowdcrunch_runtime::pagination::PageRequest;
-use crowdcrunch_runtime::storage::{now_micros, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{fetch_by_keys, now_micros, timestamp_from_micros};
 use sqlx::AnyConnection;
 
 use crate::domain::{CustomerId, CustomerPatch, Email, NewCustomer};
@@ -10,7 +10,7 @@ use crate::error::Error;
 
 const COLUMNS: &str = "id, email, display_name, create_time, update_time";
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 struct CustomerRow {
     id: String,
     email: String,
@@ -70,30 +70,14 @@ pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[CustomerId],
 ) -> Result<Vec<pb::Customer>, Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders = (1..=ids.len())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT {COLUMNS} FROM customers WHERE id IN ({placeholders})");
-    let mut query = sqlx::query_as::<_, CustomerRow>(&sql);
-    for id in ids {
-        query = query.bind(id.as_str());
-    }
-    let found: std::collections::HashMap<String, pb::Customer> = query
-        .fetch_all(connection)
-        .await?
-        .into_iter()
-        .map(|row| (row.id.clone(), pb::Customer::from(row)))
-        .collect();
-    ids.iter()
-        .map(|id| {
-            found
-                .get(id.as_str())
-                .cloned()
-                .ok_or_else(|| Error::NotFound(id.as_str().to_owned()))
+    let keys: Vec<&str> = ids.iter().map(CustomerId::as_str).collect();
+    let select = format!("SELECT {COLUMNS} FROM customers WHERE id IN");
+    let rows = fetch_by_keys(connection, &select, &keys, |row: &CustomerRow| &row.id).await?;
+    rows.into_iter()
+        .zip(keys)
+        .map(|(row, id)| {
+            row.map(Into::into)
+                .ok_or_else(|| Error::NotFound(id.to_owned()))
         })
         .collect()
 }

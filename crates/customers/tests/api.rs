@@ -1,9 +1,12 @@
 //! `CustomerService` over real gRPC against a real server, on SQLite and (when
 //! `CROWDCRUNCH_TEST_DATABASE_URL` is set) on PostgreSQL.
 
+use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::customers::v1 as pb;
 use crowdcrunch_proto::customers::v1::customer_service_client::CustomerServiceClient;
-use crowdcrunch_runtime::testing::{TestDatabase, TestServer, databases};
+use crowdcrunch_runtime::testing::{
+    TestDatabase, TestServer, all_pages, databases, violated_fields,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
@@ -14,11 +17,13 @@ struct App {
     client: CustomerServiceClient<Channel>,
 }
 
+/// No relay runs here: the events stay in the outbox (crates/outbox/tests follow them to a ledger).
 async fn spawn_app(database: &TestDatabase) -> App {
-    let server = TestServer::start(crowdcrunch_customers::service(
-        database.connect(&crowdcrunch_customers::MIGRATOR).await,
-    ))
-    .await;
+    let database = database.connect(&crowdcrunch_customers::MIGRATOR).await;
+    let outbox = Outbox::open(&database, "customers")
+        .await
+        .expect("open the outbox");
+    let server = TestServer::start(crowdcrunch_customers::service(database, outbox)).await;
     let client = CustomerServiceClient::new(server.channel().await);
     App { server, client }
 }
@@ -40,40 +45,25 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     })
 }
 
-/// The field paths of a status's BadRequest details.
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .into_iter()
-                .map(|violation| violation.field)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn list_all(
     client: &mut CustomerServiceClient<Channel>,
     page_size: i32,
 ) -> Vec<Vec<pb::Customer>> {
-    let mut pages = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_customers(pb::ListCustomersRequest {
-                page_size,
-                page_token,
-            })
-            .await
-            .expect("list customers")
-            .into_inner();
-        pages.push(page.customers);
-        if page.next_page_token.is_empty() {
-            return pages;
+    all_pages(|page_token| {
+        let mut client = client.clone();
+        async move {
+            let page = client
+                .list_customers(pb::ListCustomersRequest {
+                    page_size,
+                    page_token,
+                })
+                .await
+                .expect("list customers")
+                .into_inner();
+            (page.customers, page.next_page_token)
         }
-        page_token = page.next_page_token;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -18,8 +18,11 @@ async fn recording_customers(
     database: &crowdcrunch_runtime::testing::TestDatabase,
 ) -> (String, Recorded) {
     let recorded: Recorded = Arc::default();
-    let definition =
-        crowdcrunch_customers::service(database.connect(&crowdcrunch_customers::MIGRATOR).await);
+    let db = database.connect(&crowdcrunch_customers::MIGRATOR).await;
+    let outbox = crowdcrunch_outbox::Outbox::open(&db, "customers")
+        .await
+        .expect("open the outbox");
+    let definition = crowdcrunch_customers::service(db, outbox);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

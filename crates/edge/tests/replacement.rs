@@ -17,7 +17,10 @@ async fn stopping_one_of_two_replicas_under_load_loses_no_request() {
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let db = database.connect(&crowdcrunch_customers::MIGRATOR).await;
-        replicas.push(TestServer::start(crowdcrunch_customers::service(db)).await);
+        let outbox = crowdcrunch_outbox::Outbox::open(&db, "customers")
+            .await
+            .expect("open the outbox");
+        replicas.push(TestServer::start(crowdcrunch_customers::service(db, outbox)).await);
     }
     let list = replicas
         .iter()

@@ -67,7 +67,11 @@ impl Answer {
 pub async fn spawn_app(settings: EdgeSettings, extra: &[&str]) -> App {
     let database = databases("customers").remove(0);
     let db = database.connect(&crowdcrunch_customers::MIGRATOR).await;
-    let customers = TestServer::start(crowdcrunch_customers::service(db)).await;
+    // No relay runs: the customers' events stay in their outbox.
+    let outbox = crowdcrunch_outbox::Outbox::open(&db, "customers")
+        .await
+        .expect("open the outbox");
+    let customers = TestServer::start(crowdcrunch_customers::service(db, outbox)).await;
     let mut endpoints = HashMap::new();
     endpoints.insert(
         "customers".to_owned(),
