@@ -324,3 +324,45 @@ impl WsClient {
         let _ = self.stream.close(None).await;
     }
 }
+
+/// The ledger, and customers delivering their events to it; the edge in front of both.
+pub struct System {
+    pub app: App,
+    pub relay: Shutdown,
+    _databases: Vec<TestDatabase>,
+}
+
+pub async fn spawn_system() -> System {
+    crowdcrunch_runtime::metrics::handle();
+    let ledger_db = databases("ledger").remove(0);
+    let customers_db = databases("customers").remove(0);
+    let ledger_database = ledger_db.connect(&crowdcrunch_ledger::MIGRATOR).await;
+    let ledger =
+        TestServer::start_with(|shutdown| crowdcrunch_ledger::service(ledger_database, shutdown))
+            .await;
+    let database = customers_db.connect(&crowdcrunch_customers::MIGRATOR).await;
+    let outbox = crowdcrunch_outbox::Outbox::open(&database, "customers")
+        .await
+        .expect("open the outbox");
+    let ledger_endpoints = Endpoints::parse(&ledger.url()).expect("url");
+    let channel = crowdcrunch_runtime::client::channel(&ledger_endpoints, None).expect("channel");
+    let relay = Shutdown::new();
+    tokio::spawn(outbox.relay(channel).run(relay.clone()));
+    let customers = TestServer::start(crowdcrunch_customers::service(database, outbox)).await;
+    let endpoints = HashMap::from([
+        (
+            "customers".to_owned(),
+            Endpoints::parse(&customers.url()).expect("url"),
+        ),
+        ("ledger".to_owned(), ledger_endpoints),
+    ]);
+    let backends = HashMap::from([
+        ("customers".to_owned(), customers),
+        ("ledger".to_owned(), ledger),
+    ]);
+    System {
+        app: spawn_edge(EdgeSettings::default(), &endpoints, backends).await,
+        relay,
+        _databases: vec![ledger_db, customers_db],
+    }
+}
