@@ -8,7 +8,10 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with `env!`: one compiled build script may serve several
+    // checkouts that share a target directory.
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let proto_root = manifest_dir.join("../../proto");
     let proto_root = proto_root.canonicalize()?;
     println!("cargo:rerun-if-changed={}", proto_root.display());
 

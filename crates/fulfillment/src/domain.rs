@@ -12,8 +12,6 @@ use crowdcrunch_runtime::status::FieldViolation;
 const MAX_ID_LEN: usize = 64;
 /// The longest SKU (inventory's rule).
 const MAX_SKU_LEN: usize = 64;
-/// The longest address field, in characters.
-const MAX_ADDRESS_FIELD_LEN: usize = 200;
 /// The longest tracking number.
 const MAX_TRACKING_NUMBER_LEN: usize = 64;
 /// The most lines one shipment may have.
@@ -103,8 +101,8 @@ pub struct Line {
     pub quantity: i32,
 }
 
-/// An address that can be printed on a label: recipient, first line, city, postal code and an
-/// ISO 3166-1 alpha-2 country code are present; no field is overlong or holds control characters.
+/// An address that can be printed on a label, as `crowdcrunch-proto` defines it for every service
+/// (`Address::problems`): recipient, first line, city and an ISO 3166-1 alpha-2 country code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShippingAddress(types::Address);
 
@@ -117,35 +115,11 @@ impl ShippingAddress {
         let Some(address) = address else {
             return Err(vec![FieldViolation::new(field, "is required")]);
         };
-        let mut violations = Vec::new();
-        let parts = [
-            ("recipient", &address.recipient, true),
-            ("line1", &address.line1, true),
-            ("line2", &address.line2, false),
-            ("city", &address.city, true),
-            ("region", &address.region, false),
-            ("postal_code", &address.postal_code, true),
-        ];
-        for (name, value, required) in parts {
-            let path = format!("{field}.{name}");
-            if required && value.trim().is_empty() {
-                violations.push(FieldViolation::new(path, "is required"));
-            } else if value.chars().count() > MAX_ADDRESS_FIELD_LEN {
-                violations.push(FieldViolation::new(path, "must be at most 200 characters"));
-            } else if value.chars().any(char::is_control) {
-                violations.push(FieldViolation::new(
-                    path,
-                    "must not contain control characters",
-                ));
-            }
-        }
-        let country = address.country_code.as_str();
-        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-            violations.push(FieldViolation::new(
-                format!("{field}.country_code"),
-                "must be an ISO 3166-1 alpha-2 code in upper case, e.g. US",
-            ));
-        }
+        let violations: Vec<FieldViolation> = address
+            .problems(field)
+            .into_iter()
+            .map(|(path, description)| FieldViolation::new(path, description))
+            .collect();
         if violations.is_empty() {
             Ok(Self(address.clone()))
         } else {

@@ -522,7 +522,6 @@ async fn bad_input_is_refused_with_field_violations() {
                     "shipment.address.recipient",
                     "shipment.address.line1",
                     "shipment.address.city",
-                    "shipment.address.postal_code",
                     "shipment.address.country_code",
                 ],
             ),

@@ -12,6 +12,7 @@ mod generated {
 pub use generated::crowdcrunch::*;
 pub use generated::google;
 
+mod address;
 pub mod json;
 
 /// The encoded `FileDescriptorSet` of every CrowdCrunch proto and its imports, with source info

@@ -80,3 +80,30 @@ pub fn channel(
     };
     Ok(tower_layer::Layer::layer(&PropagateLayer, channel))
 }
+
+/// The deadline of a call from one service to another unless the caller chooses another.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// `message` as a request with the standard [`CALL_DEADLINE`] (sent as `grpc-timeout`).
+pub fn request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(CALL_DEADLINE);
+    request
+}
+
+/// Whether a failed call may succeed if tried again later (the service was down, slow, restarting
+/// or overloaded), as opposed to a final answer about the request itself.
+pub fn is_transient(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    !matches!(
+        status.code(),
+        Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented
+            | Code::Unauthenticated
+    )
+}
