@@ -1,0 +1,502 @@
+//! `OrderService` over gRPC: PlaceOrder checks everything it can before an order exists (the
+//! customer, the SKUs, the card, through their services), prices the lines from inventory, saves
+//! the order with its card token, and hands it to the saga.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::time::Duration;
+
+use crowdcrunch_outbox::{Event, Outbox};
+use crowdcrunch_proto::customers::v1 as customers;
+use crowdcrunch_proto::inventory::v1 as inventory;
+use crowdcrunch_proto::orders::v1 as pb;
+use crowdcrunch_proto::orders::v1::order_service_server::OrderService;
+use crowdcrunch_proto::payments::v1 as payments;
+use crowdcrunch_runtime::status::FieldViolation;
+use crowdcrunch_runtime::{Database, Shutdown};
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::StatusExt as _;
+
+use crate::clients::Clients;
+use crate::domain::{self, PlaceOrder, is_final};
+use crate::error::Error;
+use crate::saga::Saga;
+use crate::storage::{self, LineRecord, OrderRecord};
+use crate::watch::OrderHub;
+use crowdcrunch_runtime::client::request;
+
+/// How long PlaceOrder and CancelOrder wait for the saga before answering with the order as it is.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+/// How often WatchOrder re-reads the order (changes made by another replica).
+const WATCH_POLL: Duration = Duration::from_secs(1);
+/// The most ids one BatchGetOrders may ask for.
+const MAX_BATCH: usize = 1000;
+
+/// The `OrderService` implementation.
+#[derive(Clone)]
+pub struct OrderApi {
+    database: Database,
+    outbox: Outbox,
+    clients: Clients,
+    hub: OrderHub,
+    saga: Saga,
+    shutdown: Shutdown,
+}
+
+impl OrderApi {
+    /// The API over its database, outbox, clients, change hub and saga runner.
+    pub(crate) fn new(
+        database: Database,
+        outbox: Outbox,
+        clients: Clients,
+        hub: OrderHub,
+        saga: Saga,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            database,
+            outbox,
+            clients,
+            hub,
+            saga,
+            shutdown,
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<OrderRecord, Error> {
+        let mut connection = self.database.pool().acquire().await?;
+        storage::get(&mut connection, id).await
+    }
+
+    /// Waits until order `id` satisfies `settled` (or [`SETTLE_WAIT`] passes) and returns it.
+    async fn wait_for(
+        &self,
+        id: &str,
+        settled: impl Fn(&OrderRecord) -> bool,
+    ) -> Result<OrderRecord, Error> {
+        let mut changes = self.hub.subscribe();
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        loop {
+            let order = self.load(id).await?;
+            if settled(&order) {
+                return Ok(order);
+            }
+            let changed = async {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) if change.id == id => return,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => return,
+                        Err(RecvError::Closed) => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.load(id).await;
+            }
+        }
+    }
+
+    /// Checks with the other services what `order` names, and tokenizes its card: every problem is
+    /// a field violation; an unreachable service is UNAVAILABLE.
+    async fn check_and_price(
+        &self,
+        order: &PlaceOrder,
+        card: &crowdcrunch_proto::r#type::v1::PaymentCard,
+    ) -> Result<(Vec<LineRecord>, String, payments::CardToken), Error> {
+        let customer = self.check_customer(&order.customer_id);
+        let products = self.products(order);
+        let token = self.tokenize(order, card);
+        let (customer, products, token) = tokio::join!(customer, products, token);
+        let mut violations = Vec::new();
+        if let Err(violation) = customer? {
+            violations.push(violation);
+        }
+        let products = products?;
+        let token = match token? {
+            Ok(token) => Some(token),
+            Err(card_violations) => {
+                violations.extend(card_violations);
+                None
+            }
+        };
+        let mut lines = Vec::new();
+        let mut currencies = HashSet::new();
+        for (index, line) in order.lines.iter().enumerate() {
+            let field = format!("lines[{index}].sku");
+            match products.get(&line.sku) {
+                None => violations.push(FieldViolation::new(
+                    field,
+                    format!("no product has SKU {}", line.sku),
+                )),
+                Some(product) if !product.active => {
+                    violations.push(FieldViolation::new(
+                        field,
+                        format!("{} is not for sale", line.sku),
+                    ));
+                }
+                Some(product) => {
+                    let price = product.price.clone().unwrap_or_default();
+                    currencies.insert(price.currency_code.clone());
+                    lines.push(LineRecord {
+                        sku: line.sku.clone(),
+                        quantity: i64::from(line.quantity),
+                        unit_price_minor: price.minor_units,
+                    });
+                }
+            }
+        }
+        if currencies.len() > 1 {
+            violations.push(FieldViolation::new(
+                "lines",
+                "the products are priced in different currencies",
+            ));
+        }
+        match (violations.is_empty(), token, currencies.into_iter().next()) {
+            (true, Some(token), Some(currency)) => Ok((lines, currency, token)),
+            _ => Err(Error::InvalidArgument(violations)),
+        }
+    }
+
+    async fn check_customer(&self, id: &str) -> Result<Result<(), FieldViolation>, Error> {
+        let message = customers::GetCustomerRequest { id: id.to_owned() };
+        match self
+            .clients
+            .customers
+            .clone()
+            .get_customer(request(message))
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(status) if status.code() == Code::NotFound => Ok(Err(FieldViolation::new(
+                "customer_id",
+                format!("no customer has id {id}"),
+            ))),
+            Err(status) => Err(Error::upstream("customers", status)),
+        }
+    }
+
+    /// The products named by the order's lines, by SKU; unknown SKUs are absent.
+    async fn products(
+        &self,
+        order: &PlaceOrder,
+    ) -> Result<HashMap<String, inventory::Product>, Error> {
+        let lookups = order.lines.iter().map(|line| {
+            let mut client = self.clients.inventory.clone();
+            let message = inventory::GetProductRequest {
+                sku: line.sku.clone(),
+            };
+            async move { client.get_product(request(message)).await }
+        });
+        let mut products = HashMap::new();
+        for answer in futures::future::join_all(lookups).await {
+            match answer {
+                Ok(product) => {
+                    let product = product.into_inner();
+                    products.insert(product.sku.clone(), product);
+                }
+                Err(status) if status.code() == Code::NotFound => {}
+                Err(status) => return Err(Error::upstream("inventory", status)),
+            }
+        }
+        Ok(products)
+    }
+
+    async fn tokenize(
+        &self,
+        order: &PlaceOrder,
+        card: &crowdcrunch_proto::r#type::v1::PaymentCard,
+    ) -> Result<Result<payments::CardToken, Vec<FieldViolation>>, Error> {
+        let message = payments::TokenizeCardRequest {
+            card: Some(card.clone()),
+            request_id: order
+                .request_id
+                .as_ref()
+                .map(|id| format!("{}:card", id.as_str()))
+                .unwrap_or_default(),
+        };
+        match self
+            .clients
+            .payments
+            .clone()
+            .tokenize_card(request(message))
+            .await
+        {
+            Ok(token) => Ok(Ok(token.into_inner())),
+            Err(status) if status.code() == Code::InvalidArgument => {
+                let violations = status
+                    .get_details_bad_request()
+                    .map(|bad| {
+                        bad.field_violations
+                            .into_iter()
+                            .map(|violation| {
+                                FieldViolation::new(violation.field, violation.description)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|violations| !violations.is_empty())
+                    .unwrap_or_else(|| vec![FieldViolation::new("card", status.message())]);
+                Ok(Err(violations))
+            }
+            Err(status) => Err(Error::upstream("payments", status)),
+        }
+    }
+
+    async fn place(&self, request: pb::PlaceOrderRequest) -> Result<OrderRecord, Error> {
+        let order = domain::parse_place_order(&request).map_err(Error::InvalidArgument)?;
+        let request_id = order.request_id.as_ref().map(|id| id.as_str().to_owned());
+        if let Some(request_id) = &request_id {
+            let mut connection = self.database.pool().acquire().await?;
+            if let Some(existing) = storage::find_by_request_id(&mut connection, request_id).await?
+            {
+                return Ok(existing);
+            }
+        }
+        let card = request.card.clone().unwrap_or_default();
+        let (lines, currency_code, token) = self.check_and_price(&order, &card).await?;
+
+        let mut record = storage::new_record(
+            uuid::Uuid::now_v7().to_string(),
+            request_id.clone(),
+            order.customer_id.clone(),
+            &order.address,
+        );
+        record.total_minor = lines
+            .iter()
+            .map(|line| line.unit_price_minor * line.quantity)
+            .sum();
+        record.currency_code = currency_code;
+        record.lines = lines;
+        record.card_token = token.token;
+        record.card_brand = token.brand;
+        record.card_last4 = token.last4;
+        let placed = serde_json::json!({
+            "order_id": record.id,
+            "customer_id": record.customer_id,
+            "currency_code": record.currency_code,
+            "total_minor": record.total_minor,
+            "lines": record.lines.iter().map(|line| serde_json::json!({
+                "sku": line.sku, "quantity": line.quantity, "unit_price_minor": line.unit_price_minor,
+            })).collect::<Vec<_>>(),
+        });
+        let outbox = &self.outbox;
+        let inserted = outbox
+            .transaction(None, async |connection| {
+                storage::insert(connection, &record).await?;
+                outbox
+                    .enqueue(
+                        connection,
+                        Event::new("OrderPlaced", record.id.clone(), placed),
+                    )
+                    .await?;
+                Ok::<_, Error>(record.to_proto())
+            })
+            .await;
+        match inserted {
+            Ok(_) => {
+                tracing::info!(order_id = %record.id, total_minor = record.total_minor, "order placed");
+                self.saga.wake();
+                Ok(record)
+            }
+            // A concurrent first use of the same request id won: answer with its order.
+            Err(error) => match &request_id {
+                Some(request_id) => {
+                    let mut connection = self.database.pool().acquire().await?;
+                    storage::find_by_request_id(&mut connection, request_id)
+                        .await?
+                        .ok_or(error)
+                }
+                None => Err(error),
+            },
+        }
+    }
+}
+
+type OrderStream = Pin<Box<dyn Stream<Item = Result<pb::Order, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    async fn place_order(
+        &self,
+        request: Request<pb::PlaceOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let placed = self.place(request.into_inner()).await?;
+        let settled = self
+            .wait_for(&placed.id, |order| {
+                order.status() != pb::OrderStatus::Pending
+            })
+            .await?;
+        Ok(Response::new(settled.to_proto()))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let id = &request.get_ref().id;
+        domain::check_id(id, "id").map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        Ok(Response::new(self.load(id).await?.to_proto()))
+    }
+
+    async fn batch_get_orders(
+        &self,
+        request: Request<pb::BatchGetOrdersRequest>,
+    ) -> Result<Response<pb::BatchGetOrdersResponse>, Status> {
+        let ids = &request.get_ref().ids;
+        if ids.len() > MAX_BATCH {
+            let violation = FieldViolation::new("ids", format!("at most {MAX_BATCH} ids per call"));
+            return Err(Error::InvalidArgument(vec![violation]).into());
+        }
+        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let orders = storage::batch_get(&mut connection, ids).await?;
+        Ok(Response::new(pb::BatchGetOrdersResponse {
+            orders: orders.iter().map(OrderRecord::to_proto).collect(),
+        }))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let request = request.get_ref();
+        let invalid = |violation| Error::InvalidArgument(vec![violation]);
+        let page = crowdcrunch_runtime::pagination::PageRequest::parse(
+            request.page_size,
+            &request.page_token,
+        )
+        .map_err(invalid)?;
+        let status = match request.status {
+            None => None,
+            Some(raw) => match pb::OrderStatus::try_from(raw) {
+                Ok(pb::OrderStatus::Unspecified) | Err(_) => {
+                    return Err(
+                        invalid(FieldViolation::new("status", "is not an order status")).into(),
+                    );
+                }
+                Ok(status) => Some(status),
+            },
+        };
+        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let (orders, next_page_token) = storage::list(
+            &mut connection,
+            &page,
+            request.customer_id.as_deref(),
+            status,
+        )
+        .await?;
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: orders.iter().map(OrderRecord::to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let request = request.into_inner();
+        domain::check_id(&request.id, "id")
+            .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        crowdcrunch_runtime::idempotency::RequestId::parse_optional(
+            &request.request_id,
+            "request_id",
+        )
+        .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        let order = self.load(&request.id).await?;
+        let not_cancellable = |why: &str| Error::NotCancellable {
+            id: order.id.clone(),
+            why: why.to_owned(),
+        };
+        match order.status() {
+            pb::OrderStatus::Cancelled => return Ok(Response::new(order.to_proto())),
+            pb::OrderStatus::Shipped | pb::OrderStatus::Delivered => {
+                Err(not_cancellable("it has shipped"))?
+            }
+            pb::OrderStatus::Rejected | pb::OrderStatus::PaymentDeclined => {
+                Err(not_cancellable("it has failed"))?
+            }
+            _ => {}
+        }
+        if order.cancel_requested == 0 {
+            let reason = request.reason.clone();
+            let outbox = &self.outbox;
+            outbox
+                .transaction(None, async |connection| {
+                    storage::request_cancel(connection, &order.id).await?;
+                    let data = serde_json::json!({ "order_id": order.id, "reason": reason });
+                    outbox
+                        .enqueue(
+                            connection,
+                            Event::new("OrderCancellationRequested", order.id.clone(), data),
+                        )
+                        .await?;
+                    Ok::<_, Error>(order.to_proto())
+                })
+                .await?;
+            self.saga.wake();
+        }
+        let settled = self
+            .wait_for(&order.id, |order| {
+                order.status() == pb::OrderStatus::Cancelled || order.cancel_requested == 0
+            })
+            .await?;
+        if settled.status() != pb::OrderStatus::Cancelled && settled.cancel_requested == 0 {
+            return Err(Error::NotCancellable {
+                id: settled.id,
+                why: "it has shipped".to_owned(),
+            }
+            .into());
+        }
+        Ok(Response::new(settled.to_proto()))
+    }
+
+    type WatchOrderStream = OrderStream;
+
+    async fn watch_order(
+        &self,
+        request: Request<pb::WatchOrderRequest>,
+    ) -> Result<Response<OrderStream>, Status> {
+        let id = request.into_inner().id;
+        domain::check_id(&id, "id").map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        let mut changes = self.hub.subscribe();
+        let first = self.load(&id).await?.to_proto();
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut last = first;
+            if sender.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            let mut poll = tokio::time::interval(WATCH_POLL);
+            while !is_final(last.status()) {
+                let next = tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(order) if order.id == id => Some(order),
+                        Ok(_) => None,
+                        Err(RecvError::Lagged(_)) => api.load(&id).await.ok().map(|order| order.to_proto()),
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = poll.tick() => api.load(&id).await.ok().map(|order| order.to_proto()),
+                    () = sender.closed() => return,
+                    () = api.shutdown.cancelled() => {
+                        let _ = sender.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
+                        return;
+                    }
+                };
+                if let Some(order) = next
+                    && order.update_time != last.update_time
+                {
+                    last = order;
+                    if sender.send(Ok(last.clone())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+}

@@ -1,0 +1,96 @@
+//! The orders service's errors and their one mapping to `tonic::Status`.
+
+use crowdcrunch_runtime::StorageError;
+use crowdcrunch_runtime::idempotency::IdempotencyError;
+use crowdcrunch_runtime::status::{self, FieldViolation, PreconditionViolation};
+use tonic::{Code, Status};
+
+/// The `ErrorInfo.domain` of this service's errors.
+pub const DOMAIN: &str = "orders.crowdcrunch.dev";
+
+/// Why an orders call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request has bad fields (including an unknown customer or SKU, or a bad card).
+    #[error("invalid request: {0:?}")]
+    InvalidArgument(Vec<FieldViolation>),
+    /// No order has this id.
+    #[error("order {0} not found")]
+    NotFound(String),
+    /// The order cannot be cancelled in its state.
+    #[error("order {id} cannot be cancelled: {why}")]
+    NotCancellable {
+        /// The order.
+        id: String,
+        /// Its state.
+        why: String,
+    },
+    /// A service orders depends on did not answer; the client may retry with the same request id.
+    #[error("{service} is unavailable: {message}")]
+    Unavailable {
+        /// Which.
+        service: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// A service orders depends on failed in a way the client cannot fix.
+    #[error("{service} failed: {status}")]
+    Upstream {
+        /// Which.
+        service: &'static str,
+        /// What it answered.
+        status: Status,
+    },
+    /// A request id was reused, or its record is unreadable.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Storage(error.into())
+    }
+}
+
+impl Error {
+    /// The failure of a call to `service`: transient ones say UNAVAILABLE (retry), the rest are
+    /// internal to this system.
+    pub fn upstream(service: &'static str, status: Status) -> Self {
+        if crowdcrunch_runtime::client::is_transient(&status) {
+            Self::Unavailable {
+                service,
+                message: status.message().to_owned(),
+            }
+        } else {
+            Self::Upstream { service, status }
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument(violations) => status::invalid_argument(DOMAIN, &violations),
+            Error::NotFound(id) => status::not_found(DOMAIN, "ORDER_NOT_FOUND", "order", &id),
+            Error::NotCancellable { id, why } => status::failed_precondition(
+                DOMAIN,
+                "ORDER_NOT_CANCELLABLE",
+                format!("order {id} cannot be cancelled: {why}"),
+                &[PreconditionViolation::new("ORDER_STATUS", &id, why)],
+            ),
+            Error::Unavailable { service, .. } => status::with_reason(
+                Code::Unavailable,
+                DOMAIN,
+                "DEPENDENCY_UNAVAILABLE",
+                format!("{service} is unavailable; retry with the same request id"),
+            ),
+            error @ (Error::Upstream { .. } | Error::Storage(_)) => {
+                status::internal(DOMAIN, &error)
+            }
+            Error::Idempotency(error) => error.into_status(DOMAIN),
+        }
+    }
+}
