@@ -35,6 +35,18 @@ pub struct DevArgs {
     /// Port of the inventory service.
     #[arg(long, default_value_t = ServiceName::Inventory.default_port())]
     inventory_port: u16,
+    /// Port of the orders service.
+    #[arg(long, default_value_t = ServiceName::Orders.default_port())]
+    orders_port: u16,
+    /// Port of the payments service.
+    #[arg(long, default_value_t = ServiceName::Payments.default_port())]
+    payments_port: u16,
+    /// Port of the fulfillment service.
+    #[arg(long, default_value_t = ServiceName::Fulfillment.default_port())]
+    fulfillment_port: u16,
+    /// Port of the exchanges service.
+    #[arg(long, default_value_t = ServiceName::Exchanges.default_port())]
+    exchanges_port: u16,
     /// Port of the ledger service.
     #[arg(long, default_value_t = ServiceName::Ledger.default_port())]
     ledger_port: u16,
@@ -50,6 +62,10 @@ impl DevArgs {
         match service {
             ServiceName::Customers => self.customers_port,
             ServiceName::Inventory => self.inventory_port,
+            ServiceName::Orders => self.orders_port,
+            ServiceName::Payments => self.payments_port,
+            ServiceName::Fulfillment => self.fulfillment_port,
+            ServiceName::Exchanges => self.exchanges_port,
             ServiceName::Ledger => self.ledger_port,
         }
     }

@@ -65,6 +65,7 @@ fn bad_configuration_ends_with_one_clear_line() {
         let mut command = binary();
         command
             .args(["serve", "customers", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--ledger-endpoints", "http://127.0.0.1:1"])
             .args(&flags);
         if !flags.contains(&"--data-dir") {
             command.args(["--data-dir", &data_dir]);
@@ -124,6 +125,8 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
         command
             .args(["--drain-grace", "2s", "--data-dir"])
             .arg(data_dir.path());
+        // The ledger is not running: the outbox keeps the events, serving is unaffected.
+        command.args(["--ledger-endpoints", "http://127.0.0.1:1"]);
         command
     });
     let addr = process.wait_for_grpc_addr("CustomerService");

@@ -6,10 +6,18 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{Process, binary};
+use support::Process;
 
 /// The services of the README session with their default ports, as `dev` names them.
-const SERVICES: [(&str, u16); 1] = [("customers", 50051)];
+const SERVICES: [(&str, u16); 7] = [
+    ("customers", 50051),
+    ("inventory", 50052),
+    ("orders", 50053),
+    ("payments", 50054),
+    ("fulfillment", 50055),
+    ("exchanges", 50056),
+    ("ledger", 50057),
+];
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -57,14 +65,7 @@ fn the_readme_grpcurl_session_works_against_dev() {
         return;
     };
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut command = binary();
-    command
-        .args(["dev", "--metrics-port", "0", "--data-dir"])
-        .arg(data_dir.path());
-    for (service, _) in SERVICES {
-        command.args([format!("--{service}-port"), "0".to_owned()]);
-    }
-    let mut dev = Process::start(command);
+    let mut dev = Process::start(support::dev(data_dir.path()));
     let mut script = session();
     for (service, port) in SERVICES {
         let addr = dev.wait_for_table_addr(service);
