@@ -651,7 +651,7 @@ async fn failures_compensate_and_end_in_their_status() {
         fulfillment::ShipmentStatus::Cancelled
     );
 
-    // Once shipped, it cannot be cancelled.
+    // Nothing can be returned before it ships; once shipped, the order cannot be cancelled.
     let order = system
         .place(&customer, &[("FAIL-LAMP", 1)], APPROVED, "")
         .await
@@ -659,6 +659,21 @@ async fn failures_compensate_and_end_in_their_status() {
     system
         .order_in(&order.id, orders::OrderStatus::Confirmed)
         .await;
+    let early = system
+        .exchanges
+        .clone()
+        .request_return(exchanges::RequestReturnRequest {
+            order_id: order.id.clone(),
+            kind: exchanges::ReturnKind::Return.into(),
+            lines: vec![exchanges::ReturnLine {
+                sku: "FAIL-LAMP".into(),
+                quantity: 1,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("the order has not shipped");
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
     let shipment = system.shipments_of(&order.id).await.remove(0);
     system
         .move_shipment(&shipment.id, fulfillment::ShipmentStatus::Packed)

@@ -94,6 +94,26 @@ fn the_readme_grpcurl_session_works_against_dev() {
         "{stdout}"
     );
     assert!(stdout.contains("\"status\": \"SERVING\""), "{stdout}");
+    assert!(stdout.contains("RESERVATION_STATUS_RESERVED"), "{stdout}");
+    assert!(
+        stdout.contains("PAYMENT_STATUS_CAPTURED"),
+        "the order was paid: {stdout}"
+    );
+    assert!(
+        stdout.contains("ORDER_STATUS_SHIPPED"),
+        "WatchOrder saw it ship: {stdout}"
+    );
+    for event_type in [
+        "OrderPlaced",
+        "PaymentCaptured",
+        "ShipmentShipped",
+        "OrderShipped",
+    ] {
+        assert!(
+            stdout.contains(&format!("\"type\": \"{event_type}\"")),
+            "no {event_type} in the story: {stdout}"
+        );
+    }
     assert_eq!(
         stdout.matches("\"email\": \"linus@example.com\"").count(),
         2,
