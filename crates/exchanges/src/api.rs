@@ -11,7 +11,7 @@ use crowdcrunch_proto::r#type::v1::Money;
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::client::request;
 use crowdcrunch_runtime::idempotency::{IdempotencyKey, RequestId};
-use crowdcrunch_runtime::pagination::PageRequest;
+use crowdcrunch_runtime::pagination;
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::storage::now_micros;
 use tonic::{Code, Request, Response, Status};
@@ -20,9 +20,6 @@ use crate::Clients;
 use crate::domain::{self, NewReturn};
 use crate::error::Error;
 use crate::storage::{self, ReturnRecord};
-
-/// The most ids one BatchGetReturns may ask for, and order ids one ListReturns may filter by.
-const MAX_IDS: usize = 1000;
 
 /// The `ExchangeService` implementation.
 #[derive(Debug, Clone)]
@@ -374,14 +371,12 @@ fn new_record(
     })
 }
 
-fn check_ids(ids: &[String], field: &str) -> Result<(), Error> {
-    if ids.len() > MAX_IDS {
-        return Err(Error::InvalidArgument(vec![FieldViolation::new(
-            field,
-            format!("at most {MAX_IDS} ids per call"),
-        )]));
-    }
-    Ok(())
+/// An id list `field` of a request, each id checked.
+fn parse_ids(ids: &[String], field: &str) -> Result<Vec<String>, Error> {
+    pagination::parse_ids(ids, field, |id, field| {
+        domain::check_id(id, field).map(|()| id.to_owned())
+    })
+    .map_err(Error::InvalidArgument)
 }
 
 #[tonic::async_trait]
@@ -467,10 +462,9 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<pb::BatchGetReturnsRequest>,
     ) -> Result<Response<pb::BatchGetReturnsResponse>, Status> {
-        let ids = &request.get_ref().ids;
-        check_ids(ids, "ids")?;
+        let ids = parse_ids(&request.get_ref().ids, "ids")?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let returns = storage::batch_get(&mut connection, ids).await?;
+        let returns = storage::batch_get(&mut connection, &ids).await?;
         Ok(Response::new(pb::BatchGetReturnsResponse {
             returns: returns.iter().map(ReturnRecord::to_proto).collect(),
         }))
@@ -481,12 +475,17 @@ impl ExchangeService for ExchangeApi {
         request: Request<pb::ListReturnsRequest>,
     ) -> Result<Response<pb::ListReturnsResponse>, Status> {
         let request = request.get_ref();
-        check_ids(&request.order_ids, "order_ids")?;
-        let page = PageRequest::parse(request.page_size, &request.page_token)
-            .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        let (page, order_ids) = pagination::parse_id_filtered_page(
+            request.page_size,
+            &request.page_token,
+            "order_ids",
+            &request.order_ids,
+            |id, field| domain::check_id(id, field).map(|()| id.to_owned()),
+            String::as_str,
+        )
+        .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let (returns, next_page_token) =
-            storage::list(&mut connection, &page, &request.order_ids).await?;
+        let (returns, next_page_token) = storage::list(&mut connection, &page, &order_ids).await?;
         Ok(Response::new(pb::ListReturnsResponse {
             returns: returns.iter().map(ReturnRecord::to_proto).collect(),
             next_page_token,

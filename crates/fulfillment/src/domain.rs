@@ -5,7 +5,7 @@
 use crowdcrunch_proto::fulfillment::v1 as pb;
 use crowdcrunch_proto::r#type::v1 as types;
 use crowdcrunch_runtime::idempotency::RequestId;
-use crowdcrunch_runtime::pagination::PageRequest;
+use crowdcrunch_runtime::pagination::{self, PageRequest};
 use crowdcrunch_runtime::status::FieldViolation;
 
 /// The longest id looked up or kept; anything longer cannot exist.
@@ -16,9 +16,6 @@ const MAX_SKU_LEN: usize = 64;
 const MAX_TRACKING_NUMBER_LEN: usize = 64;
 /// The most lines one shipment may have.
 const MAX_LINES: usize = 1000;
-/// The most ids one batch get, or one list filter, may name.
-pub const MAX_IDS: usize = 1000;
-
 /// Checks the shape of an id (`raw`, the value of `field`): present and not absurdly long. Whether
 /// it exists is found out later.
 fn checked_id(raw: &str, field: &str, what: &str) -> Result<String, FieldViolation> {
@@ -385,24 +382,9 @@ impl TryFrom<&pb::UpdateShipmentStatusRequest> for StatusChange {
     }
 }
 
-/// Checks the ids of a batch get: at most [`MAX_IDS`], each well-formed.
+/// Checks the ids of a batch get: at most [`pagination::MAX_IDS`], each well-formed.
 pub fn parse_shipment_ids(ids: &[String]) -> Result<Vec<ShipmentId>, Vec<FieldViolation>> {
-    if ids.len() > MAX_IDS {
-        return Err(vec![FieldViolation::new(
-            "ids",
-            format!("at most {MAX_IDS} ids per call"),
-        )]);
-    }
-    let (ids, violations): (Vec<_>, Vec<_>) = ids
-        .iter()
-        .enumerate()
-        .map(|(index, id)| ShipmentId::parse(id, &format!("ids[{index}]")))
-        .partition(Result::is_ok);
-    if violations.is_empty() {
-        Ok(ids.into_iter().flatten().collect())
-    } else {
-        Err(violations.into_iter().filter_map(Result::err).collect())
-    }
+    pagination::parse_ids(ids, "ids", ShipmentId::parse)
 }
 
 /// A valid ListShipments request: the page, and the orders whose shipments are listed (all when
@@ -419,39 +401,15 @@ impl TryFrom<&pb::ListShipmentsRequest> for ShipmentQuery {
     type Error = Vec<FieldViolation>;
 
     fn try_from(request: &pb::ListShipmentsRequest) -> Result<Self, Self::Error> {
-        let mut violations = Vec::new();
-        let mut order_ids = Vec::new();
-        if request.order_ids.len() > MAX_IDS {
-            violations.push(FieldViolation::new(
-                "order_ids",
-                format!("at most {MAX_IDS} order ids per call"),
-            ));
-        } else {
-            for (index, id) in request.order_ids.iter().enumerate() {
-                match OrderId::parse(id, &format!("order_ids[{index}]")) {
-                    Ok(id) => order_ids.push(id),
-                    Err(violation) => violations.push(violation),
-                }
-            }
-        }
-        order_ids.sort();
-        order_ids.dedup();
-        let filter = order_ids
-            .iter()
-            .map(OrderId::as_str)
-            .collect::<Vec<_>>()
-            .join(",");
-        let page = PageRequest::parse_filtered(
+        let (page, order_ids) = pagination::parse_id_filtered_page(
             request.page_size,
             &request.page_token,
-            &format!("order_ids={filter}"),
-        )
-        .map_err(|v| violations.push(v))
-        .ok();
-        match page {
-            Some(page) if violations.is_empty() => Ok(Self { page, order_ids }),
-            _ => Err(violations),
-        }
+            "order_ids",
+            &request.order_ids,
+            OrderId::parse,
+            OrderId::as_str,
+        )?;
+        Ok(Self { page, order_ids })
     }
 }
 

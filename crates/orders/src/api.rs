@@ -12,6 +12,7 @@ use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::orders::v1::order_service_server::OrderService;
 use crowdcrunch_proto::payments::v1 as payments;
+use crowdcrunch_runtime::pagination;
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::{Database, Shutdown};
 use futures::Stream;
@@ -31,8 +32,6 @@ use crowdcrunch_runtime::client::request;
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
 /// How often WatchOrder re-reads the order (changes made by another replica).
 const WATCH_POLL: Duration = Duration::from_secs(1);
-/// The most ids one BatchGetOrders may ask for.
-const MAX_BATCH: usize = 1000;
 
 /// The `OrderService` implementation.
 #[derive(Clone)]
@@ -344,13 +343,12 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::BatchGetOrdersRequest>,
     ) -> Result<Response<pb::BatchGetOrdersResponse>, Status> {
-        let ids = &request.get_ref().ids;
-        if ids.len() > MAX_BATCH {
-            let violation = FieldViolation::new("ids", format!("at most {MAX_BATCH} ids per call"));
-            return Err(Error::InvalidArgument(vec![violation]).into());
-        }
+        let ids = pagination::parse_ids(&request.get_ref().ids, "ids", |id, field| {
+            domain::check_id(id, field).map(|()| id.to_owned())
+        })
+        .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let orders = storage::batch_get(&mut connection, ids).await?;
+        let orders = storage::batch_get(&mut connection, &ids).await?;
         Ok(Response::new(pb::BatchGetOrdersResponse {
             orders: orders.iter().map(OrderRecord::to_proto).collect(),
         }))
@@ -362,11 +360,6 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let request = request.get_ref();
         let invalid = |violation| Error::InvalidArgument(vec![violation]);
-        let page = crowdcrunch_runtime::pagination::PageRequest::parse(
-            request.page_size,
-            &request.page_token,
-        )
-        .map_err(invalid)?;
         let status = match request.status {
             None => None,
             Some(raw) => match pb::OrderStatus::try_from(raw) {
@@ -378,6 +371,18 @@ impl OrderService for OrderApi {
                 Ok(status) => Some(status),
             },
         };
+        // A page token is valid only with the filters of the call that returned it.
+        let filter = format!(
+            "customer_id={};status={}",
+            request.customer_id.as_deref().unwrap_or_default(),
+            status.map_or("", |status| status.as_str_name())
+        );
+        let page = pagination::PageRequest::parse_filtered(
+            request.page_size,
+            &request.page_token,
+            &filter,
+        )
+        .map_err(invalid)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let (orders, next_page_token) = storage::list(
             &mut connection,

@@ -6,16 +6,13 @@
 use crowdcrunch_proto::payments::v1 as pb;
 use crowdcrunch_proto::r#type::v1 as types;
 use crowdcrunch_runtime::idempotency::RequestId;
-use crowdcrunch_runtime::pagination::PageRequest;
+use crowdcrunch_runtime::pagination::{self, PageRequest};
 use crowdcrunch_runtime::status::FieldViolation;
 
 /// The longest id looked up; anything longer cannot exist.
 const MAX_ID_LEN: usize = 64;
 /// The longest refund reason accepted, in characters.
 const MAX_REASON_LEN: usize = 500;
-/// The most ids one batch get, or one list filter, may name.
-pub const MAX_IDS: usize = 1000;
-
 /// The card that the simulated network declines with `card_declined`.
 const DECLINED_CARD: &str = "4000000000000002";
 /// The card that the simulated network declines with `insufficient_funds`.
@@ -522,24 +519,9 @@ impl TryFrom<&pb::RefundPaymentRequest> for NewRefund {
     }
 }
 
-/// Checks the ids of a batch get: at most [`MAX_IDS`], each well-formed.
+/// Checks the ids of a batch get: at most [`pagination::MAX_IDS`], each well-formed.
 pub fn parse_payment_ids(ids: &[String]) -> Result<Vec<PaymentId>, Vec<FieldViolation>> {
-    if ids.len() > MAX_IDS {
-        return Err(vec![FieldViolation::new(
-            "ids",
-            format!("at most {MAX_IDS} ids per call"),
-        )]);
-    }
-    let (ids, violations): (Vec<_>, Vec<_>) = ids
-        .iter()
-        .enumerate()
-        .map(|(index, id)| PaymentId::parse(id, &format!("ids[{index}]")))
-        .partition(Result::is_ok);
-    if violations.is_empty() {
-        Ok(ids.into_iter().flatten().collect())
-    } else {
-        Err(violations.into_iter().filter_map(Result::err).collect())
-    }
+    pagination::parse_ids(ids, "ids", PaymentId::parse)
 }
 
 /// A valid ListPayments request: the page, and the orders whose payments are listed (all when
@@ -556,39 +538,15 @@ impl TryFrom<&pb::ListPaymentsRequest> for PaymentQuery {
     type Error = Vec<FieldViolation>;
 
     fn try_from(request: &pb::ListPaymentsRequest) -> Result<Self, Self::Error> {
-        let mut violations = Vec::new();
-        let mut order_ids = Vec::new();
-        if request.order_ids.len() > MAX_IDS {
-            violations.push(FieldViolation::new(
-                "order_ids",
-                format!("at most {MAX_IDS} order ids per call"),
-            ));
-        } else {
-            for (index, id) in request.order_ids.iter().enumerate() {
-                match OrderId::parse(id, &format!("order_ids[{index}]")) {
-                    Ok(id) => order_ids.push(id),
-                    Err(violation) => violations.push(violation),
-                }
-            }
-        }
-        order_ids.sort();
-        order_ids.dedup();
-        let filter = order_ids
-            .iter()
-            .map(OrderId::as_str)
-            .collect::<Vec<_>>()
-            .join(",");
-        let page = PageRequest::parse_filtered(
+        let (page, order_ids) = pagination::parse_id_filtered_page(
             request.page_size,
             &request.page_token,
-            &format!("order_ids={filter}"),
-        )
-        .map_err(|v| violations.push(v))
-        .ok();
-        match page {
-            Some(page) if violations.is_empty() => Ok(Self { page, order_ids }),
-            _ => Err(violations),
-        }
+            "order_ids",
+            &request.order_ids,
+            OrderId::parse,
+            OrderId::as_str,
+        )?;
+        Ok(Self { page, order_ids })
     }
 }
 

@@ -105,6 +105,66 @@ fn fingerprint(text: &str) -> String {
     format!("{hash:016x}")
 }
 
+/// The most ids one call may name: a BatchGet, or a "one or many" filter of a List.
+pub const MAX_IDS: usize = 1000;
+
+/// Parses the id list `field` of a request: at most [`MAX_IDS`], each by `parse` (given the id and
+/// its field path, `field[i]`); every bad id is a violation.
+pub fn parse_ids<T>(
+    ids: &[String],
+    field: &str,
+    parse: impl Fn(&str, &str) -> Result<T, FieldViolation>,
+) -> Result<Vec<T>, Vec<FieldViolation>> {
+    if ids.len() > MAX_IDS {
+        return Err(vec![FieldViolation::new(
+            field,
+            format!("at most {MAX_IDS} ids per call"),
+        )]);
+    }
+    let mut parsed = Vec::with_capacity(ids.len());
+    let mut violations = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        match parse(id, &format!("{field}[{index}]")) {
+            Ok(id) => parsed.push(id),
+            Err(violation) => violations.push(violation),
+        }
+    }
+    if violations.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(violations)
+    }
+}
+
+/// A List request filtered by "one or many" ids (`order_ids`): the ids parsed as [`parse_ids`]
+/// does, sorted and without repeats (every order's items when empty), and the page, its token
+/// bound to those ids.
+pub fn parse_id_filtered_page<T: Ord>(
+    page_size: i32,
+    page_token: &str,
+    field: &str,
+    ids: &[String],
+    parse: impl Fn(&str, &str) -> Result<T, FieldViolation>,
+    as_str: impl Fn(&T) -> &str,
+) -> Result<(PageRequest, Vec<T>), Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let mut parsed = parse_ids(ids, field, parse).unwrap_or_else(|mut bad| {
+        violations.append(&mut bad);
+        Vec::new()
+    });
+    parsed.sort();
+    parsed.dedup();
+    let filter = parsed.iter().map(&as_str).collect::<Vec<_>>().join(",");
+    match PageRequest::parse_filtered(page_size, page_token, &format!("{field}={filter}")) {
+        Ok(page) if violations.is_empty() => Ok((page, parsed)),
+        Ok(_) => Err(violations),
+        Err(violation) => {
+            violations.push(violation);
+            Err(violations)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
