@@ -208,10 +208,15 @@ impl GrpcServer {
             .add_service(reflection_v1alpha)
             .add_service(definition.service);
 
+        // Health is decided before the first call is accepted: "serving" in the log means the
+        // health service already tells the truth.
+        let ready = definition.readiness.check().await;
+        set_status::<S>(&health, serving_status(ready)).await;
         let readiness = tokio::spawn(watch_readiness::<S>(
             health.clone(),
             definition.readiness,
             shutdown.clone(),
+            ready,
         ));
         let drain = {
             let health = health.clone();
@@ -248,32 +253,40 @@ async fn set_status<S: NamedService>(health: &HealthReporter, status: ServingSta
 }
 
 /// Reports SERVING while `readiness` holds and the server is not draining.
+/// After the first check (`last`), reports SERVING while `readiness` holds and the server is not
+/// draining.
 async fn watch_readiness<S: NamedService>(
     health: HealthReporter,
     readiness: Readiness,
     shutdown: Shutdown,
+    mut last: bool,
 ) {
-    let mut last = None;
+    if !last {
+        tracing::warn!(service = S::NAME, "not ready");
+    }
     loop {
-        let ready = readiness.check().await;
-        if shutdown.is_triggered() {
-            return;
-        }
-        if last != Some(ready) {
-            let status = if ready {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            set_status::<S>(&health, status).await;
-            if !ready {
-                tracing::warn!(service = S::NAME, "not ready");
-            }
-            last = Some(ready);
-        }
         tokio::select! {
             () = tokio::time::sleep(READINESS_INTERVAL) => {},
             () = shutdown.cancelled() => return,
         }
+        let ready = readiness.check().await;
+        if shutdown.is_triggered() {
+            return;
+        }
+        if last != ready {
+            set_status::<S>(&health, serving_status(ready)).await;
+            if !ready {
+                tracing::warn!(service = S::NAME, "not ready");
+            }
+            last = ready;
+        }
+    }
+}
+
+fn serving_status(ready: bool) -> ServingStatus {
+    if ready {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
     }
 }
