@@ -129,13 +129,15 @@ pub struct CallContext {
     pub forwarded: ForwardedHeaders,
 }
 
-/// Whether a call failed before the backend could act on it: UNAVAILABLE, or a CANCELLED that
-/// the transport produced (a connection closed under the call, as when a replica drains) and no
-/// backend described. The edge itself never sees its own cancellations: it drops the call.
+/// Whether a call failed before the backend could act on it: UNAVAILABLE, or a CANCELLED,
+/// INTERNAL or UNKNOWN that the transport produced (an HTTP/2 connection closed under the call, as
+/// when a replica drains) and no backend described — every CrowdCrunch service attaches an
+/// `ErrorInfo` to the errors it answers itself. The edge never sees its own cancellations: it
+/// drops the call.
 fn retryable(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable => true,
-        Code::Cancelled => status.details().is_empty(),
+        Code::Cancelled | Code::Internal | Code::Unknown => status.details().is_empty(),
         _ => false,
     }
 }
