@@ -5,10 +5,13 @@ use crowdcrunch_runtime::Shutdown;
 use crowdcrunch_runtime::config::{
     MetricsArgs, ServerArgs, StorageArgs, TelemetryArgs, UpstreamArgs,
 };
+use crowdcrunch_runtime::edge::EdgeArgs;
 use crowdcrunch_runtime::metrics::MetricsServer;
 
 use crate::dev::DevArgs;
+use crate::load::LoadArgs;
 use crate::services::{ServiceName, Upstreams};
+use crate::smoke::SmokeArgs;
 
 /// CrowdCrunch: an order-management backend of gRPC services behind a GraphQL edge.
 #[derive(Debug, clap::Parser)]
@@ -27,19 +30,63 @@ enum Command {
     /// Run the whole system on this machine: every service on its own port on 127.0.0.1, talking
     /// real gRPC, with embedded SQLite storage and demo data.
     Dev(DevArgs),
+    /// Print the GraphQL schema (SDL) the edge derives from the protos.
+    Schema,
+    /// Check that a running edge answers and reaches every service (what `helm test` runs).
+    Smoke(SmokeArgs),
+    /// Drive one GraphQL operation (or one gRPC method) at a concurrency and report
+    /// requests/s, errors and latency percentiles.
+    Load(LoadArgs),
+}
+
+/// What `serve` runs: a service, or the GraphQL edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// One of the gRPC services.
+    Service(ServiceName),
+    /// The GraphQL edge in front of them.
+    Edge,
+}
+
+impl clap::ValueEnum for Served {
+    fn value_variants<'a>() -> &'a [Self] {
+        static VARIANTS: std::sync::OnceLock<Vec<Served>> = std::sync::OnceLock::new();
+        VARIANTS.get_or_init(|| {
+            std::iter::once(Served::Edge)
+                .chain(
+                    ServiceName::value_variants()
+                        .iter()
+                        .copied()
+                        .map(Served::Service),
+                )
+                .collect()
+        })
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            Self::Service(service) => service.to_possible_value(),
+            Self::Edge => Some(
+                clap::builder::PossibleValue::new("edge")
+                    .help("The GraphQL edge, over HTTP and WebSocket"),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// The service to run.
     #[arg(value_enum)]
-    service: ServiceName,
+    service: Served,
     #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
     upstream: UpstreamArgs,
+    #[command(flatten, next_help_heading = "The edge (serve edge)")]
+    edge: EdgeArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
     #[command(flatten)]
@@ -50,25 +97,66 @@ impl Cli {
     /// Runs the chosen command to completion.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => match args.service {
+                Served::Service(service) => serve(service, args).await,
+                Served::Edge => serve_edge(args).await,
+            },
             Command::Dev(args) => crate::dev::run(args).await,
+            Command::Schema => print_schema(),
+            Command::Smoke(args) => crate::smoke::run(args).await,
+            Command::Load(args) => crate::load::run(args).await,
         }
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let default_listen = ([0, 0, 0, 0], args.service.default_port()).into();
+#[allow(clippy::print_stdout)]
+fn print_schema() -> anyhow::Result<()> {
+    print!("{}", crowdcrunch_edge::sdl()?);
+    Ok(())
+}
+
+/// `serve edge`: the GraphQL edge in front of the services named by the endpoint flags.
+async fn serve_edge(args: ServeArgs) -> anyhow::Result<()> {
+    let default_listen = ([0, 0, 0, 0], crate::edge::DEFAULT_PORT).into();
     let server = args.server.settings(default_listen)?;
-    let storage = args.storage.settings()?;
+    let settings = args.edge.settings()?;
     let telemetry = args.telemetry.settings()?;
-    let upstreams = Upstreams::resolve(args.service, &args.upstream, server.tls.as_ref())?;
-    let _telemetry = crowdcrunch_runtime::telemetry::init(args.service.as_str(), &telemetry)?;
+    let endpoints = crate::edge::endpoints(&args.upstream);
+    let _telemetry = crowdcrunch_runtime::telemetry::init("edge", &telemetry)?;
+    if endpoints.is_empty() {
+        tracing::warn!("no CROWDCRUNCH_<SERVICE>_ENDPOINTS set: every field will be UNAVAILABLE");
+    }
 
     let shutdown = Shutdown::on_signals();
     let metrics = MetricsServer::bind(args.metrics.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {} for metrics", args.metrics.metrics_addr))?;
-    let service = crate::services::bind(args.service, server, &storage, &upstreams).await?;
+    let edge = crate::edge::BoundEdge::bind(
+        server.listen_addr,
+        settings,
+        &endpoints,
+        server.tls.as_ref(),
+        server.drain_grace,
+    )
+    .await?;
+    let (metrics, edge) = tokio::join!(metrics.serve(shutdown.clone()), edge.serve(shutdown));
+    metrics.context("metrics server failed")?;
+    edge
+}
+
+async fn serve(service: ServiceName, args: ServeArgs) -> anyhow::Result<()> {
+    let default_listen = ([0, 0, 0, 0], service.default_port()).into();
+    let server = args.server.settings(default_listen)?;
+    let storage = args.storage.settings()?;
+    let telemetry = args.telemetry.settings()?;
+    let upstreams = Upstreams::resolve(service, &args.upstream, server.tls.as_ref())?;
+    let _telemetry = crowdcrunch_runtime::telemetry::init(service.as_str(), &telemetry)?;
+
+    let shutdown = Shutdown::on_signals();
+    let metrics = MetricsServer::bind(args.metrics.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} for metrics", args.metrics.metrics_addr))?;
+    let service = crate::services::bind(service, server, &storage, &upstreams).await?;
     let (metrics, service) = tokio::join!(metrics.serve(shutdown.clone()), service.serve(shutdown));
     metrics.context("metrics server failed")?;
     service

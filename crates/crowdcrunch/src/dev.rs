@@ -4,17 +4,20 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use crowdcrunch_proto::customers::v1 as customers;
 use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::config::{TelemetryArgs, UpstreamArgs};
+use crowdcrunch_runtime::edge::EdgeSettings;
 use crowdcrunch_runtime::metrics::MetricsServer;
 use crowdcrunch_runtime::{ServerSettings, Shutdown, StorageSettings};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
+use crate::edge::BoundEdge;
 use crate::services::{BoundService, ServiceName, Upstreams};
 
 /// The file whose presence in the data dir says the demo data was seeded once already.
@@ -50,6 +53,9 @@ pub struct DevArgs {
     /// Port of the ledger service.
     #[arg(long, default_value_t = ServiceName::Ledger.default_port())]
     ledger_port: u16,
+    /// Port of the GraphQL edge (GraphiQL at `/`, the API at `/graphql`).
+    #[arg(long, default_value_t = crate::edge::DEFAULT_PORT)]
+    edge_port: u16,
     /// Port of the Prometheus `/metrics` endpoint.
     #[arg(long, default_value_t = 9090)]
     metrics_port: u16,
@@ -95,7 +101,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         services.push(service);
     }
     services.sort_by_key(|service| service.name().default_port());
-    print_table(&services, metrics_addr, &args.data_dir);
+    // The edge calls every service bound above.
+    let edge = BoundEdge::bind(
+        SocketAddr::new(args.host, args.edge_port),
+        EdgeSettings::default(),
+        &crate::edge::endpoints(&upstream),
+        None,
+        Duration::from_secs(10),
+    )
+    .await?;
+    let metrics_addr = metrics.local_addr().unwrap_or(metrics_addr);
+    print_table(&services, edge.addr(), metrics_addr, &args.data_dir);
     let addr_of = |name: ServiceName| {
         services
             .iter()
@@ -110,6 +126,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|service| tokio::spawn(service.serve(shutdown.clone())))
         .collect();
+    running.push(tokio::spawn(edge.serve(shutdown.clone())));
     running.push(tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -164,7 +181,12 @@ fn local_endpoints(addr: SocketAddr) -> anyhow::Result<Endpoints> {
 }
 
 #[allow(clippy::print_stdout)]
-fn print_table(services: &[BoundService], metrics_addr: SocketAddr, data_dir: &Path) {
+fn print_table(
+    services: &[BoundService],
+    edge_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    data_dir: &Path,
+) {
     println!("CrowdCrunch dev: every service on its own port (Ctrl-C drains and stops)");
     println!("  {:<12} {:<22} PROTOCOL", "SERVICE", "ADDRESS");
     for service in services {
@@ -174,6 +196,10 @@ fn print_table(services: &[BoundService], metrics_addr: SocketAddr, data_dir: &P
             service.addr()
         );
     }
+    println!(
+        "  {:<12} {:<22} GraphQL over HTTP and WebSocket (/graphql; GraphiQL at /)",
+        "edge", edge_addr
+    );
     println!(
         "  {:<12} {:<22} Prometheus /metrics",
         "metrics", metrics_addr

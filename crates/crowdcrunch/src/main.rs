@@ -8,7 +8,11 @@
 
 mod cli;
 mod dev;
+mod edge;
+mod http_client;
+mod load;
 mod services;
+mod smoke;
 
 use std::process::ExitCode;
 

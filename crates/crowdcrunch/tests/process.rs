@@ -190,6 +190,8 @@ fn dev(data_dir: &std::path::Path) -> Process {
             "0",
             "--metrics-port",
             "0",
+            "--edge-port",
+            "0",
             "--data-dir",
         ])
         .arg(data_dir);

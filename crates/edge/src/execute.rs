@@ -5,13 +5,17 @@
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, NextValidation,
+    ResolveInfo,
+};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{Request, Response, ServerError, ValidationResult};
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult};
 use crowdcrunch_runtime::TlsSettings;
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::edge::EdgeSettings;
@@ -219,11 +223,15 @@ impl Edge {
         Ok(parsed)
     }
 
-    /// Executes a prepared query or mutation in the request's scope.
-    pub async fn execute(&self, request: Request, call: CallContext) -> Response {
+    /// Executes a prepared query or mutation in the request's scope. Answers the response, and
+    /// whether execution started (false when the request failed validation).
+    pub async fn execute(&self, request: Request, call: CallContext) -> (Response, bool) {
         let span = call.span.clone();
-        let request = self.scoped(request, call);
-        self.0.schema.execute(request).instrument(span).await
+        let executed = Arc::new(AtomicBool::new(false));
+        let request = self.scoped(request, call).data(Executed(executed.clone()));
+        let mut response = self.0.schema.execute(request).instrument(span).await;
+        null_failed_fields(&mut response);
+        (response, executed.load(Ordering::Relaxed))
     }
 
     /// Executes a subscription (or any operation over WebSocket) in its own scope.
@@ -244,6 +252,50 @@ impl Edge {
         request
             .data(ValidationKey(key))
             .data(RequestScope::new(self.0.runtime.clone(), call))
+    }
+}
+
+/// Set once execution starts: what was refused before is a request error (HTTP 4xx under
+/// `application/graphql-response+json`).
+#[derive(Debug, Clone)]
+struct Executed(Arc<AtomicBool>);
+
+/// Writes `null` where a field failed: async-graphql leaves the failed field out of `data`, but
+/// GraphQL answers a nullable field that failed as null, at the error's path.
+fn null_failed_fields(response: &mut Response) {
+    use async_graphql::{Name, PathSegment, Value};
+    fn at<'a>(value: &'a mut Value, path: &[PathSegment]) -> Option<&'a mut Value> {
+        let Some((first, rest)) = path.split_first() else {
+            return Some(value);
+        };
+        let next = match (value, first) {
+            (Value::Object(object), PathSegment::Field(name)) => object.get_mut(name.as_str())?,
+            (Value::List(items), PathSegment::Index(index)) => items.get_mut(*index)?,
+            _ => return None,
+        };
+        at(next, rest)
+    }
+    let paths: Vec<Vec<PathSegment>> = response
+        .errors
+        .iter()
+        .map(|error| error.path.clone())
+        .collect();
+    for path in paths {
+        let Some((PathSegment::Field(last), parents)) = path.split_last() else {
+            continue;
+        };
+        match at(&mut response.data, parents) {
+            Some(Value::Object(object)) => {
+                object.entry(Name::new(last)).or_insert(Value::Null);
+            }
+            // Every root field failed: `data` is an object of nulls, not null.
+            Some(data @ Value::Null) if parents.is_empty() => {
+                let mut object = async_graphql::indexmap::IndexMap::new();
+                object.insert(Name::new(last), Value::Null);
+                *data = Value::Object(object);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -335,6 +387,42 @@ struct ValidationCacheExtension(Arc<ValidationCache>);
 
 #[async_trait::async_trait]
 impl Extension for ValidationCacheExtension {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        if let Some(Executed(flag)) = ctx.data_opt::<Executed>() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        next.run(ctx, operation_name).await
+    }
+
+    /// Gives a resolver's error the path of its field (async-graphql's dynamic schema leaves it
+    /// out), so that clients, and `null_failed_fields`, know where it happened.
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<async_graphql::Value>> {
+        let path_node = info.path_node;
+        next.run(ctx, info).await.map_err(|mut error| {
+            if error.path.is_empty() {
+                error.path = path_node
+                    .to_string_vec()
+                    .into_iter()
+                    .map(|segment| match segment.parse::<usize>() {
+                        Ok(index) => async_graphql::PathSegment::Index(index),
+                        Err(_) => async_graphql::PathSegment::Field(segment),
+                    })
+                    .collect();
+            }
+            error
+        })
+    }
+
     async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,

@@ -19,6 +19,12 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 use tracing::Instrument as _;
 
+/// Counter of the calls the edge made to its backends, by `rpc` (full name); a retry is the same
+/// call.
+pub const BACKEND_CALLS: &str = "edge_backend_calls_total";
+/// Counter of the calls the edge retried once (see `retryable`).
+pub const BACKEND_RETRIES: &str = "edge_backend_retries_total";
+
 /// Encodes any message and decodes messages of one descriptor.
 #[derive(Debug, Clone)]
 pub struct DynamicCodec {
@@ -109,9 +115,16 @@ impl Rpc {
         }
     }
 
-    /// How many calls this process made to the RPC.
+    /// How many calls this process made to the RPC (retries not counted).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, counter: &'static str) {
+        if counter == BACKEND_CALLS {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics::counter!(counter, "rpc" => self.method.full_name().to_owned()).increment(1);
     }
 }
 
@@ -197,7 +210,6 @@ impl Backends {
         &self,
         rpc: &Rpc,
     ) -> Result<(tonic::client::Grpc<GrpcChannel>, DynamicCodec, PathAndQuery), Status> {
-        rpc.calls.fetch_add(1, Ordering::Relaxed);
         let codec = DynamicCodec {
             output: rpc.method.output(),
         };
@@ -221,12 +233,14 @@ impl Backends {
         request: DynamicMessage,
         context: &CallContext,
     ) -> Result<DynamicMessage, Status> {
+        rpc.count(BACKEND_CALLS);
         let attempts = if rpc.idempotent { 2 } else { 1 };
         let mut last = Status::unavailable("no attempt");
         for attempt in 0..attempts {
             match self.unary_once(rpc, request.clone(), context).await {
                 Err(status) if retryable(&status) && attempt + 1 < attempts => {
-                    tracing::debug!(rpc = %rpc.path, code = ?status.code(), "retrying once");
+                    tracing::warn!(rpc = %rpc.path, code = ?status.code(), message = status.message(), "retrying once");
+                    rpc.count(BACKEND_RETRIES);
                     last = status;
                 }
                 result => return result,
@@ -266,6 +280,7 @@ impl Backends {
         context: &CallContext,
     ) -> Result<impl Stream<Item = Result<DynamicMessage, Status>> + Send + 'static + use<>, Status>
     {
+        rpc.count(BACKEND_CALLS);
         let (mut client, codec, path) = self.start(rpc)?;
         let deadline = self.deadline;
         let span = tracing::info_span!(parent: &context.span, "grpc.stream", otel.kind = "client", rpc.method = %rpc.path);

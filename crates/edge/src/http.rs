@@ -341,10 +341,8 @@ async fn run(
         }
         _ => {}
     }
-    let response = edge.execute(request, call_context(headers)).await;
-    let before_execution =
-        !response.errors.is_empty() && response.data == async_graphql::Value::Null;
-    answer(&response, media, before_execution)
+    let (response, executed) = edge.execute(request, call_context(headers)).await;
+    answer(&response, media, !executed)
 }
 
 /// The executor of one WebSocket connection: every operation it carries runs in its own scope,
@@ -363,6 +361,7 @@ impl async_graphql::Executor for Connection {
         self.edge
             .execute(request, call_context(&self.headers))
             .await
+            .0
     }
 
     fn execute_stream(

@@ -570,12 +570,12 @@ impl Builder<'_> {
             Cardinality::One => Field::new(name, TypeRef::named(target), move |ctx| {
                 Resolver::JoinOne(index).resolve(ctx)
             }),
-            Cardinality::Many => Field::new(name, TypeRef::named_nn_list_nn(target), move |ctx| {
+            Cardinality::Many => Field::new(name, TypeRef::named_nn_list(target), move |ctx| {
                 Resolver::JoinMany(index).resolve(ctx)
             }),
             Cardinality::Connection => {
                 let connection = self.connection_type(&target);
-                Field::new(name, TypeRef::named_nn(connection), move |ctx| {
+                Field::new(name, TypeRef::named(connection), move |ctx| {
                     Resolver::JoinConnection(index).resolve(ctx)
                 })
                 .argument(
@@ -934,7 +934,7 @@ impl Builder<'_> {
                 key: key.clone(),
                 paging: Arc::new(paging),
             };
-            let mut field = Field::new(name, TypeRef::named_nn(connection), move |ctx| {
+            let mut field = Field::new(name, TypeRef::named(connection), move |ctx| {
                 resolver.resolve(ctx)
             });
             field = self.arguments(

@@ -1,11 +1,18 @@
-//! What one GraphQL request carries: its trace context and forwarded headers, and the DataLoader
-//! that batches its join fields into BatchGet and List calls, so that a page of N parents costs
-//! one call per join, not N.
+//! What one GraphQL request carries: its trace context and forwarded headers, and the batcher
+//! (a DataLoader) that gathers its join fields into BatchGet and List calls, so that a page of N
+//! parents costs one call per join, not N.
+//!
+//! The batch closes when the request has run out of keys to add, not after a wall-clock delay:
+//! the first key's future yields to the request's other resolvers until a pass adds no key, so a
+//! slow or busy process never splits a page's keys over two calls (async-graphql's DataLoader
+//! fires after 1ms, which a page of 50 orders overruns in a debug build).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use std::sync::Mutex;
+
+use futures::channel::oneshot;
 use prost_reflect::{DynamicMessage, Value};
 use tonic::Status;
 
@@ -24,19 +31,17 @@ pub struct RequestScope {
     /// Trace context and forwarded headers for every backend call.
     pub call: CallContext,
     /// Batches the join fields of this request.
-    pub loader: DataLoader<JoinLoader>,
+    pub loader: JoinLoader,
 }
 
 impl RequestScope {
     /// A fresh scope for one request (or one subscription).
     pub fn new(runtime: Arc<Runtime>, call: CallContext) -> Self {
-        let loader = DataLoader::new(
-            JoinLoader {
-                runtime,
-                call: call.clone(),
-            },
-            tokio::spawn,
-        );
+        let loader = JoinLoader {
+            runtime,
+            call: call.clone(),
+            state: Mutex::new(BatchState::default()),
+        };
         Self { call, loader }
     }
 }
@@ -50,49 +55,150 @@ pub struct JoinKey {
     pub key: String,
 }
 
-/// Loads join keys in batches, one backend call (or one paged List) per join.
+/// The items a join key loaded, or why they could not be.
+type Loaded = Result<Arc<Vec<DynamicMessage>>, async_graphql::Error>;
+
+/// How many passes of the request's resolvers the first key waits at most for others.
+const MAX_PASSES: usize = 64;
+/// How many passes in a row must add no key before the batch closes.
+const QUIET_PASSES: usize = 3;
+
+/// Loads join keys in batches, one backend call (or one paged List) per join, and remembers what
+/// it loaded for the rest of the request.
 pub struct JoinLoader {
     runtime: Arc<Runtime>,
     call: CallContext,
+    state: Mutex<BatchState>,
 }
 
-impl Loader<JoinKey> for JoinLoader {
-    type Value = Arc<Vec<DynamicMessage>>;
-    type Error = async_graphql::Error;
-
-    async fn load(&self, keys: &[JoinKey]) -> Result<HashMap<JoinKey, Self::Value>, Self::Error> {
-        let mut by_join: HashMap<usize, Vec<String>> = HashMap::new();
-        for key in keys {
-            let batch = by_join.entry(key.join).or_default();
-            if !batch.contains(&key.key) {
-                batch.push(key.key.clone());
-            }
-        }
-        let loads = by_join.into_iter().map(|(join, keys)| async move {
-            let plan = &self.runtime.joins[join];
-            let loaded = match plan.join.cardinality {
-                Cardinality::One => self.load_one(plan, &keys).await,
-                Cardinality::Many | Cardinality::Connection => self.load_many(plan, &keys).await,
-            }
-            .map_err(|status| errors::from_status(&status, &plan.rpc.backend, InputRoot::None))?;
-            Ok::<_, async_graphql::Error>(
-                loaded
-                    .into_iter()
-                    .map(move |(key, items)| (JoinKey { join, key }, Arc::new(items)))
-                    .collect::<Vec<_>>(),
-            )
-        });
-        let mut out = HashMap::new();
-        for loaded in futures::future::join_all(loads).await {
-            out.extend(loaded?);
-        }
-        Ok(out)
-    }
+#[derive(Default)]
+struct BatchState {
+    /// Keys waiting for the open batch, each with the futures waiting for it.
+    pending: Vec<(JoinKey, oneshot::Sender<Loaded>)>,
+    /// Whether a future leads the open batch (waits for it to close, then loads it).
+    led: bool,
+    /// What this request loaded already.
+    loaded: HashMap<JoinKey, Arc<Vec<DynamicMessage>>>,
 }
 
 impl JoinLoader {
+    fn state(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The items of `key`, loaded with every other key the request asks for meanwhile.
+    pub async fn load_one(
+        &self,
+        key: JoinKey,
+    ) -> Result<Option<Arc<Vec<DynamicMessage>>>, async_graphql::Error> {
+        let (receiver, leads) = {
+            let mut state = self.state();
+            if let Some(items) = state.loaded.get(&key) {
+                return Ok(Some(items.clone()));
+            }
+            let (sender, receiver) = oneshot::channel();
+            state.pending.push((key, sender));
+            let leads = !state.led;
+            state.led = true;
+            (receiver, leads)
+        };
+        if leads {
+            self.run_batch().await;
+        }
+        match receiver.await {
+            Ok(loaded) => loaded.map(Some),
+            Err(_) => Err(errors::coded(
+                "INTERNAL_SERVER_ERROR",
+                "a join batch was dropped",
+            )),
+        }
+    }
+
+    /// Lets the request's other resolvers add their keys until a pass adds none, then loads the
+    /// batch and answers every waiting future.
+    async fn run_batch(&self) {
+        let mut seen = 0;
+        let mut quiet = 0;
+        for _ in 0..MAX_PASSES {
+            let pending = self.state().pending.len();
+            if pending == seen {
+                quiet += 1;
+                if quiet == QUIET_PASSES {
+                    break;
+                }
+            } else {
+                quiet = 0;
+                seen = pending;
+            }
+            tokio::task::yield_now().await;
+        }
+        let batch = {
+            let mut state = self.state();
+            state.led = false;
+            std::mem::take(&mut state.pending)
+        };
+        let keys: Vec<JoinKey> = batch.iter().map(|(key, _)| key.clone()).collect();
+        let results = self.load(&keys).await;
+        let mut state = self.state();
+        for (key, sender) in batch {
+            let answer = match results.get(&key.join) {
+                Some(Ok(loaded)) => {
+                    let items = loaded.get(&key.key).cloned().unwrap_or_default();
+                    state.loaded.insert(key, items.clone());
+                    Ok(items)
+                }
+                Some(Err(error)) => Err(error.clone()),
+                None => Err(errors::coded(
+                    "INTERNAL_SERVER_ERROR",
+                    "a join key was not loaded",
+                )),
+            };
+            let _ = sender.send(answer);
+        }
+    }
+
+    /// Loads `keys`, one call (or paged List) per join; each join succeeds or fails on its own,
+    /// so a backend that is down fails only its own fields.
+    async fn load(
+        &self,
+        keys: &[JoinKey],
+    ) -> HashMap<usize, Result<HashMap<String, Arc<Vec<DynamicMessage>>>, async_graphql::Error>>
+    {
+        let mut by_join: HashMap<usize, Vec<String>> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for key in keys {
+            if seen.insert(key) {
+                by_join.entry(key.join).or_default().push(key.key.clone());
+            }
+        }
+        let loads = by_join.into_iter().map(|(join, keys)| async move {
+            let Some(plan) = self.runtime.joins.get(join) else {
+                return (
+                    join,
+                    Err(errors::coded("INTERNAL_SERVER_ERROR", "an unknown join")),
+                );
+            };
+            let loaded = match plan.join.cardinality {
+                Cardinality::One => self.fetch_one(plan, &keys).await,
+                Cardinality::Many | Cardinality::Connection => self.fetch_many(plan, &keys).await,
+            };
+            let loaded = loaded
+                .map(|items| {
+                    items
+                        .into_iter()
+                        .map(|(key, items)| (key, Arc::new(items)))
+                        .collect()
+                })
+                .map_err(|status| errors::from_status(&status, &plan.rpc.backend, InputRoot::None));
+            (join, loaded)
+        });
+        futures::future::join_all(loads).await.into_iter().collect()
+    }
+
     /// BatchGet: the items answer the keys in request order.
-    async fn load_one(
+    async fn fetch_one(
         &self,
         plan: &JoinPlan,
         keys: &[String],
@@ -127,7 +233,7 @@ impl JoinLoader {
     }
 
     /// List filtered by every key at once, every page, grouped by the items' key field.
-    async fn load_many(
+    async fn fetch_many(
         &self,
         plan: &JoinPlan,
         keys: &[String],

@@ -145,11 +145,35 @@ async fn a_backend_that_is_down_leaves_the_other_fields_resolved() {
     assert_eq!(codes(&response), ["UNAVAILABLE"], "{response}");
     let text = response.to_string();
     assert!(!text.contains("127.0.0.1"), "an address leaked: {text}");
-    // Not configured at all is UNAVAILABLE too.
-    let orders = app
-        .graphql("{ orders { nodes { id } } }", Value::Null)
+    // Not configured at all is UNAVAILABLE too; a root field alone still gets its null, and a
+    // join to it leaves its parent resolved.
+    let answer = app
+        .post(
+            &json!({"query": "{ orders { nodes { id } } }"}),
+            &[("accept", "application/graphql-response+json")],
+        )
         .await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let orders = answer.json();
     assert_eq!(codes(&orders), ["UNAVAILABLE"], "{orders}");
+    assert_eq!(orders["data"], json!({"orders": null}));
+    let joined = app
+        .graphql(
+            "{ customers { nodes { email orders { nodes { id } } } } }",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        joined["data"]["customers"]["nodes"],
+        json!([{"email": "alan@example.com", "orders": null}]),
+        "{joined}"
+    );
+    assert_eq!(codes(&joined), ["UNAVAILABLE"]);
 
     let ready = app.get("/readyz", &[]).await;
     assert_eq!(ready.status, 503, "inventory is configured and down");

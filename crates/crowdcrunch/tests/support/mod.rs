@@ -45,7 +45,14 @@ pub const SERVICES: [&str; 7] = [
 pub fn dev(data_dir: &std::path::Path) -> Command {
     let mut command = binary();
     command
-        .args(["dev", "--metrics-port", "0", "--data-dir"])
+        .args([
+            "dev",
+            "--metrics-port",
+            "0",
+            "--edge-port",
+            "0",
+            "--data-dir",
+        ])
         .arg(data_dir);
     for service in SERVICES {
         command.args([format!("--{service}-port"), "0".to_owned()]);

@@ -1,0 +1,100 @@
+//! `crowdcrunch smoke`: a short check that a running edge answers and reaches every service (what
+//! `helm test` runs). Each step is retried until it passes or the patience runs out.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hyper::body::Bytes;
+
+use crate::http_client::{HttpClient, origin};
+
+/// Flags of `crowdcrunch smoke`.
+#[derive(Debug, clap::Args)]
+pub struct SmokeArgs {
+    /// The edge's GraphQL URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080/graphql")]
+    url: http::Uri,
+    /// How long to keep retrying a step that fails.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    patience: Duration,
+}
+
+/// One query per service, each through its List RPC.
+const QUERIES: [(&str, &str); 7] = [
+    ("schema", "{ __typename }"),
+    (
+        "customers",
+        "{ customers(first: 1) { pageInfo { hasNextPage } } }",
+    ),
+    (
+        "inventory",
+        "{ products(first: 1) { pageInfo { hasNextPage } } }",
+    ),
+    (
+        "orders",
+        "{ orders(first: 1) { pageInfo { hasNextPage } } }",
+    ),
+    (
+        "payments",
+        "{ payments(first: 1) { pageInfo { hasNextPage } } }",
+    ),
+    (
+        "fulfillment",
+        "{ shipments(first: 1) { pageInfo { hasNextPage } } }",
+    ),
+    (
+        "ledger",
+        "{ events(first: 1) { pageInfo { hasNextPage } } }",
+    ),
+];
+
+/// Runs the checks; an error names the first step that never passed.
+#[allow(clippy::print_stdout)]
+pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
+    let client = HttpClient::new(1);
+    let base = origin(&args.url)?;
+    let deadline = Instant::now() + args.patience;
+    for path in ["/healthz", "/readyz"] {
+        let uri: http::Uri = format!("{base}{path}").parse()?;
+        retry(deadline, path, || async {
+            let (status, _) = client.get(&uri).await?;
+            anyhow::ensure!(status.is_success(), "{uri} answered {status}");
+            Ok(())
+        })
+        .await?;
+        println!("ok   {path}");
+    }
+    for (name, query) in QUERIES {
+        let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "query": query }))?);
+        retry(deadline, name, || async {
+            let (status, body) = client.post_json(&args.url, body.clone()).await?;
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).context("the answer is not JSON")?;
+            anyhow::ensure!(
+                status.is_success() && json["errors"].is_null() && json["data"].is_object(),
+                "{status}: {json}"
+            );
+            Ok(())
+        })
+        .await?;
+        println!("ok   {name}: {query}");
+    }
+    println!("smoke test passed: {}", args.url);
+    Ok(())
+}
+
+async fn retry<F, Fut>(deadline: Instant, step: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(error.context(format!("smoke step {step} failed")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}

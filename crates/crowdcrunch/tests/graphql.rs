@@ -1,0 +1,480 @@
+//! The whole story through GraphQL, over real HTTP and WebSocket against `crowdcrunch dev` (every
+//! service and the edge on free ports): customers and products are created, an order is placed
+//! and read nested, its status changes arrive on a subscription while the shipment advances, a
+//! return is received and refunded. And a page of 50 orders with their customers, products and
+//! payments costs a small, fixed number of gRPC calls, counted on the process's metrics.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt as _, StreamExt as _};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use serde_json::{Value, json};
+use support::Process;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+
+/// `crowdcrunch dev` on free ports, and an HTTP client to its edge.
+struct System {
+    process: Process,
+    _data_dir: tempfile::TempDir,
+    edge: SocketAddr,
+    metrics: SocketAddr,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+impl System {
+    async fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let command = support::dev(data_dir.path());
+        let mut process = Process::start(command);
+        let edge = process.wait_for_table_addr("edge");
+        let metrics = process.wait_for_table_addr("metrics");
+        process.wait_for_line("demo data seeded");
+        Self {
+            process,
+            _data_dir: data_dir,
+            edge,
+            metrics,
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+        }
+    }
+
+    async fn http(&self, request: http::Request<Full<Bytes>>) -> (u16, Bytes) {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .expect("the edge answers");
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        (status, body)
+    }
+
+    /// A GraphQL request; the JSON response.
+    async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let body =
+            serde_json::to_vec(&json!({"query": query, "variables": variables})).expect("json");
+        let request = http::Request::post(format!("http://{}/graphql", self.edge))
+            .header("content-type", "application/json")
+            .header("accept", "application/graphql-response+json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("a request");
+        let (status, body) = self.http(request).await;
+        let json: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(status, 200, "{json}");
+        json
+    }
+
+    /// A GraphQL request that must succeed; its `data`.
+    async fn data(&self, query: &str, variables: Value) -> Value {
+        let response = self.graphql(query, variables).await;
+        assert!(response["errors"].is_null(), "{response}");
+        response["data"].clone()
+    }
+
+    /// The gRPC calls the edge made, by method, from the process's `/metrics`.
+    async fn grpc_calls(&self) -> HashMap<String, u64> {
+        let request = http::Request::get(format!("http://{}/metrics", self.metrics))
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let (_, body) = self.http(request).await;
+        let mut calls = HashMap::new();
+        for line in String::from_utf8_lossy(&body).lines() {
+            if !line.starts_with("edge_backend_calls_total{") {
+                continue;
+            }
+            let method = line
+                .split("rpc=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|rpc| rpc.rsplit('.').next())
+                .unwrap_or_default()
+                .to_owned();
+            let count: u64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|value| value.parse::<f64>().ok())
+                .map_or(0, |value| value as u64);
+            *calls.entry(method).or_default() += count;
+        }
+        calls
+    }
+}
+
+const CREATE_CUSTOMER: &str =
+    "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id email } }";
+const CREATE_PRODUCT: &str = "mutation($input: CreateProductInput!) { createProduct(input: $input) { sku price { amount currencyCode minorUnits } stock { available } } }";
+const PLACE_ORDER: &str = "mutation($input: PlaceOrderInput!) {
+  placeOrder(input: $input) { id status failureReason total { amount currencyCode minorUnits } }
+}";
+const APPROVED: &str = "4242424242424242";
+const DECLINED: &str = "4000000000000002";
+
+fn place_input(customer: &str, lines: &[(&str, i32)], card: &str) -> Value {
+    json!({"input": {
+        "customerId": customer,
+        "lines": lines.iter().map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity})).collect::<Vec<_>>(),
+        "card": {"number": card, "expMonth": 12, "expYear": 2031, "cvc": "123"},
+        "shippingAddress": {
+            "recipient": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
+            "postalCode": "SW1Y 4JH", "countryCode": "GB"
+        }
+    }})
+}
+
+async fn create_customer(system: &System, email: &str) -> String {
+    let data = system
+        .data(
+            CREATE_CUSTOMER,
+            json!({"input": {"customer": {"email": email, "displayName": "Ada"}}}),
+        )
+        .await;
+    data["createCustomer"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+async fn create_product(system: &System, sku: &str, cents: i64, stock: i32) -> Value {
+    let data = system
+        .data(
+            CREATE_PRODUCT,
+            json!({"input": {
+                "product": {"sku": sku, "title": format!("Product {sku}"), "active": true,
+                            "price": {"currencyCode": "USD", "minorUnits": cents}},
+                "initialStock": stock
+            }}),
+        )
+        .await;
+    data["createProduct"].clone()
+}
+
+/// Waits (bounded) until `order(id)` is in `status`.
+async fn order_in(system: &System, id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let data = system
+            .data(
+                "query($id: ID!) { order(id: $id) { status } }",
+                json!({"id": id}),
+            )
+            .await;
+        if data["order"]["status"] == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order {id} never became {status}: {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn subscribe(system: &System, query: &str, variables: Value) -> Socket {
+    let mut request = format!("ws://{}/graphql", system.edge)
+        .into_client_request()
+        .expect("a request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        http::HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    socket
+        .send(Message::text(
+            json!({"type": "connection_init"}).to_string(),
+        ))
+        .await
+        .expect("send");
+    assert_eq!(receive(&mut socket).await["type"], "connection_ack");
+    socket
+        .send(Message::text(
+            json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}})
+                .to_string(),
+        ))
+        .await
+        .expect("send");
+    socket
+}
+
+async fn receive(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a message within 30s")
+            .expect("an open socket")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_whole_story_through_graphql() {
+    let system = System::start().await;
+    let customer = create_customer(&system, "story@example.com").await;
+    let shirt = create_product(&system, "STORY-SHIRT", 1999, 10).await;
+    assert_eq!(
+        shirt,
+        json!({"sku": "STORY-SHIRT", "price": {"amount": "19.99", "currencyCode": "USD", "minorUnits": "1999"},
+               "stock": {"available": 10}})
+    );
+    create_product(&system, "STORY-MUG", 850, 5).await;
+
+    let placed = system
+        .data(
+            PLACE_ORDER,
+            place_input(&customer, &[("STORY-SHIRT", 2), ("STORY-MUG", 1)], APPROVED),
+        )
+        .await;
+    let order = placed["placeOrder"]["id"]
+        .as_str()
+        .expect("an order id")
+        .to_owned();
+    assert_eq!(placed["placeOrder"]["total"]["amount"], "48.48");
+    order_in(&system, &order, "CONFIRMED").await;
+
+    // Nested: the order, its customer, lines with products, payments, shipments and events.
+    let nested = system
+        .data(
+            "query($id: ID!) { order(id: $id) {
+               status total { amount }
+               customer { email }
+               lines { sku quantity unitPrice { amount } lineTotal { amount } product { title stock { available } } }
+               payments { status amount { amount } }
+               shipments { id status }
+               events(first: 50) { edges { cursor node { type source } } pageInfo { hasNextPage } }
+             } }",
+            json!({"id": order}),
+        )
+        .await;
+    let read = &nested["order"];
+    assert_eq!(read["customer"]["email"], "story@example.com");
+    assert_eq!(read["lines"][0]["product"]["title"], "Product STORY-SHIRT");
+    assert_eq!(read["lines"][0]["lineTotal"]["amount"], "39.98");
+    assert_eq!(read["lines"][0]["product"]["stock"]["available"], 8);
+    assert_eq!(read["payments"][0]["status"], "CAPTURED", "{read}");
+    assert_eq!(read["payments"][0]["amount"]["amount"], "48.48");
+    let shipment = read["shipments"][0]["id"]
+        .as_str()
+        .expect("a shipment")
+        .to_owned();
+    let events: Vec<&str> = read["events"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter_map(|edge| edge["node"]["type"].as_str())
+        .collect();
+    assert!(events.contains(&"OrderPlaced"), "{events:?}");
+
+    // Every status change arrives while the shipment advances.
+    let mut socket = subscribe(
+        &system,
+        "subscription($id: ID!) { orderUpdated(id: $id) { status } }",
+        json!({"id": order}),
+    )
+    .await;
+    let first = receive(&mut socket).await;
+    assert_eq!(
+        first["payload"]["data"]["orderUpdated"]["status"], "CONFIRMED",
+        "{first}"
+    );
+    for (status, tracking) in [
+        ("PACKED", ""),
+        ("SHIPPED", "1Z999AA10123456784"),
+        ("DELIVERED", ""),
+    ] {
+        let moved = system
+            .data(
+                "mutation($input: UpdateShipmentStatusInput!) { updateShipmentStatus(input: $input) { status trackingNumber } }",
+                json!({"input": {"id": shipment, "status": status, "trackingNumber": tracking}}),
+            )
+            .await;
+        assert_eq!(moved["updateShipmentStatus"]["status"], status);
+    }
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("DELIVERED") {
+        let next = receive(&mut socket).await;
+        assert_eq!(next["type"], "next", "{next}");
+        seen.push(
+            next["payload"]["data"]["orderUpdated"]["status"]
+                .as_str()
+                .expect("a status")
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen, ["SHIPPED", "DELIVERED"]);
+    drop(socket);
+
+    // A return, received and refunded.
+    let requested = system
+        .data(
+            "mutation($input: RequestReturnInput!) { requestReturn(input: $input) { id status refundAmount { amount } order { id } } }",
+            json!({"input": {"orderId": order, "kind": "RETURN", "reason": "wrong size",
+                             "lines": [{"sku": "STORY-MUG", "quantity": 1}]}}),
+        )
+        .await;
+    let return_id = requested["requestReturn"]["id"]
+        .as_str()
+        .expect("a return")
+        .to_owned();
+    assert_eq!(requested["requestReturn"]["refundAmount"]["amount"], "8.50");
+    assert_eq!(requested["requestReturn"]["order"]["id"], order.as_str());
+    for mutation in ["approveReturn", "receiveReturn"] {
+        let input = format!("{}{}Input", mutation[..1].to_uppercase(), &mutation[1..]);
+        system
+            .data(
+                &format!("mutation($input: {input}!) {{ {mutation}(input: $input) {{ status }} }}"),
+                json!({"input": {"id": return_id}}),
+            )
+            .await;
+    }
+    let refunded = system
+        .data(
+            "query($id: ID!) { returnRequest(id: $id) { status refundPaymentId
+               order { payments { status refunded { amount } } returns { status } } } }",
+            json!({"id": return_id}),
+        )
+        .await;
+    let returned = &refunded["returnRequest"];
+    assert_eq!(returned["status"], "RECEIVED", "{returned}");
+    assert_eq!(returned["order"]["returns"][0]["status"], "RECEIVED");
+    assert_eq!(
+        returned["order"]["payments"][0]["status"],
+        "PARTIALLY_REFUNDED"
+    );
+    assert_eq!(
+        returned["order"]["payments"][0]["refunded"]["amount"],
+        "8.50"
+    );
+
+    // Business outcomes are statuses; bad input is BAD_USER_INPUT.
+    let declined = system
+        .data(
+            PLACE_ORDER,
+            place_input(&customer, &[("STORY-SHIRT", 1)], DECLINED),
+        )
+        .await;
+    let declined_id = declined["placeOrder"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    order_in(&system, &declined_id, "PAYMENT_DECLINED").await;
+    let short = system
+        .data(
+            PLACE_ORDER,
+            place_input(&customer, &[("STORY-MUG", 500)], APPROVED),
+        )
+        .await;
+    let short_id = short["placeOrder"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    order_in(&system, &short_id, "REJECTED").await;
+    let bad = system
+        .graphql(
+            PLACE_ORDER,
+            place_input(&customer, &[("STORY-MUG", 0)], APPROVED),
+        )
+        .await;
+    assert_eq!(
+        bad["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{bad}"
+    );
+    assert!(
+        bad["errors"][0]["extensions"]["fieldViolations"][0]["path"][0] == "input",
+        "{bad}"
+    );
+
+    system.process.terminate();
+}
+
+#[tokio::test]
+async fn fifty_orders_with_their_customers_products_and_payments_cost_a_fixed_number_of_calls() {
+    let system = System::start().await;
+    let mut skus = Vec::new();
+    for n in 0..5 {
+        let sku = format!("NPLUS1-{n}");
+        create_product(&system, &sku, 100 + n, 1000).await;
+        skus.push(sku);
+    }
+    let mut last = String::new();
+    for n in 0..50 {
+        let customer = create_customer(&system, &format!("nplus1-{n}@example.com")).await;
+        let lines = [(skus[n % 5].as_str(), 1), (skus[(n + 1) % 5].as_str(), 2)];
+        let placed = system
+            .data(PLACE_ORDER, place_input(&customer, &lines, APPROVED))
+            .await;
+        last = placed["placeOrder"]["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned();
+    }
+    order_in(&system, &last, "CONFIRMED").await;
+    let query = "query($first: Int) { orders(first: $first) { edges { node {
+        id status customer { email }
+        lines { quantity product { title price { amount } } }
+        payments { status amount { amount } }
+    } } } }";
+    let mut costs = Vec::new();
+    for first in [5, 50] {
+        // Let the sagas and outbox relays settle, then count only what this query costs.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = system.grpc_calls().await;
+        let data = system.data(query, json!({"first": first})).await;
+        let after = system.grpc_calls().await;
+        let edges = data["orders"]["edges"].as_array().expect("edges");
+        assert_eq!(edges.len(), usize::try_from(first).expect("small"));
+        assert!(
+            edges
+                .iter()
+                .all(|edge| edge["node"]["customer"]["email"].is_string())
+        );
+        let cost: HashMap<String, u64> = after
+            .iter()
+            .map(|(method, count)| {
+                (
+                    method.clone(),
+                    count - before.get(method).copied().unwrap_or(0),
+                )
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        costs.push(cost);
+    }
+    let expected: HashMap<&str, u64> = HashMap::from([
+        ("ListOrders", 1),
+        ("BatchGetCustomers", 1),
+        ("BatchGetProducts", 1),
+        ("ListPayments", 1),
+    ]);
+    for cost in &costs {
+        let cost: HashMap<&str, u64> = cost
+            .iter()
+            .map(|(method, count)| (method.as_str(), *count))
+            .collect();
+        assert_eq!(cost, expected, "the calls of one query");
+    }
+    system.process.terminate();
+}
