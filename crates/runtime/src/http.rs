@@ -61,7 +61,13 @@ impl HttpServer {
                 tracing::info!(%local_addr, "draining");
             }
         };
-        let serving = axum::serve(self.listener, router).with_graceful_shutdown(drain);
+        // No Nagle delay on small responses (axum leaves TCP_NODELAY off).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let serving = axum::serve(listener, router).with_graceful_shutdown(drain);
         let serving = std::future::IntoFuture::into_future(serving);
         tokio::pin!(serving);
         let result = tokio::select! {

@@ -231,7 +231,12 @@ impl GrpcServer {
             }
         };
         tracing::info!(service = S::NAME, %local_addr, "serving gRPC");
-        let serving = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), drain);
+        let serving = router.serve_with_incoming_shutdown(
+            // `Server::tcp_nodelay` applies only to listeners tonic binds itself: without this,
+            // Nagle's algorithm holds a response's trailers until the client's delayed ACK (40ms).
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            drain,
+        );
         tokio::pin!(serving);
         let grace = settings.drain_grace;
         let result = tokio::select! {
