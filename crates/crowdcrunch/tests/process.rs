@@ -181,21 +181,9 @@ async fn customers_when(addr: SocketAddr, count: usize) -> Vec<customers::Custom
     }
 }
 
+/// `crowdcrunch dev` with every server on a free port, so that tests run side by side.
 fn dev(data_dir: &std::path::Path) -> Process {
-    let mut command = binary();
-    command
-        .args([
-            "dev",
-            "--customers-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--edge-port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(data_dir);
-    Process::start(command)
+    Process::start(support::dev(data_dir))
 }
 
 #[tokio::test]

@@ -194,6 +194,13 @@ pub fn first_page(items: Vec<DynamicMessage>, first: i32) -> Page {
     }
 }
 
+impl Page {
+    /// The items of the page.
+    pub fn nodes(&self) -> impl Iterator<Item = &DynamicMessage> {
+        self.edges.iter().map(|edge| &edge.node)
+    }
+}
+
 fn page<'a>(ctx: &ResolverContext<'a>) -> Option<&'a Page> {
     ctx.parent_value.downcast_ref::<Page>()
 }

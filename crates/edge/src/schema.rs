@@ -69,6 +69,17 @@ pub struct Runtime {
     pub rpcs: BTreeMap<String, Arc<Rpc>>,
     /// The largest `first`.
     pub max_page_size: i32,
+    /// What a selection can prefetch, by message full name and GraphQL field name.
+    pub prefetch: HashMap<String, HashMap<String, Prefetch>>,
+}
+
+/// What a field of an object type leads to, for prefetching joins before their fields resolve.
+#[derive(Debug, Clone)]
+pub enum Prefetch {
+    /// A ONE or MANY join, by index.
+    Join(usize),
+    /// A message field shown as an object: its children may hold joins.
+    Object(FieldDescriptor),
 }
 
 impl std::fmt::Debug for Runtime {
@@ -132,6 +143,7 @@ pub fn build_with(
         joins: Vec::new(),
         rpcs: BTreeMap::new(),
         connections: HashSet::new(),
+        prefetch: HashMap::new(),
     };
     let mut query = Object::new("Query")
         .description("Reads: the Get, BatchGet and List RPCs of every service.");
@@ -186,6 +198,7 @@ pub fn build_with(
         joins: builder.joins,
         rpcs: builder.rpcs,
         max_page_size: options.max_page_size,
+        prefetch: builder.prefetch,
     });
     let mut schema = Schema::build(
         "Query",
@@ -255,6 +268,7 @@ struct Builder<'a> {
     joins: Vec<JoinPlan>,
     rpcs: BTreeMap<String, Arc<Rpc>>,
     connections: HashSet<String>,
+    prefetch: HashMap<String, HashMap<String, Prefetch>>,
 }
 
 impl Builder<'_> {
@@ -413,6 +427,12 @@ impl Builder<'_> {
             } else {
                 TypeRef::named_nn(base)
             };
+            if matches!(shape, Shape::Object) {
+                self.prefetch
+                    .entry(parent.full_name().to_owned())
+                    .or_default()
+                    .insert(name.clone(), Prefetch::Object(field.clone()));
+            }
             (type_ref, Resolver::Field(field.clone(), shape))
         };
         let mut graphql = Field::new(name, type_ref, move |ctx| resolver.resolve(ctx));
@@ -560,6 +580,12 @@ impl Builder<'_> {
             _ => None,
         };
         let index = self.joins.len();
+        if cardinality != Cardinality::Connection {
+            self.prefetch
+                .entry(join.key.parent_message().full_name().to_owned())
+                .or_default()
+                .insert(name.clone(), Prefetch::Join(index));
+        }
         self.joins.push(JoinPlan {
             join,
             rpc,
@@ -1301,6 +1327,12 @@ impl Resolver {
                         .unary(&rpc, request, &scope.call)
                         .await
                         .map_err(|status| errors::from_status(&status, &rpc.backend, root))?;
+                    if matches!(shape, Shape::Object) {
+                        let selection: Vec<_> = ctx.ctx.field().selection_set().collect();
+                        let mut keys = Vec::new();
+                        prefetch_keys(runtime, &response, &selection, &mut keys, 0);
+                        scope.loader.prefetch(keys).await;
+                    }
                     root_value(response, &shape)
                 })
             }
@@ -1324,9 +1356,77 @@ impl Resolver {
                     .map_err(|status| {
                         errors::from_status(&status, &rpc.backend, InputRoot::Arguments)
                     })?;
+                    let lookahead = ctx.look_ahead();
+                    let mut selection = Vec::new();
+                    for node in [
+                        lookahead.field("edges").field("node"),
+                        lookahead.field("nodes"),
+                    ] {
+                        for field in node.selection_fields() {
+                            selection.extend(field.selection_set());
+                        }
+                    }
+                    let mut keys = Vec::new();
+                    for node in page.nodes() {
+                        prefetch_keys(runtime, node, &selection, &mut keys, 0);
+                    }
+                    scope.loader.prefetch(keys).await;
                     Ok(Some(FieldValue::owned_any(page)))
                 })
             }
+        }
+    }
+}
+
+/// The join keys that `selection` on `message` will ask for (through nested objects too), so
+/// that they load in one batch before the fields resolve: async-graphql's dynamic schema resolves
+/// the fields of a nested object one after the other, which would otherwise make one round trip
+/// per join.
+fn prefetch_keys(
+    runtime: &Runtime,
+    message: &DynamicMessage,
+    selection: &[async_graphql::SelectionField<'_>],
+    keys: &mut Vec<JoinKey>,
+    depth: usize,
+) {
+    const MAX_DEPTH: usize = 4;
+    let Some(fields) = runtime.prefetch.get(message.descriptor().full_name()) else {
+        return;
+    };
+    for field in selection {
+        match fields.get(field.name()) {
+            Some(Prefetch::Join(index)) => {
+                let Some(plan) = runtime.joins.get(*index) else {
+                    continue;
+                };
+                if let Some(key) = message.get_field(&plan.join.key).as_str()
+                    && !key.is_empty()
+                {
+                    keys.push(JoinKey {
+                        join: *index,
+                        key: key.to_owned(),
+                    });
+                }
+            }
+            Some(Prefetch::Object(descriptor)) if depth < MAX_DEPTH => {
+                if !message.has_field(descriptor) && !descriptor.is_list() {
+                    continue;
+                }
+                let children: Vec<async_graphql::SelectionField<'_>> =
+                    field.selection_set().collect();
+                match message.get_field(descriptor).as_ref() {
+                    prost_reflect::Value::Message(child) => {
+                        prefetch_keys(runtime, child, &children, keys, depth + 1);
+                    }
+                    prost_reflect::Value::List(items) => {
+                        for child in items.iter().filter_map(prost_reflect::Value::as_message) {
+                            prefetch_keys(runtime, child, &children, keys, depth + 1);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -116,6 +116,19 @@ impl JoinLoader {
         }
     }
 
+    /// Loads `keys` (in one batch with whatever else is asked meanwhile) into the request's
+    /// cache, so the join fields that ask for them later find them there. A failure is left for
+    /// those fields to report.
+    pub async fn prefetch(&self, mut keys: Vec<JoinKey>) {
+        keys.sort_by(|a, b| (a.join, &a.key).cmp(&(b.join, &b.key)));
+        keys.dedup();
+        if keys.is_empty() {
+            return;
+        }
+        let loads = keys.into_iter().map(|key| self.load_one(key));
+        let _ = futures::future::join_all(loads).await;
+    }
+
     /// Lets the request's other resolvers add their keys until a pass adds none, then loads the
     /// batch and answers every waiting future.
     async fn run_batch(&self) {
