@@ -417,3 +417,26 @@ async fn operations_run_over_graphql_transport_ws() {
     ws.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn first_above_the_maximum_page_size_is_coerced_to_it() {
+    let settings = EdgeSettings {
+        max_page_size: 2,
+        ..EdgeSettings::default()
+    };
+    let app = spawn_app(settings, &[]).await;
+    for n in 0..3 {
+        create(&app, &format!("page{n}@example.com"), "").await;
+    }
+    let response = app
+        .graphql(
+            "{ customers(first: 1000) { nodes { email } pageInfo { hasNextPage } } }",
+            Value::Null,
+        )
+        .await;
+    assert!(response["errors"].is_null(), "{response}");
+    let connection = &response["data"]["customers"];
+    assert_eq!(connection["nodes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(connection["pageInfo"]["hasNextPage"], true);
+    app.stop().await;
+}
