@@ -20,7 +20,7 @@ pub struct SmokeArgs {
 }
 
 /// One query per service, each through its List RPC.
-const QUERIES: [(&str, &str); 7] = [
+const QUERIES: [(&str, &str); 8] = [
     ("schema", "{ __typename }"),
     (
         "customers",
@@ -41,6 +41,10 @@ const QUERIES: [(&str, &str); 7] = [
     (
         "fulfillment",
         "{ shipments(first: 1) { pageInfo { hasNextPage } } }",
+    ),
+    (
+        "exchanges",
+        "{ returns(first: 1) { pageInfo { hasNextPage } } }",
     ),
     (
         "ledger",
