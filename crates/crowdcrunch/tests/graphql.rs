@@ -1,8 +1,8 @@
 //! The whole story through GraphQL, over real HTTP and WebSocket against `crowdcrunch dev` (every
 //! service and the edge on free ports): customers and products are created, an order is placed
 //! and read nested, its status changes arrive on a subscription while the shipment advances, a
-//! return is received and refunded. And a page of 50 orders with their customers, products and
-//! payments costs a small, fixed number of gRPC calls, counted on the process's metrics.
+//! return is received and refunded. And pages of orders and of customers with their orders cost
+//! a small, fixed number of gRPC calls whatever their size, counted on the process's metrics.
 
 mod support;
 
@@ -88,6 +88,23 @@ impl System {
         response["data"].clone()
     }
 
+    /// The data of `query` with `$first` set, and the gRPC calls it cost the edge, by method.
+    /// Waits first for the sagas and outbox relays to settle, so only the query is counted.
+    async fn cost_of(&self, query: &str, first: i64) -> (Value, HashMap<String, u64>) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = self.grpc_calls().await;
+        let data = self.data(query, json!({ "first": first })).await;
+        let after = self.grpc_calls().await;
+        let cost = after
+            .into_iter()
+            .filter_map(|(method, count)| {
+                let spent = count - before.get(&method).copied().unwrap_or(0);
+                (spent > 0).then_some((method, spent))
+            })
+            .collect();
+        (data, cost)
+    }
+
     /// The gRPC calls the edge made, by method, from the process's `/metrics`.
     async fn grpc_calls(&self) -> HashMap<String, u64> {
         let request = http::Request::get(format!("http://{}/metrics", self.metrics))
@@ -125,6 +142,14 @@ const PLACE_ORDER: &str = "mutation($input: PlaceOrderInput!) {
 }";
 const APPROVED: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
+
+/// Calls by method, as `System::cost_of` counts them.
+fn calls(counts: &[(&str, u64)]) -> HashMap<String, u64> {
+    counts
+        .iter()
+        .map(|(method, count)| ((*method).to_owned(), *count))
+        .collect()
+}
 
 fn place_input(customer: &str, lines: &[(&str, i32)], card: &str) -> Value {
     json!({"input": {
@@ -411,7 +436,7 @@ async fn the_whole_story_through_graphql() {
 }
 
 #[tokio::test]
-async fn fifty_orders_with_their_customers_products_and_payments_cost_a_fixed_number_of_calls() {
+async fn joins_cost_a_fixed_number_of_calls_whatever_the_page_size() {
     let system = System::start().await;
     let mut skus = Vec::new();
     for n in 0..5 {
@@ -432,18 +457,13 @@ async fn fifty_orders_with_their_customers_products_and_payments_cost_a_fixed_nu
             .to_owned();
     }
     order_in(&system, &last, "CONFIRMED").await;
-    let query = "query($first: Int) { orders(first: $first) { edges { node {
+    let orders = "query($first: Int) { orders(first: $first) { edges { node {
         id status customer { email }
         lines { quantity product { title price { amount } } }
         payments { status amount { amount } }
     } } } }";
-    let mut costs = Vec::new();
     for first in [5, 50] {
-        // Let the sagas and outbox relays settle, then count only what this query costs.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = system.grpc_calls().await;
-        let data = system.data(query, json!({"first": first})).await;
-        let after = system.grpc_calls().await;
+        let (data, cost) = system.cost_of(orders, first).await;
         let edges = data["orders"]["edges"].as_array().expect("edges");
         assert_eq!(edges.len(), usize::try_from(first).expect("small"));
         assert!(
@@ -451,30 +471,56 @@ async fn fifty_orders_with_their_customers_products_and_payments_cost_a_fixed_nu
                 .iter()
                 .all(|edge| edge["node"]["customer"]["email"].is_string())
         );
-        let cost: HashMap<String, u64> = after
-            .iter()
-            .map(|(method, count)| {
-                (
-                    method.clone(),
-                    count - before.get(method).copied().unwrap_or(0),
-                )
-            })
-            .filter(|(_, count)| *count > 0)
-            .collect();
-        costs.push(cost);
+        let expected = calls(&[
+            ("ListOrders", 1),
+            ("BatchGetCustomers", 1),
+            ("BatchGetProducts", 1),
+            ("ListPayments", 1),
+        ]);
+        assert_eq!(cost, expected, "the calls of {first} orders");
     }
-    let expected: HashMap<&str, u64> = HashMap::from([
-        ("ListOrders", 1),
-        ("BatchGetCustomers", 1),
-        ("BatchGetProducts", 1),
-        ("ListPayments", 1),
-    ]);
-    for cost in &costs {
-        let cost: HashMap<&str, u64> = cost
+    // Customers with their orders: the first page of every customer's orders comes from one
+    // BatchListOrders, and the joins of those orders (reached through a join) in one batch each.
+    let customers = "query($first: Int) { customers(first: $first) { edges { node {
+        email
+        orders(first: 2) { edges { node { id status payments { status } customer { email } } } }
+    } } } }";
+    for first in [5, 50] {
+        let (data, cost) = system.cost_of(customers, first).await;
+        let edges = data["customers"]["edges"].as_array().expect("edges");
+        assert_eq!(edges.len(), usize::try_from(first).expect("small"));
+        let orders: Vec<&Value> = edges
             .iter()
-            .map(|(method, count)| (method.as_str(), *count))
+            .flat_map(|edge| {
+                edge["node"]["orders"]["edges"]
+                    .as_array()
+                    .expect("orders")
+                    .iter()
+            })
             .collect();
-        assert_eq!(cost, expected, "the calls of one query");
+        assert!(!orders.is_empty(), "{data}");
+        for edge in &edges[..] {
+            for order in edge["node"]["orders"]["edges"].as_array().expect("orders") {
+                assert_eq!(
+                    order["node"]["customer"]["email"], edge["node"]["email"],
+                    "an order's customer is the customer listing it"
+                );
+                assert_eq!(
+                    order["node"]["payments"][0]["status"], "CAPTURED",
+                    "{order}"
+                );
+            }
+        }
+        let expected = calls(&[
+            ("ListCustomers", 1),
+            ("BatchListOrders", 1),
+            ("BatchGetCustomers", 1),
+            ("ListPayments", 1),
+        ]);
+        assert_eq!(
+            cost, expected,
+            "the calls of {first} customers with their orders"
+        );
     }
     system.process.terminate();
 }

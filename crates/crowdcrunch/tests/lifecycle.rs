@@ -766,3 +766,94 @@ async fn bad_orders_are_refused_at_once_and_create_nothing() {
     assert!(listed.orders.is_empty(), "no order was created");
     assert_eq!(system.stock("BAD-PEN").await, (5, 0));
 }
+
+#[tokio::test]
+async fn batch_list_orders_answers_each_request_as_list_orders_would() {
+    let system = System::start().await;
+    let busy = system.customer("busy@example.com").await;
+    let once = system.customer("once@example.com").await;
+    let never = system.customer("never@example.com").await;
+    system.product("BATCH-MUG", 700, 50).await;
+    for customer in [&busy, &busy, &busy, &once] {
+        system
+            .orders
+            .clone()
+            .place_order(place_request(customer, &[("BATCH-MUG", 1)], APPROVED, ""))
+            .await
+            .expect("place");
+    }
+    let list = |customer: &str, page_size: i32| orders::ListOrdersRequest {
+        customer_id: Some(customer.to_owned()),
+        page_size,
+        ..Default::default()
+    };
+
+    let bad = orders::BatchListOrdersRequest {
+        requests: vec![
+            list(&busy, 2),
+            orders::ListOrdersRequest {
+                status: Some(9999),
+                ..list(&once, 2)
+            },
+            list(&never, -1),
+        ],
+    };
+    let status = system
+        .orders
+        .clone()
+        .batch_list_orders(bad)
+        .await
+        .expect_err("bad requests");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut violated = violated_fields(&status);
+    violated.sort();
+    assert_eq!(violated, ["requests[1].status", "requests[2].page_size"]);
+
+    let requests = vec![list(&busy, 2), list(&once, 2), list(&never, 2)];
+    let batch = system
+        .orders
+        .clone()
+        .batch_list_orders(orders::BatchListOrdersRequest {
+            requests: requests.clone(),
+        })
+        .await
+        .expect("batch list")
+        .into_inner();
+    assert_eq!(batch.responses.len(), 3);
+    for (request, response) in requests.into_iter().zip(&batch.responses) {
+        let single = system
+            .orders
+            .clone()
+            .list_orders(request)
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(
+            response, &single,
+            "a batched page is the page ListOrders answers"
+        );
+    }
+    let sizes: Vec<usize> = batch.responses.iter().map(|r| r.orders.len()).collect();
+    assert_eq!(sizes, [2, 1, 0]);
+    assert!(
+        batch.responses[0]
+            .orders
+            .iter()
+            .all(|order| order.customer_id == busy)
+    );
+
+    // The batch's page token continues with ListOrders.
+    let rest = system
+        .orders
+        .clone()
+        .list_orders(orders::ListOrdersRequest {
+            page_token: batch.responses[0].next_page_token.clone(),
+            ..list(&busy, 2)
+        })
+        .await
+        .expect("next page")
+        .into_inner();
+    assert_eq!(rest.orders.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+    assert!(batch.responses[1].next_page_token.is_empty());
+}

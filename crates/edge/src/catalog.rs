@@ -65,6 +65,19 @@ pub struct Join {
     pub result_key: Option<FieldDescriptor>,
     /// One, many or a connection.
     pub cardinality: Cardinality,
+    /// For a connection: the RPC answering the first page of every parent in one call.
+    pub batch: Option<BatchList>,
+}
+
+/// An RPC that answers several List requests in one call (`Join.batch_rpc`).
+#[derive(Debug, Clone)]
+pub struct BatchList {
+    /// The RPC.
+    pub method: MethodDescriptor,
+    /// Its request's `repeated <List request> requests`.
+    pub requests: FieldDescriptor,
+    /// Its response's `repeated <List response> responses`.
+    pub responses: FieldDescriptor,
 }
 
 /// The `google.api.field_behavior` values of one field.
@@ -334,18 +347,9 @@ impl Catalog {
         let error =
             |what: String| CatalogError(format!("join {}.{field}: {what}", message.full_name()));
         let rpc = text("rpc");
-        let (service_name, method_name) = rpc
-            .rsplit_once('.')
-            .ok_or_else(|| error(format!("{rpc:?} is not a full RPC name")))?;
         let method = self
-            .pool
-            .get_service_by_name(service_name)
-            .and_then(|service| {
-                service
-                    .methods()
-                    .find(|method| method.name() == method_name)
-            })
-            .ok_or_else(|| error(format!("no RPC {rpc}")))?;
+            .method(&rpc)
+            .ok_or_else(|| error(format!("no RPC {rpc:?}")))?;
         let key = message
             .get_field_by_name(&text("key"))
             .ok_or_else(|| error(format!("no key field {:?}", text("key"))))?;
@@ -382,6 +386,16 @@ impl Catalog {
                 )
             }
         };
+        let batch = match text("batch_rpc") {
+            batch_rpc if batch_rpc.is_empty() => None,
+            _ if cardinality != Cardinality::Connection => {
+                return Err(error("only a CONNECTION join takes a batch_rpc".to_owned()));
+            }
+            batch_rpc => Some(
+                self.batch_list(&batch_rpc, &method)
+                    .map_err(|what| error(format!("batch_rpc {batch_rpc}: {what}")))?,
+            ),
+        };
         if cardinality == Cardinality::Many && !request_field.is_list() {
             return Err(error(
                 "a MANY join needs a repeated request field to batch the keys".to_owned(),
@@ -395,7 +409,38 @@ impl Catalog {
             request_field,
             result_key,
             cardinality,
+            batch,
         })
+    }
+
+    /// Checks that `rpc` batches `list`: `repeated <list's request> requests` in,
+    /// `repeated <list's response> responses` out.
+    fn batch_list(&self, rpc: &str, list: &MethodDescriptor) -> Result<BatchList, String> {
+        let method = self.method(rpc).ok_or("no such RPC")?;
+        let repeated = |message: MessageDescriptor, name: &str, item: MessageDescriptor| {
+            message
+                .get_field_by_name(name)
+                .filter(|field| field.is_list() && field.kind().as_message() == Some(&item))
+                .ok_or(format!(
+                    "{} needs `repeated {} {name}`",
+                    message.full_name(),
+                    item.full_name()
+                ))
+        };
+        Ok(BatchList {
+            requests: repeated(method.input(), "requests", list.input())?,
+            responses: repeated(method.output(), "responses", list.output())?,
+            method,
+        })
+    }
+
+    /// The RPC of full name `rpc` (`package.Service.Method`).
+    fn method(&self, rpc: &str) -> Option<MethodDescriptor> {
+        let (service_name, method_name) = rpc.rsplit_once('.')?;
+        self.pool
+            .get_service_by_name(service_name)?
+            .methods()
+            .find(|method| method.name() == method_name)
     }
 }
 

@@ -127,49 +127,81 @@ pub async fn fetch(
         prost_reflect::Value::String(token.clone()),
     );
     let response = runtime.backends.unary(rpc, request, &scope.call).await?;
-    let next = response
-        .get_field(&paging.next_page_token)
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let items = match response.get_field(&paging.items).into_owned() {
-        prost_reflect::Value::List(items) => items,
-        _ => Vec::new(),
-    };
-    let total = items.len();
-    let mut edges: Vec<Edge> = items
-        .into_iter()
-        .skip(offset)
-        .take(wanted)
-        .filter_map(|item| match item {
-            prost_reflect::Value::Message(message) => Some(message),
-            _ => None,
-        })
-        .enumerate()
-        .map(|(index, node)| Edge {
-            cursor: encode_cursor(offset + index + 1, &token),
-            node,
-        })
-        .collect();
-    let consumed = offset + edges.len() >= total;
-    if consumed
-        && !next.is_empty()
-        && let Some(last) = edges.last_mut()
-    {
-        last.cursor = encode_cursor(0, &next);
+    Ok(paging.page_of(&response, offset, wanted, &token, after))
+}
+
+impl Paging {
+    /// Asks `request` for the first page of `page_size` items.
+    pub fn first_page(&self, request: &mut DynamicMessage, page_size: i32) {
+        request.set_field(
+            &self.page_size,
+            prost_reflect::Value::I32(page_size.clamp(1, BACKEND_MAX_PAGE)),
+        );
+        request.set_field(
+            &self.page_token,
+            prost_reflect::Value::String(String::new()),
+        );
     }
-    let has_next_page = !consumed || !next.is_empty();
-    let end_cursor = match edges.last() {
-        Some(last) => Some(last.cursor.clone()),
-        None if consumed && !next.is_empty() => Some(encode_cursor(0, &next)),
-        None => after.map(str::to_owned),
-    };
-    Ok(Page {
-        edges,
-        has_next_page,
-        has_previous_page: after.is_some(),
-        end_cursor,
-    })
+
+    /// The connection page of `first` items of a List response to a first-page request.
+    pub fn first_page_of(&self, response: &DynamicMessage, first: i32) -> Page {
+        let wanted = usize::try_from(first).unwrap_or_default();
+        self.page_of(response, 0, wanted, "", None)
+    }
+
+    /// The `wanted` items after the first `offset` of `response`, the page of `token`.
+    fn page_of(
+        &self,
+        response: &DynamicMessage,
+        offset: usize,
+        wanted: usize,
+        token: &str,
+        after: Option<&str>,
+    ) -> Page {
+        let next = response
+            .get_field(&self.next_page_token)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let items = match response.get_field(&self.items).into_owned() {
+            prost_reflect::Value::List(items) => items,
+            _ => Vec::new(),
+        };
+        let total = items.len();
+        let mut edges: Vec<Edge> = items
+            .into_iter()
+            .skip(offset)
+            .take(wanted)
+            .filter_map(|item| match item {
+                prost_reflect::Value::Message(message) => Some(message),
+                _ => None,
+            })
+            .enumerate()
+            .map(|(index, node)| Edge {
+                cursor: encode_cursor(offset + index + 1, token),
+                node,
+            })
+            .collect();
+        let consumed = offset + edges.len() >= total;
+        if consumed
+            && !next.is_empty()
+            && let Some(last) = edges.last_mut()
+        {
+            last.cursor = encode_cursor(0, &next);
+        }
+        let has_next_page = !consumed || !next.is_empty();
+        let end_cursor = match edges.last() {
+            Some(last) => Some(last.cursor.clone()),
+            None if consumed && !next.is_empty() => Some(encode_cursor(0, &next)),
+            None => after.map(str::to_owned),
+        };
+        Page {
+            edges,
+            has_next_page,
+            has_previous_page: after.is_some(),
+            end_cursor,
+        }
+    }
 }
 
 /// The first page of a list read whole: its cursors are offsets from the start of the list

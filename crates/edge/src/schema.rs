@@ -102,6 +102,8 @@ pub struct JoinPlan {
     pub items: FieldDescriptor,
     /// For a connection: the List's paging fields.
     pub paging: Option<page::Paging>,
+    /// For a connection with a `batch_rpc`: that RPC.
+    pub batch_rpc: Option<Arc<Rpc>>,
 }
 
 /// The mode an input message is read in.
@@ -586,11 +588,13 @@ impl Builder<'_> {
                 .or_default()
                 .insert(name.clone(), Prefetch::Join(index));
         }
+        let batch_rpc = join.batch.as_ref().map(|batch| self.rpc(&batch.method));
         self.joins.push(JoinPlan {
             join,
             rpc,
             items,
             paging,
+            batch_rpc,
         });
         let mut field = match cardinality {
             Cardinality::One => Field::new(name, TypeRef::named(target), move |ctx| {
@@ -1237,7 +1241,7 @@ impl Resolver {
                 let index = *index;
                 let one = matches!(self, Self::JoinOne(_));
                 FieldFuture::new(async move {
-                    let (_, scope, parent, plan) = join_context(&ctx, index)?;
+                    let (runtime, scope, parent, plan) = join_context(&ctx, index)?;
                     let key = parent
                         .get_field(&plan.join.key)
                         .as_str()
@@ -1250,10 +1254,16 @@ impl Resolver {
                             Some(FieldValue::list(Vec::<FieldValue>::new()))
                         });
                     }
-                    let loaded = scope.loader.load_one(JoinKey { join: index, key }).await?;
+                    let loaded = scope.loader.load_one(JoinKey::new(index, key)).await?;
                     let items = loaded
                         .map(|items| items.as_ref().clone())
                         .unwrap_or_default();
+                    let selection: Vec<_> = ctx.ctx.field().selection_set().collect();
+                    let mut keys = Vec::new();
+                    for item in &items {
+                        prefetch_keys(runtime, item, &selection, &mut keys, 0);
+                    }
+                    scope.loader.prefetch(keys).await;
                     Ok(if one {
                         items.into_iter().next().map(FieldValue::owned_any)
                     } else {
@@ -1272,8 +1282,30 @@ impl Resolver {
                     })?;
                     let key = parent.get_field(&plan.join.key).into_owned();
                     let (first, after) = page::arguments(&ctx, runtime.max_page_size)?;
-                    // The first page of every parent comes from one batched List when the
-                    // filter takes many keys; later pages, per parent, from their cursor.
+                    // The first page of every parent comes from one call of the batch RPC, or
+                    // from one List when the filter takes many keys; later pages, per parent,
+                    // from their cursor.
+                    if after.is_none() && plan.batch_rpc.is_some() {
+                        let key = key.as_str().unwrap_or_default().to_owned();
+                        if key.is_empty() {
+                            return Ok(Some(FieldValue::owned_any(page::first_page(
+                                Vec::new(),
+                                first,
+                            ))));
+                        }
+                        let size = first.max(1);
+                        let response = scope
+                            .loader
+                            .load_one(JoinKey::first_page(index, key, size))
+                            .await?
+                            .and_then(|responses| responses.first().cloned())
+                            .ok_or_else(|| {
+                                errors::coded("INTERNAL_SERVER_ERROR", "a page was not loaded")
+                            })?;
+                        let page = paging.first_page_of(&response, first);
+                        prefetch_page(&ctx, runtime, scope, &page).await;
+                        return Ok(Some(FieldValue::owned_any(page)));
+                    }
                     if after.is_none() && plan.join.request_field.is_list() {
                         let key = key.as_str().unwrap_or_default().to_owned();
                         let items = if key.is_empty() {
@@ -1281,12 +1313,14 @@ impl Resolver {
                         } else {
                             scope
                                 .loader
-                                .load_one(JoinKey { join: index, key })
+                                .load_one(JoinKey::new(index, key))
                                 .await?
                                 .map(|items| items.as_ref().clone())
                                 .unwrap_or_default()
                         };
-                        return Ok(Some(FieldValue::owned_any(page::first_page(items, first))));
+                        let page = page::first_page(items, first);
+                        prefetch_page(&ctx, runtime, scope, &page).await;
+                        return Ok(Some(FieldValue::owned_any(page)));
                     }
                     let mut request = DynamicMessage::new(plan.join.method.input());
                     let key = if plan.join.request_field.is_list() {
@@ -1308,6 +1342,7 @@ impl Resolver {
                     .map_err(|status| {
                         errors::from_status(&status, &plan.rpc.backend, InputRoot::None)
                     })?;
+                    prefetch_page(&ctx, runtime, scope, &page).await;
                     Ok(Some(FieldValue::owned_any(page)))
                 })
             }
@@ -1356,21 +1391,7 @@ impl Resolver {
                     .map_err(|status| {
                         errors::from_status(&status, &rpc.backend, InputRoot::Arguments)
                     })?;
-                    let lookahead = ctx.look_ahead();
-                    let mut selection = Vec::new();
-                    for node in [
-                        lookahead.field("edges").field("node"),
-                        lookahead.field("nodes"),
-                    ] {
-                        for field in node.selection_fields() {
-                            selection.extend(field.selection_set());
-                        }
-                    }
-                    let mut keys = Vec::new();
-                    for node in page.nodes() {
-                        prefetch_keys(runtime, node, &selection, &mut keys, 0);
-                    }
-                    scope.loader.prefetch(keys).await;
+                    prefetch_page(&ctx, runtime, scope, &page).await;
                     Ok(Some(FieldValue::owned_any(page)))
                 })
             }
@@ -1402,10 +1423,7 @@ fn prefetch_keys(
                 if let Some(key) = message.get_field(&plan.join.key).as_str()
                     && !key.is_empty()
                 {
-                    keys.push(JoinKey {
-                        join: *index,
-                        key: key.to_owned(),
-                    });
+                    keys.push(JoinKey::new(*index, key.to_owned()));
                 }
             }
             Some(Prefetch::Object(descriptor)) if depth < MAX_DEPTH => {
@@ -1429,6 +1447,31 @@ fn prefetch_keys(
             _ => {}
         }
     }
+}
+
+/// Prefetches the joins that the selection of a connection's nodes (`edges { node }` and
+/// `nodes`) asks for, on every node of `page`.
+async fn prefetch_page(
+    ctx: &ResolverContext<'_>,
+    runtime: &Runtime,
+    scope: &RequestScope,
+    page: &Page,
+) {
+    let lookahead = ctx.look_ahead();
+    let mut selection = Vec::new();
+    for node in [
+        lookahead.field("edges").field("node"),
+        lookahead.field("nodes"),
+    ] {
+        for field in node.selection_fields() {
+            selection.extend(field.selection_set());
+        }
+    }
+    let mut keys = Vec::new();
+    for node in page.nodes() {
+        prefetch_keys(runtime, node, &selection, &mut keys, 0);
+    }
+    scope.loader.prefetch(keys).await;
 }
 
 /// What a join field needs: the runtime, the request scope, the parent message and the join.

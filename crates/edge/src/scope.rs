@@ -19,6 +19,7 @@ use tonic::Status;
 use crate::catalog::Cardinality;
 use crate::errors::{self, InputRoot};
 use crate::grpc::CallContext;
+use crate::grpc::Rpc;
 use crate::schema::{JoinPlan, Runtime};
 
 /// The most keys one BatchGet or List filter may hold (AIP-231 as the services implement it).
@@ -53,10 +54,35 @@ pub struct JoinKey {
     pub join: usize,
     /// The parent's key value.
     pub key: String,
+    /// For a connection's first page through its `batch_rpc`: the page size; else 0.
+    pub page_size: i32,
+}
+
+impl JoinKey {
+    /// The key of a ONE or MANY join, or of a connection read whole.
+    pub fn new(join: usize, key: String) -> Self {
+        Self {
+            join,
+            key,
+            page_size: 0,
+        }
+    }
+
+    /// The key of a connection's first page of `page_size` items, through its `batch_rpc`.
+    pub fn first_page(join: usize, key: String, page_size: i32) -> Self {
+        Self {
+            join,
+            key,
+            page_size,
+        }
+    }
 }
 
 /// The items a join key loaded, or why they could not be.
 type Loaded = Result<Arc<Vec<DynamicMessage>>, async_graphql::Error>;
+
+/// What one join loaded, by key, or why it could not.
+type LoadedJoin = Result<HashMap<String, Arc<Vec<DynamicMessage>>>, async_graphql::Error>;
 
 /// How many passes of the request's resolvers the first key waits at most for others.
 const MAX_PASSES: usize = 64;
@@ -120,7 +146,7 @@ impl JoinLoader {
     /// cache, so the join fields that ask for them later find them there. A failure is left for
     /// those fields to report.
     pub async fn prefetch(&self, mut keys: Vec<JoinKey>) {
-        keys.sort_by(|a, b| (a.join, &a.key).cmp(&(b.join, &b.key)));
+        keys.sort_by(|a, b| (a.join, a.page_size, &a.key).cmp(&(b.join, b.page_size, &b.key)));
         keys.dedup();
         if keys.is_empty() {
             return;
@@ -156,7 +182,7 @@ impl JoinLoader {
         let results = self.load(&keys).await;
         let mut state = self.state();
         for (key, sender) in batch {
-            let answer = match results.get(&key.join) {
+            let answer = match results.get(&(key.join, key.page_size)) {
                 Some(Ok(loaded)) => {
                     let items = loaded.get(&key.key).cloned().unwrap_or_default();
                     state.loaded.insert(key, items.clone());
@@ -172,42 +198,113 @@ impl JoinLoader {
         }
     }
 
-    /// Loads `keys`, one call (or paged List) per join; each join succeeds or fails on its own,
-    /// so a backend that is down fails only its own fields.
-    async fn load(
-        &self,
-        keys: &[JoinKey],
-    ) -> HashMap<usize, Result<HashMap<String, Arc<Vec<DynamicMessage>>>, async_graphql::Error>>
-    {
-        let mut by_join: HashMap<usize, Vec<String>> = HashMap::new();
+    /// Loads `keys`, one call (or paged List) per join and page size; each join succeeds or
+    /// fails on its own, so a backend that is down fails only its own fields.
+    async fn load(&self, keys: &[JoinKey]) -> HashMap<(usize, i32), LoadedJoin> {
+        let mut by_join: HashMap<(usize, i32), Vec<String>> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for key in keys {
             if seen.insert(key) {
-                by_join.entry(key.join).or_default().push(key.key.clone());
+                by_join
+                    .entry((key.join, key.page_size))
+                    .or_default()
+                    .push(key.key.clone());
             }
         }
-        let loads = by_join.into_iter().map(|(join, keys)| async move {
-            let Some(plan) = self.runtime.joins.get(join) else {
-                return (
-                    join,
-                    Err(errors::coded("INTERNAL_SERVER_ERROR", "an unknown join")),
-                );
-            };
-            let loaded = match plan.join.cardinality {
-                Cardinality::One => self.fetch_one(plan, &keys).await,
-                Cardinality::Many | Cardinality::Connection => self.fetch_many(plan, &keys).await,
-            };
-            let loaded = loaded
-                .map(|items| {
-                    items
-                        .into_iter()
-                        .map(|(key, items)| (key, Arc::new(items)))
-                        .collect()
-                })
-                .map_err(|status| errors::from_status(&status, &plan.rpc.backend, InputRoot::None));
-            (join, loaded)
-        });
+        let loads = by_join
+            .into_iter()
+            .map(|((join, page_size), keys)| async move {
+                let Some(plan) = self.runtime.joins.get(join) else {
+                    return (
+                        (join, page_size),
+                        Err(errors::coded("INTERNAL_SERVER_ERROR", "an unknown join")),
+                    );
+                };
+                let loaded = match (plan.join.cardinality, &plan.batch_rpc) {
+                    (Cardinality::One, _) => self.fetch_one(plan, &keys).await,
+                    (Cardinality::Connection, Some(batch_rpc)) => {
+                        self.fetch_first_pages(plan, batch_rpc, &keys, page_size)
+                            .await
+                    }
+                    (Cardinality::Many | Cardinality::Connection, _) => {
+                        self.fetch_many(plan, &keys).await
+                    }
+                };
+                let loaded = loaded
+                    .map(|items| {
+                        items
+                            .into_iter()
+                            .map(|(key, items)| (key, Arc::new(items)))
+                            .collect()
+                    })
+                    .map_err(|status| {
+                        errors::from_status(&status, &plan.rpc.backend, InputRoot::None)
+                    });
+                ((join, page_size), loaded)
+            });
         futures::future::join_all(loads).await.into_iter().collect()
+    }
+
+    /// The first page of every key from one call of the join's `batch_rpc`: each key's loaded
+    /// item is its List response.
+    async fn fetch_first_pages(
+        &self,
+        plan: &JoinPlan,
+        batch_rpc: &Rpc,
+        keys: &[String],
+        page_size: i32,
+    ) -> Result<Vec<(String, Vec<DynamicMessage>)>, Status> {
+        let (Some(batch), Some(paging)) = (&plan.join.batch, &plan.paging) else {
+            return Err(Status::internal(
+                "a batched connection without its batch RPC",
+            ));
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        let calls = keys.chunks(MAX_KEYS).map(|chunk| async move {
+            let requests = chunk
+                .iter()
+                .map(|key| {
+                    let mut request = DynamicMessage::new(plan.join.method.input());
+                    request.set_field(
+                        &plan.join.request_field,
+                        keys_value(plan, std::slice::from_ref(key)),
+                    );
+                    paging.first_page(&mut request, page_size);
+                    Value::Message(request)
+                })
+                .collect();
+            let mut request = DynamicMessage::new(batch.method.input());
+            request.set_field(&batch.requests, Value::List(requests));
+            let response = self
+                .runtime
+                .backends
+                .unary(batch_rpc, request, &self.call)
+                .await?;
+            let responses = match response.get_field(&batch.responses).into_owned() {
+                Value::List(responses) => responses,
+                _ => Vec::new(),
+            };
+            if responses.len() != chunk.len() {
+                return Err(Status::internal(format!(
+                    "{} answered {} of {} requests",
+                    batch.method.full_name(),
+                    responses.len(),
+                    chunk.len()
+                )));
+            }
+            Ok(chunk
+                .iter()
+                .cloned()
+                .zip(responses.into_iter().map(|response| match response {
+                    Value::Message(response) => vec![response],
+                    _ => Vec::new(),
+                }))
+                .collect::<Vec<_>>())
+        });
+        for chunk in futures::future::join_all(calls).await {
+            out.extend(chunk?);
+        }
+        Ok(out)
     }
 
     /// BatchGet: the items answer the keys in request order.

@@ -358,43 +358,40 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let request = request.get_ref();
-        let invalid = |violation| Error::InvalidArgument(vec![violation]);
-        let status = match request.status {
-            None => None,
-            Some(raw) => match pb::OrderStatus::try_from(raw) {
-                Ok(pb::OrderStatus::Unspecified) | Err(_) => {
-                    return Err(
-                        invalid(FieldViolation::new("status", "is not an order status")).into(),
-                    );
-                }
-                Ok(status) => Some(status),
-            },
-        };
-        // A page token is valid only with the filters of the call that returned it.
-        let filter = format!(
-            "customer_id={};status={}",
-            request.customer_id.as_deref().unwrap_or_default(),
-            status.map_or("", |status| status.as_str_name())
-        );
-        let page = pagination::PageRequest::parse_filtered(
-            request.page_size,
-            &request.page_token,
-            &filter,
-        )
-        .map_err(invalid)?;
+        let query = ListQuery::parse(request.get_ref(), "").map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let (orders, next_page_token) = storage::list(
-            &mut connection,
-            &page,
-            request.customer_id.as_deref(),
-            status,
-        )
-        .await?;
-        Ok(Response::new(pb::ListOrdersResponse {
-            orders: orders.iter().map(OrderRecord::to_proto).collect(),
-            next_page_token,
-        }))
+        Ok(Response::new(query.run(&mut connection).await?))
+    }
+
+    async fn batch_list_orders(
+        &self,
+        request: Request<pb::BatchListOrdersRequest>,
+    ) -> Result<Response<pb::BatchListOrdersResponse>, Status> {
+        let requests = &request.get_ref().requests;
+        if requests.len() > pagination::MAX_IDS {
+            return Err(Error::InvalidArgument(vec![FieldViolation::new(
+                "requests",
+                format!("at most {} requests per call", pagination::MAX_IDS),
+            )])
+            .into());
+        }
+        let mut queries = Vec::with_capacity(requests.len());
+        let mut violations = Vec::new();
+        for (index, request) in requests.iter().enumerate() {
+            match ListQuery::parse(request, &format!("requests[{index}].")) {
+                Ok(query) => queries.push(query),
+                Err(found) => violations.extend(found),
+            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations).into());
+        }
+        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut responses = Vec::with_capacity(queries.len());
+        for query in &queries {
+            responses.push(query.run(&mut connection).await?);
+        }
+        Ok(Response::new(pb::BatchListOrdersResponse { responses }))
     }
 
     async fn cancel_order(
@@ -503,5 +500,70 @@ impl OrderService for OrderApi {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(receiver),
         )))
+    }
+}
+
+/// A checked ListOrders request: its page and its filters.
+struct ListQuery {
+    page: pagination::PageRequest,
+    customer_id: Option<String>,
+    status: Option<pb::OrderStatus>,
+}
+
+impl ListQuery {
+    /// Checks `request`; violations name its fields under `prefix` (`requests[2].` in a batch).
+    fn parse(request: &pb::ListOrdersRequest, prefix: &str) -> Result<Self, Vec<FieldViolation>> {
+        let status = match request.status {
+            None => None,
+            Some(raw) => match pb::OrderStatus::try_from(raw) {
+                Ok(pb::OrderStatus::Unspecified) | Err(_) => {
+                    return Err(vec![FieldViolation::new(
+                        format!("{prefix}status"),
+                        "is not an order status",
+                    )]);
+                }
+                Ok(status) => Some(status),
+            },
+        };
+        // A page token is valid only with the filters of the call that returned it.
+        let filter = format!(
+            "customer_id={};status={}",
+            request.customer_id.as_deref().unwrap_or_default(),
+            status.map_or("", |status| status.as_str_name())
+        );
+        let page = pagination::PageRequest::parse_filtered(
+            request.page_size,
+            &request.page_token,
+            &filter,
+        )
+        .map_err(|violation| {
+            vec![FieldViolation::new(
+                format!("{prefix}{}", violation.field),
+                violation.description,
+            )]
+        })?;
+        Ok(Self {
+            page,
+            customer_id: request.customer_id.clone(),
+            status,
+        })
+    }
+
+    /// The page this query asks for.
+    async fn run(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+    ) -> Result<pb::ListOrdersResponse, Error> {
+        let (orders, next_page_token) = storage::list(
+            connection,
+            &self.page,
+            self.customer_id.as_deref(),
+            self.status,
+        )
+        .await?;
+        Ok(pb::ListOrdersResponse {
+            orders: orders.iter().map(OrderRecord::to_proto).collect(),
+            next_page_token,
+        })
     }
 }
