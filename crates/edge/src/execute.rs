@@ -15,7 +15,9 @@ use async_graphql::extensions::{
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult};
+use async_graphql::{
+    Name, PathSegment, Request, Response, ServerError, ServerResult, ValidationResult, Value,
+};
 use crowdcrunch_runtime::TlsSettings;
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::edge::EdgeSettings;
@@ -132,8 +134,8 @@ impl Edge {
             return Ok(());
         };
         let hash = match persisted {
-            async_graphql::Value::Object(object) => match object.get("sha256Hash") {
-                Some(async_graphql::Value::String(hash)) => hash.to_ascii_lowercase(),
+            Value::Object(object) => match object.get("sha256Hash") {
+                Some(Value::String(hash)) => hash.to_ascii_lowercase(),
                 _ => {
                     return Err(error_response(
                         "PERSISTED_QUERY_INVALID",
@@ -227,11 +229,8 @@ impl Edge {
     /// whether execution started (false when the request failed validation).
     pub async fn execute(&self, request: Request, call: CallContext) -> (Response, bool) {
         let span = call.span.clone();
-        let executed = Arc::new(AtomicBool::new(false));
-        let request = self.scoped(request, call).data(Executed(executed.clone()));
-        let mut response = self.0.schema.execute(request).instrument(span).await;
-        null_failed_fields(&mut response);
-        (response, executed.load(Ordering::Relaxed))
+        let request = self.scoped(request, call);
+        run(&self.0.schema, request).instrument(span).await
     }
 
     /// Executes a subscription (or any operation over WebSocket) in its own scope.
@@ -255,48 +254,105 @@ impl Edge {
     }
 }
 
-/// Set once execution starts: what was refused before is a request error (HTTP 4xx under
-/// `application/graphql-response+json`).
-#[derive(Debug, Clone)]
-struct Executed(Arc<AtomicBool>);
+/// Executes `request` on `schema` (built with the edge's extension) and makes the response say
+/// what the spec says of failed fields; answers whether execution started.
+async fn run(schema: &async_graphql::dynamic::Schema, request: Request) -> (Response, bool) {
+    let outcome = Arc::new(Outcome::default());
+    let mut response = schema.execute(request.data(outcome.clone())).await;
+    outcome.null_failed_fields(&mut response);
+    (response, outcome.executed.load(Ordering::Relaxed))
+}
 
-/// Writes `null` where a field failed: async-graphql leaves the failed field out of `data`, but
-/// GraphQL answers a nullable field that failed as null, at the error's path.
-fn null_failed_fields(response: &mut Response) {
-    use async_graphql::{Name, PathSegment, Value};
-    fn at<'a>(value: &'a mut Value, path: &[PathSegment]) -> Option<&'a mut Value> {
-        let Some((first, rest)) = path.split_first() else {
-            return Some(value);
-        };
-        let next = match (value, first) {
-            (Value::Object(object), PathSegment::Field(name)) => object.get_mut(name.as_str())?,
-            (Value::List(items), PathSegment::Index(index)) => items.get_mut(*index)?,
-            _ => return None,
-        };
-        at(next, rest)
+/// What one query or mutation's execution leaves for its response: whether it started, and the
+/// non-null fields that came out null.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Set once execution starts: what was refused before is a request error (HTTP 4xx under
+    /// `application/graphql-response+json`).
+    executed: AtomicBool,
+    /// Set once a non-null field came out null.
+    any_nulled: AtomicBool,
+    /// The paths of the non-null fields (and list items) that came out null: each makes its
+    /// parent null, as the spec's error propagation says.
+    nulled: Mutex<Vec<Vec<PathSegment>>>,
+}
+
+impl Outcome {
+    fn nulled(&self) -> std::sync::MutexGuard<'_, Vec<Vec<PathSegment>>> {
+        self.nulled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    let paths: Vec<Vec<PathSegment>> = response
-        .errors
-        .iter()
-        .map(|error| error.path.clone())
-        .collect();
-    for path in paths {
-        let Some((PathSegment::Field(last), parents)) = path.split_last() else {
-            continue;
-        };
-        match at(&mut response.data, parents) {
-            Some(Value::Object(object)) => {
-                object.entry(Name::new(last)).or_insert(Value::Null);
-            }
-            // Every root field failed: `data` is an object of nulls, not null.
-            Some(data @ Value::Null) if parents.is_empty() => {
-                let mut object = async_graphql::indexmap::IndexMap::new();
-                object.insert(Name::new(last), Value::Null);
-                *data = Value::Object(object);
-            }
-            _ => {}
+
+    /// Records that the non-null field at `path` came out null.
+    fn null(&self, path: Vec<PathSegment>) {
+        self.nulled().push(path);
+        self.any_nulled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a non-null child of the field at `path` came out null.
+    fn child_nulled(&self, path: &[PathSegment]) -> bool {
+        self.any_nulled.load(Ordering::Relaxed)
+            && self
+                .nulled()
+                .iter()
+                .any(|nulled| nulled.len() == path.len() + 1 && nulled.starts_with(path))
+    }
+
+    /// Makes the response say what the spec says of failed fields. async-graphql's dynamic
+    /// schema leaves a failed field out of `data`; GraphQL answers it as null, at the error's
+    /// path, and a null in a non-null field as a null parent (up to `data` itself).
+    fn null_failed_fields(&self, response: &mut Response) {
+        if self.nulled().iter().any(|path| path.len() == 1) {
+            response.data = Value::Null;
+            return;
+        }
+        for error in &response.errors {
+            self.null_at(&mut response.data, &error.path);
         }
     }
+
+    /// Writes `null` at the first missing field along `path`: where a failed field was left out.
+    fn null_at(&self, data: &mut Value, path: &[PathSegment]) {
+        let mut value = data;
+        for (depth, segment) in path.iter().enumerate() {
+            if matches!(value, Value::Null)
+                && matches!(segment, PathSegment::Field(_))
+                && !self.child_nulled(&path[..depth])
+            {
+                // async-graphql answers an object whose every field failed as null; GraphQL
+                // answers it as an object of nulls.
+                *value = Value::Object(Default::default());
+            }
+            value = match (value, segment) {
+                (Value::Object(object), PathSegment::Field(name)) => {
+                    match object.entry(Name::new(name)) {
+                        async_graphql::indexmap::map::Entry::Occupied(entry) => entry.into_mut(),
+                        async_graphql::indexmap::map::Entry::Vacant(entry) => {
+                            entry.insert(Value::Null);
+                            return;
+                        }
+                    }
+                }
+                (Value::List(items), PathSegment::Index(index)) => match items.get_mut(*index) {
+                    Some(item) => item,
+                    None => return,
+                },
+                _ => return,
+            };
+        }
+    }
+}
+
+/// The response path of a field being resolved.
+fn path_of(node: &async_graphql::QueryPathNode<'_>) -> Vec<PathSegment> {
+    node.to_string_vec()
+        .into_iter()
+        .map(|segment| match segment.parse::<usize>() {
+            Ok(index) => PathSegment::Index(index),
+            Err(_) => PathSegment::Field(segment),
+        })
+        .collect()
 }
 
 /// A response holding one error with `extensions.code`.
@@ -393,34 +449,48 @@ impl Extension for ValidationCacheExtension {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        if let Some(Executed(flag)) = ctx.data_opt::<Executed>() {
-            flag.store(true, Ordering::Relaxed);
+        if let Some(outcome) = ctx.data_opt::<Arc<Outcome>>() {
+            outcome.executed.store(true, Ordering::Relaxed);
         }
         next.run(ctx, operation_name).await
     }
 
     /// Gives a resolver's error the path of its field (async-graphql's dynamic schema leaves it
-    /// out), so that clients, and `null_failed_fields`, know where it happened.
+    /// out), and propagates a null in a non-null field to its parent.
     async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
-    ) -> ServerResult<Option<async_graphql::Value>> {
+    ) -> ServerResult<Option<Value>> {
         let path_node = info.path_node;
-        next.run(ctx, info).await.map_err(|mut error| {
-            if error.path.is_empty() {
-                error.path = path_node
-                    .to_string_vec()
-                    .into_iter()
-                    .map(|segment| match segment.parse::<usize>() {
-                        Ok(index) => async_graphql::PathSegment::Index(index),
-                        Err(_) => async_graphql::PathSegment::Field(segment),
-                    })
-                    .collect();
+        let non_null = info.return_type.ends_with('!');
+        let outcome = ctx.data_opt::<Arc<Outcome>>();
+        match next.run(ctx, info).await {
+            Err(mut error) => {
+                if error.path.is_empty() {
+                    error.path = path_of(path_node);
+                }
+                if non_null && let Some(outcome) = outcome {
+                    outcome.null(path_of(path_node));
+                }
+                Err(error)
             }
-            error
-        })
+            Ok(value) => {
+                if let Some(outcome) = outcome
+                    && outcome.any_nulled.load(Ordering::Relaxed)
+                {
+                    let path = path_of(path_node);
+                    if outcome.child_nulled(&path) {
+                        if non_null {
+                            outcome.null(path);
+                        }
+                        return Ok(None);
+                    }
+                }
+                Ok(value)
+            }
+        }
     }
 
     async fn validation(
@@ -457,5 +527,99 @@ struct ValidationCacheFactory(Arc<ValidationCache>);
 impl ExtensionFactory for ValidationCacheFactory {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ValidationCacheExtension(self.0.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, Schema, TypeRef};
+    use serde_json::json;
+
+    use super::*;
+
+    /// `Query { item: Item, items: [Item!], strict: Item! }` over `Item { name: String!,
+    /// broken: String!, maybe: String }`, where `broken` and `maybe` always fail.
+    fn schema() -> Schema {
+        fn item<'a>() -> FieldFuture<'a> {
+            FieldFuture::new(async { Ok(Some(FieldValue::value("x"))) })
+        }
+        fn failing<'a>() -> FieldFuture<'a> {
+            FieldFuture::new(async { Err::<Option<FieldValue>, _>("it broke".into()) })
+        }
+        let query = Object::new("Query")
+            .field(Field::new("item", TypeRef::named("Item"), |_| item()))
+            .field(Field::new("items", TypeRef::named_nn_list("Item"), |_| {
+                FieldFuture::new(async {
+                    Ok(Some(FieldValue::list([
+                        FieldValue::value("a"),
+                        FieldValue::value("b"),
+                    ])))
+                })
+            }))
+            .field(Field::new("strict", TypeRef::named_nn("Item"), |_| item()));
+        let item = Object::new("Item")
+            .field(Field::new(
+                "name",
+                TypeRef::named_nn(TypeRef::STRING),
+                |_| FieldFuture::new(async { Ok(Some(FieldValue::value("name"))) }),
+            ))
+            .field(Field::new(
+                "broken",
+                TypeRef::named_nn(TypeRef::STRING),
+                |_| failing(),
+            ))
+            .field(Field::new("maybe", TypeRef::named(TypeRef::STRING), |_| {
+                failing()
+            }));
+        Schema::build("Query", None, None)
+            .register(query)
+            .register(item)
+            .extension(ValidationCacheFactory(ValidationCache::new(8)))
+            .finish()
+            .expect("a valid schema")
+    }
+
+    async fn answer(query: &str) -> (serde_json::Value, Vec<serde_json::Value>) {
+        let (response, executed) = run(&schema(), Request::new(query)).await;
+        assert!(executed);
+        let paths = response
+            .errors
+            .iter()
+            .map(|error| serde_json::to_value(&error.path).expect("json"))
+            .collect();
+        (response.data.into_json().expect("json"), paths)
+    }
+
+    #[tokio::test]
+    async fn a_failed_nullable_field_is_null_at_its_path() {
+        let (data, paths) = answer("{ item { name maybe } }").await;
+        assert_eq!(data, json!({ "item": { "name": "name", "maybe": null } }));
+        assert_eq!(paths, [json!(["item", "maybe"])]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_non_null_field_nulls_its_parent() {
+        let (data, paths) = answer("{ item { name broken } }").await;
+        assert_eq!(data, json!({ "item": null }));
+        assert_eq!(paths, [json!(["item", "broken"])]);
+    }
+
+    #[tokio::test]
+    async fn a_null_non_null_list_item_nulls_the_list() {
+        let (data, _) = answer("{ items { name broken } item { name } }").await;
+        assert_eq!(data, json!({ "items": null, "item": { "name": "name" } }));
+    }
+
+    #[tokio::test]
+    async fn a_null_non_null_root_field_nulls_data() {
+        let (data, paths) = answer("{ strict { broken } item { name } }").await;
+        assert_eq!(data, serde_json::Value::Null);
+        assert_eq!(paths, [json!(["strict", "broken"])]);
+    }
+
+    #[tokio::test]
+    async fn an_object_whose_every_field_failed_is_an_object_of_nulls() {
+        let (data, _) = answer("{ a: item { maybe } b: item { broken } }").await;
+        assert_eq!(data, json!({ "a": { "maybe": null }, "b": null }));
     }
 }
