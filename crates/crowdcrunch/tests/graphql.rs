@@ -24,6 +24,7 @@ struct System {
     _data_dir: tempfile::TempDir,
     edge: SocketAddr,
     metrics: SocketAddr,
+    payments: SocketAddr,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
@@ -35,6 +36,7 @@ impl System {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let command = support::dev(data_dir.path());
         let mut process = Process::start(command);
+        let payments = process.wait_for_table_addr("payments");
         let edge = process.wait_for_table_addr("edge");
         let metrics = process.wait_for_table_addr("metrics");
         process.wait_for_line("demo data seeded");
@@ -43,6 +45,7 @@ impl System {
             _data_dir: data_dir,
             edge,
             metrics,
+            payments,
             client: hyper_util::client::legacy::Client::builder(
                 hyper_util::rt::TokioExecutor::new(),
             )
@@ -522,5 +525,99 @@ async fn joins_cost_a_fixed_number_of_calls_whatever_the_page_size() {
             "the calls of {first} customers with their orders"
         );
     }
+    system.process.terminate();
+}
+
+#[tokio::test]
+async fn a_dangling_reference_fails_only_its_own_field() {
+    use crowdcrunch_proto::payments::v1 as payments;
+    let system = System::start().await;
+    let customer = create_customer(&system, "dangling@example.com").await;
+    create_product(&system, "DANGLING-CUP", 900, 10).await;
+    let placed = system
+        .data(
+            PLACE_ORDER,
+            place_input(&customer, &[("DANGLING-CUP", 1)], APPROVED),
+        )
+        .await;
+    let order = placed["placeOrder"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    order_in(&system, &order, "CONFIRMED").await;
+    let paid = system
+        .data(
+            "query($id: ID!) { order(id: $id) { payments { id } } }",
+            json!({ "id": order }),
+        )
+        .await;
+    let paid = paid["order"]["payments"][0]["id"]
+        .as_str()
+        .expect("a payment")
+        .to_owned();
+
+    // A payment for an order that does not exist, made behind the edge's back.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", system.payments))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connect to payments");
+    let mut client = payments::payment_service_client::PaymentServiceClient::new(channel);
+    let token = client
+        .tokenize_card(payments::TokenizeCardRequest {
+            card: Some(crowdcrunch_proto::r#type::v1::PaymentCard {
+                number: APPROVED.into(),
+                exp_month: 12,
+                exp_year: 2099,
+                cvc: "123".into(),
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("tokenize")
+        .into_inner();
+    let dangling = client
+        .authorize_payment(payments::AuthorizePaymentRequest {
+            request_id: String::new(),
+            order_id: "no-such-order".into(),
+            amount: Some(crowdcrunch_proto::r#type::v1::Money {
+                currency_code: "USD".into(),
+                minor_units: 100,
+            }),
+            card_token: token.token,
+        })
+        .await
+        .expect("authorize")
+        .into_inner();
+
+    // Both payments' orders are asked for in one batch: the unknown one fails alone.
+    let response = system
+        .graphql(
+            "query($paid: ID!, $dangling: ID!) {
+                paid: payment(id: $paid) { id order { id } }
+                dangling: payment(id: $dangling) { id order { id } }
+            }",
+            json!({ "paid": paid, "dangling": dangling.id }),
+        )
+        .await;
+    assert_eq!(
+        response["data"]["paid"]["order"]["id"],
+        json!(order),
+        "{response}"
+    );
+    assert_eq!(
+        response["data"]["dangling"]["id"],
+        json!(dangling.id),
+        "{response}"
+    );
+    assert_eq!(
+        response["data"]["dangling"]["order"],
+        Value::Null,
+        "{response}"
+    );
+    let errors = response["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{response}");
+    assert_eq!(errors[0]["path"], json!(["dangling", "order"]));
+    assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND");
     system.process.terminate();
 }

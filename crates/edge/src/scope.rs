@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use futures::channel::oneshot;
 use prost_reflect::{DynamicMessage, Value};
 use tonic::Status;
+use tonic_types::StatusExt as _;
 
 use crate::catalog::Cardinality;
 use crate::errors::{self, InputRoot};
@@ -82,7 +83,11 @@ impl JoinKey {
 type Loaded = Result<Arc<Vec<DynamicMessage>>, async_graphql::Error>;
 
 /// What one join loaded, by key, or why it could not.
-type LoadedJoin = Result<HashMap<String, Arc<Vec<DynamicMessage>>>, async_graphql::Error>;
+type LoadedJoin = Result<HashMap<String, Loaded>, async_graphql::Error>;
+
+/// What a fetch answered, by key: the key's items, or why that key alone has none (a BatchGet's
+/// unknown id).
+type Fetched = Vec<(String, Result<Vec<DynamicMessage>, Status>)>;
 
 /// How many passes of the request's resolvers the first key waits at most for others.
 const MAX_PASSES: usize = 64;
@@ -183,11 +188,14 @@ impl JoinLoader {
         let mut state = self.state();
         for (key, sender) in batch {
             let answer = match results.get(&(key.join, key.page_size)) {
-                Some(Ok(loaded)) => {
-                    let items = loaded.get(&key.key).cloned().unwrap_or_default();
-                    state.loaded.insert(key, items.clone());
-                    Ok(items)
-                }
+                Some(Ok(loaded)) => match loaded.get(&key.key) {
+                    Some(Err(error)) => Err(error.clone()),
+                    Some(Ok(items)) => {
+                        state.loaded.insert(key, items.clone());
+                        Ok(items.clone())
+                    }
+                    None => Ok(Arc::default()),
+                },
                 Some(Err(error)) => Err(error.clone()),
                 None => Err(errors::coded(
                     "INTERNAL_SERVER_ERROR",
@@ -230,16 +238,15 @@ impl JoinLoader {
                         self.fetch_many(plan, &keys).await
                     }
                 };
-                let loaded = loaded
-                    .map(|items| {
-                        items
-                            .into_iter()
-                            .map(|(key, items)| (key, Arc::new(items)))
-                            .collect()
-                    })
-                    .map_err(|status| {
-                        errors::from_status(&status, &plan.rpc.backend, InputRoot::None)
-                    });
+                let error = |status: Status| {
+                    errors::from_status(&status, &plan.rpc.backend, InputRoot::None)
+                };
+                let loaded = loaded.map_err(error).map(|fetched| {
+                    fetched
+                        .into_iter()
+                        .map(|(key, items)| (key, items.map(Arc::new).map_err(error)))
+                        .collect()
+                });
                 ((join, page_size), loaded)
             });
         futures::future::join_all(loads).await.into_iter().collect()
@@ -253,7 +260,7 @@ impl JoinLoader {
         batch_rpc: &Rpc,
         keys: &[String],
         page_size: i32,
-    ) -> Result<Vec<(String, Vec<DynamicMessage>)>, Status> {
+    ) -> Result<Fetched, Status> {
         let (Some(batch), Some(paging)) = (&plan.join.batch, &plan.paging) else {
             return Err(Status::internal(
                 "a batched connection without its batch RPC",
@@ -296,8 +303,8 @@ impl JoinLoader {
                 .iter()
                 .cloned()
                 .zip(responses.into_iter().map(|response| match response {
-                    Value::Message(response) => vec![response],
-                    _ => Vec::new(),
+                    Value::Message(response) => Ok(vec![response]),
+                    _ => Ok(Vec::new()),
                 }))
                 .collect::<Vec<_>>())
         });
@@ -307,35 +314,58 @@ impl JoinLoader {
         Ok(out)
     }
 
-    /// BatchGet: the items answer the keys in request order.
-    async fn fetch_one(
-        &self,
-        plan: &JoinPlan,
-        keys: &[String],
-    ) -> Result<Vec<(String, Vec<DynamicMessage>)>, Status> {
-        let mut out = Vec::with_capacity(keys.len());
+    /// BatchGet: the items answer the keys in request order. A key the backend does not know
+    /// (NOT_FOUND naming it in its ResourceInfo) fails alone: the others are asked again
+    /// without it, so one dangling reference costs its own field, not every parent's.
+    async fn fetch_one(&self, plan: &JoinPlan, keys: &[String]) -> Result<Fetched, Status> {
         let chunk_size = if plan.join.request_field.is_list() {
             MAX_KEYS
         } else {
             1
         };
         let calls = keys.chunks(chunk_size).map(|chunk| async move {
-            let mut request = DynamicMessage::new(plan.join.method.input());
-            request.set_field(&plan.join.request_field, keys_value(plan, chunk));
-            let response = self
-                .runtime
-                .backends
-                .unary(&plan.rpc, request, &self.call)
-                .await?;
-            let items = items(&response, plan);
+            let mut unknown: HashMap<String, Status> = HashMap::new();
+            let mut wanted: Vec<String> = chunk.to_vec();
+            let mut found: HashMap<String, DynamicMessage> = HashMap::new();
+            while !wanted.is_empty() {
+                let mut request = DynamicMessage::new(plan.join.method.input());
+                request.set_field(&plan.join.request_field, keys_value(plan, &wanted));
+                match self
+                    .runtime
+                    .backends
+                    .unary(&plan.rpc, request, &self.call)
+                    .await
+                {
+                    Ok(response) => {
+                        found.extend(wanted.drain(..).zip(items(&response, plan)));
+                    }
+                    Err(status) if status.code() == tonic::Code::NotFound => {
+                        let name = status
+                            .get_details_resource_info()
+                            .map(|info| info.resource_name)
+                            .filter(|name| wanted.contains(name))
+                            .ok_or_else(|| status.clone())?;
+                        wanted.retain(|key| *key != name);
+                        unknown.insert(name, status);
+                    }
+                    Err(status) => return Err(status),
+                }
+            }
             Ok::<_, Status>(
                 chunk
                     .iter()
-                    .cloned()
-                    .zip(items.into_iter().map(|item| vec![item]))
-                    .collect::<Vec<_>>(),
+                    .map(|key| {
+                        let items = match (found.get(key), unknown.get(key)) {
+                            (Some(item), _) => Ok(vec![item.clone()]),
+                            (None, Some(status)) => Err(status.clone()),
+                            (None, None) => Ok(Vec::new()),
+                        };
+                        (key.clone(), items)
+                    })
+                    .collect::<Fetched>(),
             )
         });
+        let mut out = Vec::with_capacity(keys.len());
         for chunk in futures::future::join_all(calls).await {
             out.extend(chunk?);
         }
@@ -343,11 +373,7 @@ impl JoinLoader {
     }
 
     /// List filtered by every key at once, every page, grouped by the items' key field.
-    async fn fetch_many(
-        &self,
-        plan: &JoinPlan,
-        keys: &[String],
-    ) -> Result<Vec<(String, Vec<DynamicMessage>)>, Status> {
+    async fn fetch_many(&self, plan: &JoinPlan, keys: &[String]) -> Result<Fetched, Status> {
         let Some(result_key) = &plan.join.result_key else {
             return Err(Status::internal("a MANY join without result_key"));
         };
@@ -396,7 +422,10 @@ impl JoinLoader {
                 }
             }
         }
-        Ok(grouped.into_iter().collect())
+        Ok(grouped
+            .into_iter()
+            .map(|(key, items)| (key, Ok(items)))
+            .collect())
     }
 }
 
