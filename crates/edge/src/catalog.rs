@@ -470,6 +470,12 @@ fn default_name(rpc: &str, kind: RootKind) -> String {
     lower_first(rpc)
 }
 
+/// Whether a string field is shown as `ID`: `id`, `ids` and every `*_id` and `*_ids`.
+pub fn is_id(field: &FieldDescriptor) -> bool {
+    let name = field.name();
+    name == "id" || name.ends_with("_id") || name == "ids" || name.ends_with("_ids")
+}
+
 /// The repeated message field of a List or BatchGet response (its items).
 pub fn list_item_field(response: &MessageDescriptor) -> Option<FieldDescriptor> {
     response

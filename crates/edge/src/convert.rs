@@ -10,6 +10,7 @@ use prost_reflect::{
     DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage as _,
 };
 
+use crate::catalog::is_id;
 use crate::scalars;
 
 /// GraphQL's object map (async-graphql re-exports indexmap through `Value::Object`).
@@ -438,6 +439,14 @@ impl InputPlans {
         path: &mut Vec<String>,
     ) -> Result<prost_reflect::Value, InputError> {
         match kind {
+            // An `ID` takes an integer too, as GraphQL's input coercion says.
+            InputKind::Scalar(Shape::String)
+                if is_id(field)
+                    && let Value::Number(number) = value
+                    && number.is_i64() =>
+            {
+                Ok(prost_reflect::Value::String(number.to_string()))
+            }
             InputKind::Scalar(shape) => {
                 input_scalar(shape, &field.kind(), value).ok_or_else(|| {
                     error(

@@ -1,11 +1,12 @@
 //! Running one GraphQL request: automatic persisted queries, the document cache (a repeated query
-//! is parsed once, and validated once for the same variables), the alias limit, and the request
-//! scope (trace context, forwarded headers, DataLoader) that every resolver reads.
+//! is parsed once and validated once, whatever its variables; the variables are coerced on each
+//! request), the alias limit, error propagation, and the request scope (trace context, forwarded
+//! headers, DataLoader) that every resolver reads.
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
@@ -13,7 +14,8 @@ use async_graphql::extensions::{
     ResolveInfo,
 };
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet,
 };
 use async_graphql::{
     Name, PathSegment, Request, Response, ServerError, ServerResult, ValidationResult, Value,
@@ -31,6 +33,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::grpc::{Backends, CallContext};
 use crate::schema::{self, Runtime, SchemaOptions};
 use crate::scope::RequestScope;
+use crate::variables;
 
 /// The edge could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,7 @@ struct Inner {
     runtime: Arc<Runtime>,
     settings: EdgeSettings,
     documents: Mutex<LruCache<String, Arc<Parsed>>>,
+    validations: Arc<ValidationCache>,
     persisted: Mutex<LruCache<String, String>>,
 }
 
@@ -85,10 +89,9 @@ impl Edge {
             max_page_size: settings.max_page_size,
             introspection: settings.introspection,
         };
+        let validations = ValidationCache::new(settings.document_cache);
         let (schema, runtime) = schema::build_with(&catalog, &options, backends, |builder| {
-            builder.extension(ValidationCacheFactory(ValidationCache::new(
-                settings.document_cache,
-            )))
+            builder.extension(ValidationCacheFactory(validations.clone()))
         })?;
         let capacity =
             NonZeroUsize::new(settings.document_cache.max(1)).unwrap_or(NonZeroUsize::MIN);
@@ -96,6 +99,7 @@ impl Edge {
             schema,
             runtime,
             documents: Mutex::new(LruCache::new(capacity)),
+            validations,
             persisted: Mutex::new(LruCache::new(capacity)),
             settings,
         })))
@@ -125,6 +129,12 @@ impl Edge {
             .iter()
             .map(|(name, rpc)| (name.clone(), rpc.calls()))
             .collect()
+    }
+
+    /// How many documents the edge validated since it started: a repeated query is validated
+    /// once (for tests and diagnostics).
+    pub fn validations(&self) -> u64 {
+        self.0.validations.runs.load(Ordering::Relaxed)
     }
 
     /// Resolves an automatic persisted query (Apollo's `persistedQuery` extension): a query
@@ -191,9 +201,19 @@ impl Edge {
                 ),
             ));
         }
-        let kind = operation_type(&parsed.document, request.operation_name.as_deref());
+        let operation = operation(&parsed.document, request.operation_name.as_deref());
+        if let Some(operation) = operation {
+            let mut errors =
+                variables::coerce(self.0.schema.registry(), operation, &request.variables);
+            if !errors.is_empty() {
+                errors
+                    .iter_mut()
+                    .for_each(|error| set_code(error, "BAD_USER_INPUT"));
+                return Err(Box::new(Response::from_errors(errors)));
+            }
+        }
         request.set_parsed_query(parsed.document.clone());
-        Ok(kind)
+        Ok(operation.map(|operation| operation.ty))
     }
 
     fn parse(&self, query: &str) -> Result<Arc<Parsed>, Box<Response>> {
@@ -369,17 +389,19 @@ fn set_code(error: &mut ServerError, code: &str) {
         .set("code", code);
 }
 
-/// The type of the operation the request selects.
-fn operation_type(document: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+/// The operation the request selects.
+fn operation<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
     match (&document.operations, name) {
-        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
+        (DocumentOperations::Single(operation), _) => Some(&operation.node),
         (DocumentOperations::Multiple(operations), Some(name)) => {
-            operations.get(name).map(|operation| operation.node.ty)
+            operations.get(name).map(|operation| &operation.node)
         }
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
-            .values()
-            .next()
-            .map(|operation| operation.node.ty),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next().map(|operation| &operation.node)
+        }
         _ => None,
     }
 }
@@ -410,8 +432,9 @@ fn count_aliases(document: &ExecutableDocument) -> usize {
     operations + fragments
 }
 
-/// The key under which a validation result is remembered: the query, the operation and the
-/// variables (variables take part in validation: their types and the complexity of `first`).
+/// The key under which a validation result is remembered: the query and the operation. The
+/// variables are not part of it: `Edge::prepare` coerces them on every request, and nothing else
+/// of validation depends on them (the schema has no complexity that reads arguments).
 #[derive(Debug, Clone, Copy)]
 struct ValidationKey(u64);
 
@@ -419,15 +442,14 @@ fn validation_key(request: &Request) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     request.query.hash(&mut hasher);
     request.operation_name.hash(&mut hasher);
-    serde_json::to_string(&request.variables)
-        .unwrap_or_default()
-        .hash(&mut hasher);
     hasher.finish()
 }
 
-/// Remembers successful validations, so a repeated request is validated once.
+/// Remembers successful validations, so a repeated document is validated once.
 struct ValidationCache {
     results: Mutex<LruCache<u64, ValidationResult>>,
+    /// How many validations ran (cache misses).
+    runs: AtomicU64,
 }
 
 impl ValidationCache {
@@ -435,6 +457,7 @@ impl ValidationCache {
         let capacity = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Arc::new(Self {
             results: Mutex::new(LruCache::new(capacity)),
+            runs: AtomicU64::new(0),
         })
     }
 }
@@ -511,6 +534,7 @@ impl Extension for ValidationCacheExtension {
         {
             return Ok(result);
         }
+        self.0.runs.fetch_add(1, Ordering::Relaxed);
         let result = next.run(ctx).await?;
         self.0
             .results

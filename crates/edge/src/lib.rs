@@ -8,8 +8,8 @@
 //!
 //! - `catalog`: what the descriptors say; `schema`, `convert`, `scalars`, `page`: the schema and
 //!   the value mapping; `grpc`, `scope`: backend calls and their batching; `errors`: statuses as
-//!   GraphQL errors; `execute`: the document cache, limits and persisted queries; `http`: the
-//!   axum router.
+//!   GraphQL errors; `execute`: the document cache, limits and persisted queries; `variables`:
+//!   variables coerced per request; `http`: the axum router.
 
 mod catalog;
 mod convert;
@@ -21,6 +21,7 @@ mod page;
 mod scalars;
 mod schema;
 mod scope;
+mod variables;
 
 pub use catalog::{Catalog, CatalogError};
 pub use execute::{Edge, EdgeError};

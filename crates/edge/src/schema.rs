@@ -18,7 +18,8 @@ use prost_reflect::{
 };
 
 use crate::catalog::{
-    Cardinality, Catalog, CatalogError, Join, RootKind, camel_case, list_item_field, pascal_case,
+    Cardinality, Catalog, CatalogError, Join, RootKind, camel_case, is_id, list_item_field,
+    pascal_case,
 };
 use crate::convert::{
     EnumNames, InputField, InputKind, InputPlan, InputPlans, InputTarget, MaskPlan, Shape,
@@ -1082,11 +1083,6 @@ impl Builder<'_> {
 }
 
 /// `id`, `*_id`, `ids` and `*_ids` string fields are GraphQL `ID`s.
-fn is_id(field: &FieldDescriptor) -> bool {
-    let name = field.name();
-    name == "id" || name.ends_with("_id") || name == "ids" || name.ends_with("_ids")
-}
-
 /// A proto3 `optional` field's oneof, which is not a real oneof.
 fn is_synthetic(oneof: &prost_reflect::OneofDescriptor) -> bool {
     oneof.is_synthetic()

@@ -440,3 +440,80 @@ async fn first_above_the_maximum_page_size_is_coerced_to_it() {
     assert_eq!(connection["pageInfo"]["hasNextPage"], true);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_repeated_query_is_validated_once_and_its_variables_on_every_request() {
+    let app = spawn_app(EdgeSettings::default(), &[]).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let created = create(&app, &format!("valid{n}@example.com"), "").await;
+        ids.push(created["id"].as_str().expect("an id").to_owned());
+    }
+    const READ: &str = "query($id: ID!) { customer(id: $id) { email } }";
+    let before = app.edge.validations();
+    for (n, id) in ids.iter().enumerate() {
+        let response = app.graphql(READ, json!({ "id": id })).await;
+        assert_eq!(
+            response["data"]["customer"]["email"],
+            format!("valid{n}@example.com"),
+            "{response}"
+        );
+    }
+    assert_eq!(
+        app.edge.validations(),
+        before + 1,
+        "one document, three sets of variables: one validation"
+    );
+
+    // Every request's variables are still coerced against their declared types.
+    let bad_variables = [
+        (READ, json!({}), "$id"),
+        (READ, json!({ "id": null }), "$id"),
+        (READ, json!({ "id": true }), "$id"),
+        (
+            "query($first: Int) { customers(first: $first) { nodes { email } } }",
+            json!({ "first": "ten" }),
+            "$first",
+        ),
+        (
+            "query($first: Int) { customers(first: $first) { nodes { email } } }",
+            json!({ "first": 1_u64 << 40 }),
+            "$first",
+        ),
+        (
+            CREATE,
+            json!({ "input": { "customer": { "displayName": "No Email" } } }),
+            "$input.customer.email",
+        ),
+        (
+            CREATE,
+            json!({ "input": { "customer": { "email": "x@example.com", "shoeSize": 9 } } }),
+            "shoeSize",
+        ),
+    ];
+    for (query, variables, named) in bad_variables {
+        let answer = app
+            .post(
+                &json!({ "query": query, "variables": variables }),
+                &[("accept", "application/graphql-response+json")],
+            )
+            .await;
+        let response = answer.json();
+        assert_eq!(answer.status, 400, "{variables}: {response}");
+        assert_eq!(
+            codes(&response),
+            ["BAD_USER_INPUT"],
+            "{variables}: {response}"
+        );
+        let message = response["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(message.contains(named), "{variables}: {message}");
+        assert!(response.get("data").is_none(), "{response}");
+    }
+    // An integer is a valid ID, as the spec's input coercion says.
+    let response = app.graphql(READ, json!({ "id": 12345 })).await;
+    assert_eq!(codes(&response), ["NOT_FOUND"], "{response}");
+    assert_eq!(app.edge.validations(), before + 1, "{response}");
+    app.stop().await;
+}
