@@ -262,8 +262,7 @@ impl Edge {
         if let Err(response) = self.prepare(&mut request) {
             return futures::stream::once(async move { *response }).boxed();
         }
-        let request = self.scoped(request, call);
-        self.0.schema.execute_stream(request)
+        run_stream(&self.0.schema, self.scoped(request, call))
     }
 
     fn scoped(&self, request: Request, call: CallContext) -> Request {
@@ -283,6 +282,28 @@ async fn run(schema: &async_graphql::dynamic::Schema, request: Request) -> (Resp
     (response, outcome.executed.load(Ordering::Relaxed))
 }
 
+/// Executes a subscription (or any operation as a stream) like `run`, event by event.
+fn run_stream(
+    schema: &async_graphql::dynamic::Schema,
+    request: Request,
+) -> BoxStream<'static, Response> {
+    // Each event is resolved in turn, after the previous one was answered: one outcome, cleared
+    // after each, serves them all.
+    let outcome = Arc::new(Outcome {
+        collect_errors: true,
+        ..Outcome::default()
+    });
+    schema
+        .execute_stream(request.data(outcome.clone()))
+        .map(move |mut response| {
+            outcome.restore_errors(&mut response);
+            outcome.null_failed_fields(&mut response);
+            outcome.clear();
+            response
+        })
+        .boxed()
+}
+
 /// What one query or mutation's execution leaves for its response: whether it started, and the
 /// non-null fields that came out null.
 #[derive(Debug, Default)]
@@ -295,6 +316,11 @@ struct Outcome {
     /// The paths of the non-null fields (and list items) that came out null: each makes its
     /// parent null, as the spec's error propagation says.
     nulled: Mutex<Vec<Vec<PathSegment>>>,
+    /// Whether to keep every field error: async-graphql's dynamic subscriptions drop the errors
+    /// of an event's nested fields from its response.
+    collect_errors: bool,
+    /// The field errors kept, in the order they happened.
+    errors: Mutex<Vec<ServerError>>,
 }
 
 impl Outcome {
@@ -302,6 +328,39 @@ impl Outcome {
         self.nulled
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the nulled fields and kept errors, for the next event of a subscription.
+    fn clear(&self) {
+        self.nulled().clear();
+        self.any_nulled.store(false, Ordering::Relaxed);
+        self.errors().clear();
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, Vec<ServerError>> {
+        self.errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps a field error, when this outcome collects them (once: an error can pass up through
+    /// a list and its item).
+    fn keep(&self, error: &ServerError) {
+        if self.collect_errors {
+            let mut errors = self.errors();
+            if !errors.contains(error) {
+                errors.push(error.clone());
+            }
+        }
+    }
+
+    /// Puts back the kept errors that the response lacks.
+    fn restore_errors(&self, response: &mut Response) {
+        for error in self.errors().drain(..) {
+            if !response.errors.contains(&error) {
+                response.errors.push(error);
+            }
+        }
     }
 
     /// Records that the non-null field at `path` came out null.
@@ -494,8 +553,11 @@ impl Extension for ValidationCacheExtension {
                 if error.path.is_empty() {
                     error.path = path_of(path_node);
                 }
-                if non_null && let Some(outcome) = outcome {
-                    outcome.null(path_of(path_node));
+                if let Some(outcome) = outcome {
+                    if non_null {
+                        outcome.null(path_of(path_node));
+                    }
+                    outcome.keep(&error);
                 }
                 Err(error)
             }
@@ -556,13 +618,17 @@ impl ExtensionFactory for ValidationCacheFactory {
 
 #[cfg(test)]
 mod tests {
-    use async_graphql::dynamic::{Field, FieldFuture, FieldValue, Object, Schema, TypeRef};
+    use async_graphql::dynamic::{
+        Field, FieldFuture, FieldValue, Object, Schema, Subscription, SubscriptionField,
+        SubscriptionFieldFuture, TypeRef,
+    };
     use serde_json::json;
 
     use super::*;
 
-    /// `Query { item: Item, items: [Item!], strict: Item! }` over `Item { name: String!,
-    /// broken: String!, maybe: String }`, where `broken` and `maybe` always fail.
+    /// `Query { item: Item, items: [Item!], strict: Item! }` and `Subscription { items: Item }`
+    /// (two events) over `Item { name: String!, broken: String!, maybe: String }`, where
+    /// `broken` and `maybe` always fail.
     fn schema() -> Schema {
         fn item<'a>() -> FieldFuture<'a> {
             FieldFuture::new(async { Ok(Some(FieldValue::value("x"))) })
@@ -595,9 +661,21 @@ mod tests {
             .field(Field::new("maybe", TypeRef::named(TypeRef::STRING), |_| {
                 failing()
             }));
-        Schema::build("Query", None, None)
+        let subscription = Subscription::new("Subscription").field(SubscriptionField::new(
+            "items",
+            TypeRef::named("Item"),
+            |_| {
+                SubscriptionFieldFuture::new(async {
+                    Ok(futures::stream::iter(["a", "b"].map(|item| {
+                        Ok::<_, async_graphql::Error>(FieldValue::value(item))
+                    })))
+                })
+            },
+        ));
+        Schema::build("Query", None, Some("Subscription"))
             .register(query)
             .register(item)
+            .register(subscription)
             .extension(ValidationCacheFactory(ValidationCache::new(8)))
             .finish()
             .expect("a valid schema")
@@ -645,5 +723,29 @@ mod tests {
     async fn an_object_whose_every_field_failed_is_an_object_of_nulls() {
         let (data, _) = answer("{ a: item { maybe } b: item { broken } }").await;
         assert_eq!(data, json!({ "a": { "maybe": null }, "b": null }));
+    }
+
+    #[tokio::test]
+    async fn every_subscription_event_keeps_its_field_errors_and_propagates_its_nulls() {
+        let events: Vec<Response> = run_stream(
+            &schema(),
+            Request::new("subscription { items { name maybe broken } }"),
+        )
+        .collect()
+        .await;
+        assert_eq!(events.len(), 2);
+        for event in events {
+            let data = event.data.into_json().expect("json");
+            assert_eq!(data, json!({ "items": null }));
+            let paths: Vec<serde_json::Value> = event
+                .errors
+                .iter()
+                .map(|error| serde_json::to_value(&error.path).expect("json"))
+                .collect();
+            assert_eq!(
+                paths,
+                [json!(["items", "maybe"]), json!(["items", "broken"])]
+            );
+        }
     }
 }
