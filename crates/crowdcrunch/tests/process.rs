@@ -76,6 +76,11 @@ fn bad_configuration_ends_with_one_clear_line() {
         let lines: Vec<_> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{flags:?}: one line, got:\n{stderr}");
         assert!(lines[0].contains(expected), "{flags:?}: {stderr}");
+        let causes: Vec<&str> = lines[0].split(": ").collect();
+        assert!(
+            causes.windows(2).all(|pair| pair[0] != pair[1]),
+            "{flags:?}: a cause said twice: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
     }
     drop(taken);
