@@ -9,7 +9,7 @@ use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::r#type::v1::Money;
 use crowdcrunch_runtime::Database;
-use crowdcrunch_runtime::client::request;
+use crowdcrunch_runtime::client::{UpstreamError, request};
 use crowdcrunch_runtime::idempotency::{IdempotencyKey, RequestId};
 use crowdcrunch_runtime::pagination;
 use crowdcrunch_runtime::status::FieldViolation;
@@ -61,7 +61,7 @@ impl ExchangeApi {
                     format!("no order has id {id}"),
                 )]))
             }
-            Err(status) => Err(Error::upstream("orders", status)),
+            Err(status) => Err(UpstreamError::from_status("orders", status).into()),
         }
     }
 
@@ -218,7 +218,7 @@ impl ExchangeApi {
                 .clone()
                 .restock(request(message))
                 .await
-                .map_err(|status| Error::upstream("inventory", status))?;
+                .map_err(|status| UpstreamError::from_status("inventory", status))?;
         }
         Ok(())
     }
@@ -242,7 +242,7 @@ impl ExchangeApi {
             .clone()
             .refund_payment(request(message))
             .await
-            .map_err(|status| Error::upstream("payments", status))?;
+            .map_err(|status| UpstreamError::from_status("payments", status))?;
         Ok(payment.into_inner().id)
     }
 
@@ -274,7 +274,7 @@ impl ExchangeApi {
                     ),
                 ));
             }
-            Err(status) => return Err(Error::upstream("inventory", status)),
+            Err(status) => return Err(UpstreamError::from_status("inventory", status).into()),
         }
         let commit = inventory::CommitReservationRequest {
             reservation_id: record.id.clone(),
@@ -282,7 +282,7 @@ impl ExchangeApi {
         inventory
             .commit_reservation(request(commit))
             .await
-            .map_err(|status| Error::upstream("inventory", status))?;
+            .map_err(|status| UpstreamError::from_status("inventory", status))?;
         let shipment = fulfillment::Shipment {
             order_id: record.order_id.clone(),
             return_id: record.id.clone(),
@@ -307,7 +307,7 @@ impl ExchangeApi {
             .clone()
             .create_shipment(request(message))
             .await
-            .map_err(|status| Error::upstream("fulfillment", status))?;
+            .map_err(|status| UpstreamError::from_status("fulfillment", status))?;
         Ok(created.into_inner().id)
     }
 }

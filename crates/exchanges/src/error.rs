@@ -1,9 +1,10 @@
 //! The exchanges service's errors and their one mapping to `tonic::Status`.
 
 use crowdcrunch_runtime::StorageError;
+use crowdcrunch_runtime::client::UpstreamError;
 use crowdcrunch_runtime::idempotency::IdempotencyError;
 use crowdcrunch_runtime::status::{self, FieldViolation, PreconditionViolation};
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// The `ErrorInfo.domain` of this service's errors.
 pub const DOMAIN: &str = "exchanges.crowdcrunch.dev";
@@ -27,22 +28,9 @@ pub enum Error {
         /// What is wrong, for the developer.
         message: String,
     },
-    /// A service exchanges depends on did not answer; the client may retry with the same request.
-    #[error("{service} is unavailable: {message}")]
-    Unavailable {
-        /// Which.
-        service: &'static str,
-        /// What it said.
-        message: String,
-    },
-    /// A service exchanges depends on refused in a way the client cannot fix.
-    #[error("{service} failed: {status}")]
-    Upstream {
-        /// Which.
-        service: &'static str,
-        /// What it answered.
-        status: Status,
-    },
+    /// A service exchanges depends on failed: transiently (the client may retry) or for good.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// A request id was reused, or its record is unreadable.
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
@@ -58,18 +46,6 @@ impl From<sqlx::Error> for Error {
 }
 
 impl Error {
-    /// The failure of a call to `service`.
-    pub fn upstream(service: &'static str, status: Status) -> Self {
-        if crowdcrunch_runtime::client::is_transient(&status) {
-            Self::Unavailable {
-                service,
-                message: status.message().to_owned(),
-            }
-        } else {
-            Self::Upstream { service, status }
-        }
-    }
-
     /// A state that does not allow the call.
     pub fn precondition(reason: &'static str, subject: &str, message: impl Into<String>) -> Self {
         Self::FailedPrecondition {
@@ -95,15 +71,8 @@ impl From<Error> for Status {
                 message.clone(),
                 &[PreconditionViolation::new(reason, subject, message)],
             ),
-            Error::Unavailable { service, .. } => status::with_reason(
-                Code::Unavailable,
-                DOMAIN,
-                "DEPENDENCY_UNAVAILABLE",
-                format!("{service} is unavailable; retry with the same request"),
-            ),
-            error @ (Error::Upstream { .. } | Error::Storage(_)) => {
-                status::internal(DOMAIN, &error)
-            }
+            Error::Upstream(error) => error.into_status(DOMAIN, "the same request"),
+            Error::Storage(error) => status::internal(DOMAIN, &error),
             Error::Idempotency(error) => error.into_status(DOMAIN),
         }
     }

@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::saga::Saga;
 use crate::storage::{self, LineRecord, OrderRecord};
 use crate::watch::OrderHub;
-use crowdcrunch_runtime::client::request;
+use crowdcrunch_runtime::client::{UpstreamError, request};
 
 /// How long PlaceOrder and CancelOrder wait for the saga before answering with the order as it is.
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
@@ -173,7 +173,7 @@ impl OrderApi {
                 "customer_id",
                 format!("no customer has id {id}"),
             ))),
-            Err(status) => Err(Error::upstream("customers", status)),
+            Err(status) => Err(UpstreamError::from_status("customers", status).into()),
         }
     }
 
@@ -197,7 +197,7 @@ impl OrderApi {
                     products.insert(product.sku.clone(), product);
                 }
                 Err(status) if status.code() == Code::NotFound => {}
-                Err(status) => return Err(Error::upstream("inventory", status)),
+                Err(status) => return Err(UpstreamError::from_status("inventory", status).into()),
             }
         }
         Ok(products)
@@ -239,7 +239,7 @@ impl OrderApi {
                     .unwrap_or_else(|| vec![FieldViolation::new("card", status.message())]);
                 Ok(Err(violations))
             }
-            Err(status) => Err(Error::upstream("payments", status)),
+            Err(status) => Err(UpstreamError::from_status("payments", status).into()),
         }
     }
 

@@ -1,9 +1,10 @@
 //! The orders service's errors and their one mapping to `tonic::Status`.
 
 use crowdcrunch_runtime::StorageError;
+use crowdcrunch_runtime::client::UpstreamError;
 use crowdcrunch_runtime::idempotency::IdempotencyError;
 use crowdcrunch_runtime::status::{self, FieldViolation, PreconditionViolation};
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// The `ErrorInfo.domain` of this service's errors.
 pub const DOMAIN: &str = "orders.crowdcrunch.dev";
@@ -25,22 +26,9 @@ pub enum Error {
         /// Its state.
         why: String,
     },
-    /// A service orders depends on did not answer; the client may retry with the same request id.
-    #[error("{service} is unavailable: {message}")]
-    Unavailable {
-        /// Which.
-        service: &'static str,
-        /// What it said.
-        message: String,
-    },
-    /// A service orders depends on failed in a way the client cannot fix.
-    #[error("{service} failed: {status}")]
-    Upstream {
-        /// Which.
-        service: &'static str,
-        /// What it answered.
-        status: Status,
-    },
+    /// A service orders depends on failed: transiently (the client may retry) or for good.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// A request id was reused, or its record is unreadable.
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
@@ -55,21 +43,6 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-impl Error {
-    /// The failure of a call to `service`: transient ones say UNAVAILABLE (retry), the rest are
-    /// internal to this system.
-    pub fn upstream(service: &'static str, status: Status) -> Self {
-        if crowdcrunch_runtime::client::is_transient(&status) {
-            Self::Unavailable {
-                service,
-                message: status.message().to_owned(),
-            }
-        } else {
-            Self::Upstream { service, status }
-        }
-    }
-}
-
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
@@ -81,15 +54,8 @@ impl From<Error> for Status {
                 format!("order {id} cannot be cancelled: {why}"),
                 &[PreconditionViolation::new("ORDER_STATUS", &id, why)],
             ),
-            Error::Unavailable { service, .. } => status::with_reason(
-                Code::Unavailable,
-                DOMAIN,
-                "DEPENDENCY_UNAVAILABLE",
-                format!("{service} is unavailable; retry with the same request id"),
-            ),
-            error @ (Error::Upstream { .. } | Error::Storage(_)) => {
-                status::internal(DOMAIN, &error)
-            }
+            Error::Upstream(error) => error.into_status(DOMAIN, "the same request id"),
+            Error::Storage(error) => status::internal(DOMAIN, &error),
             Error::Idempotency(error) => error.into_status(DOMAIN),
         }
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crowdcrunch_outbox::{Event, Outbox};
 use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_proto::orders::v1::OrderStatus;
+use crowdcrunch_runtime::client::UpstreamError;
 use crowdcrunch_runtime::{Database, Shutdown};
 
 use crate::clients::Clients;
@@ -68,12 +69,12 @@ async fn consume(
         .clone()
         .watch_events(request)
         .await
-        .map_err(|status| Error::upstream("ledger", status))?
+        .map_err(|status| UpstreamError::from_status("ledger", status))?
         .into_inner();
     let mut unsaved = 0;
     loop {
         let message = tokio::select! {
-            message = stream.message() => message.map_err(|status| Error::upstream("ledger", status))?,
+            message = stream.message() => message.map_err(|status| UpstreamError::from_status("ledger", status))?,
             () = shutdown.cancelled() => None,
         };
         let Some(event) = message else {

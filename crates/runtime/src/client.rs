@@ -91,6 +91,57 @@ pub fn request<T>(message: T) -> tonic::Request<T> {
     request
 }
 
+/// The failure of a call to another service, as the calling service reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The service did not answer (it was down, slow, restarting or overloaded); the client may
+    /// retry with the same request.
+    #[error("{service} is unavailable: {message}")]
+    Unavailable {
+        /// Which service.
+        service: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// The service refused in a way the client cannot fix.
+    #[error("{service} failed: {status}")]
+    Failed {
+        /// Which service.
+        service: &'static str,
+        /// What it answered.
+        status: tonic::Status,
+    },
+}
+
+impl UpstreamError {
+    /// The failure of a call to `service`: [`Unavailable`](Self::Unavailable) if
+    /// [transient](is_transient), [`Failed`](Self::Failed) otherwise.
+    pub fn from_status(service: &'static str, status: tonic::Status) -> Self {
+        if is_transient(&status) {
+            Self::Unavailable {
+                service,
+                message: status.message().to_owned(),
+            }
+        } else {
+            Self::Failed { service, status }
+        }
+    }
+
+    /// The status a client sees: UNAVAILABLE (`DEPENDENCY_UNAVAILABLE`) telling it to retry with
+    /// `same_request` (how this service names what to resend), or INTERNAL, which is logged.
+    pub fn into_status(self, domain: &str, same_request: &str) -> tonic::Status {
+        match self {
+            Self::Unavailable { service, .. } => crate::status::with_reason(
+                tonic::Code::Unavailable,
+                domain,
+                "DEPENDENCY_UNAVAILABLE",
+                format!("{service} is unavailable; retry with {same_request}"),
+            ),
+            Self::Failed { .. } => crate::status::internal(domain, &self),
+        }
+    }
+}
+
 /// Whether a failed call may succeed if tried again later (the service was down, slow, restarting
 /// or overloaded), as opposed to a final answer about the request itself.
 pub fn is_transient(status: &tonic::Status) -> bool {
@@ -106,4 +157,44 @@ pub fn is_transient(status: &tonic::Status) -> bool {
             | Code::Unimplemented
             | Code::Unauthenticated
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+    use tonic_types::StatusExt as _;
+
+    use super::*;
+
+    #[test]
+    fn a_transient_failure_asks_for_a_retry_and_a_final_one_is_internal() {
+        let cases = [
+            (
+                Code::Unavailable,
+                Code::Unavailable,
+                "DEPENDENCY_UNAVAILABLE",
+            ),
+            (
+                Code::DeadlineExceeded,
+                Code::Unavailable,
+                "DEPENDENCY_UNAVAILABLE",
+            ),
+            (Code::InvalidArgument, Code::Internal, "INTERNAL"),
+            (Code::FailedPrecondition, Code::Internal, "INTERNAL"),
+        ];
+        for (answered, code, reason) in cases {
+            let status = UpstreamError::from_status("ledger", Status::new(answered, "no"))
+                .into_status("test.crowdcrunch.dev", "the same request id");
+            assert_eq!(status.code(), code, "{answered:?}");
+            let info = status.get_details_error_info().expect("an ErrorInfo");
+            assert_eq!(info.reason, reason, "{answered:?}");
+            assert_eq!(info.domain, "test.crowdcrunch.dev");
+        }
+        let status = UpstreamError::from_status("ledger", Status::unavailable("down"))
+            .into_status("test.crowdcrunch.dev", "the same request id");
+        assert_eq!(
+            status.message(),
+            "ledger is unavailable; retry with the same request id"
+        );
+    }
 }
