@@ -10,7 +10,7 @@ use crowdcrunch_proto::ledger::v1 as ledger_pb;
 use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use crowdcrunch_proto::r#type::v1::Address;
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, databases, violated_fields,
+    TestDatabase, TestServer, all_pages, databases, failed_precondition, violated_fields,
 };
 use pb::ShipmentStatus::{self, Cancelled, Delivered, Packed, Pending, Shipped};
 use tonic::Code;
@@ -266,21 +266,10 @@ async fn a_shipment_moves_only_forward_one_step_at_a_time() {
                 (Unchanged, Ok(same)) => assert_eq!(same, before, "{case}"),
                 (Refused, Err(status)) => {
                     assert_eq!(status.code(), Code::FailedPrecondition, "{case}");
-                    assert_eq!(
-                        status.get_details_error_info().map(|info| info.reason),
-                        Some("SHIPMENT_STATUS".to_owned()),
-                        "{case}"
-                    );
-                    let subjects: Vec<_> = status
-                        .get_details_precondition_failure()
-                        .map(|failure| {
-                            failure
-                                .violations
-                                .into_iter()
-                                .map(|violation| violation.subject)
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let (reason, violations) = failed_precondition(&status);
+                    assert_eq!(reason, "SHIPMENT_STATUS", "{case}");
+                    let subjects: Vec<_> =
+                        violations.into_iter().map(|(_, subject)| subject).collect();
                     assert_eq!(subjects, [before.id.clone()], "{case}");
                     assert_eq!(get(&mut client, &before.id).await, before, "{case}");
                 }

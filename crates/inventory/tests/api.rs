@@ -8,7 +8,7 @@ use crowdcrunch_proto::inventory::v1 as pb;
 use crowdcrunch_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use crowdcrunch_proto::r#type::v1::Money;
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, databases, violated_fields,
+    TestDatabase, TestServer, all_pages, databases, failed_precondition, violated_fields,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -106,31 +106,6 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
         paths: paths.iter().map(|path| (*path).to_owned()).collect(),
     })
-}
-
-/// (type, subject) of each PreconditionFailure violation, and the ErrorInfo reason.
-fn precondition(status: &tonic::Status) -> (String, Vec<(String, String)>) {
-    assert_eq!(
-        status.code(),
-        Code::FailedPrecondition,
-        "{}",
-        status.message()
-    );
-    let reason = status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .unwrap_or_default();
-    let violations = status
-        .get_details_precondition_failure()
-        .map(|failure| {
-            failure
-                .violations
-                .into_iter()
-                .map(|violation| (violation.r#type, violation.subject))
-                .collect()
-        })
-        .unwrap_or_default();
-    (reason, violations)
 }
 
 async fn list_all(
@@ -510,7 +485,7 @@ async fn a_reservation_holds_every_line_or_none_and_names_every_short_sku() {
         let status = reserve(&mut client, "order-1", &lines)
             .await
             .expect_err("B and C are short");
-        let (reason, violations) = precondition(&status);
+        let (reason, violations) = failed_precondition(&status);
         assert_eq!(reason, "INSUFFICIENT_STOCK", "{}", database.backend);
         let short: BTreeSet<_> = violations.iter().map(|(_, sku)| sku.as_str()).collect();
         assert_eq!(short, BTreeSet::from(["B", "C"]));
@@ -620,7 +595,7 @@ async fn concurrent_reservations_never_oversell() {
             );
             for outcome in outcomes {
                 if let Err(status) = outcome {
-                    assert_eq!(precondition(status).0, "INSUFFICIENT_STOCK");
+                    assert_eq!(failed_precondition(status).0, "INSUFFICIENT_STOCK");
                 }
             }
         }
@@ -681,7 +656,7 @@ async fn commit_and_release_move_the_numbers() {
             .release_reservation(release("sold"))
             .await
             .expect_err("sold");
-        assert_eq!(precondition(&status).0, "RESERVATION_CLOSED");
+        assert_eq!(failed_precondition(&status).0, "RESERVATION_CLOSED");
 
         reserve(&mut client, "cancelled", &[("A", 4)])
             .await
@@ -708,7 +683,7 @@ async fn commit_and_release_move_the_numbers() {
             .commit_reservation(commit("cancelled"))
             .await
             .expect_err("released");
-        assert_eq!(precondition(&status).0, "RESERVATION_CLOSED");
+        assert_eq!(failed_precondition(&status).0, "RESERVATION_CLOSED");
         assert_eq!(stock(&mut client, "A").await, (7, 0, 7));
 
         let fetched = client
@@ -753,7 +728,7 @@ async fn adjustments_never_take_on_hand_below_reserved() {
             .adjust_stock(adjust(-2))
             .await
             .expect_err("below reserved");
-        let (reason, violations) = precondition(&status);
+        let (reason, violations) = failed_precondition(&status);
         assert_eq!(reason, "STOCK_BELOW_RESERVED", "{}", database.backend);
         assert_eq!(
             violations,
@@ -787,7 +762,7 @@ async fn adjustments_never_take_on_hand_below_reserved() {
             .adjust_stock(adjust(i32::MAX))
             .await
             .expect_err("past int32");
-        assert_eq!(precondition(&status).0, "STOCK_LIMIT");
+        assert_eq!(failed_precondition(&status).0, "STOCK_LIMIT");
         let status = client
             .adjust_stock(pb::AdjustStockRequest {
                 sku: "NOPE".into(),
@@ -867,7 +842,7 @@ async fn replays_return_the_first_answer_and_change_nothing() {
             .reserve_stock(reservation.clone())
             .await
             .expect_err("short");
-        assert_eq!(precondition(&status).0, "INSUFFICIENT_STOCK");
+        assert_eq!(failed_precondition(&status).0, "INSUFFICIENT_STOCK");
         client
             .adjust_stock(pb::AdjustStockRequest {
                 sku: "A".into(),

@@ -13,7 +13,7 @@ use crowdcrunch_proto::r#type::v1::{Money, PaymentCard};
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::storage::Backend;
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, databases, violated_fields,
+    TestDatabase, TestServer, all_pages, databases, failed_precondition, violated_fields,
 };
 use pb::PaymentStatus;
 use tonic::Code;
@@ -167,26 +167,9 @@ fn amounts(payment: &pb::Payment) -> (i64, i64, i64) {
 
 /// Asserts FAILED_PRECONDITION with reason `reason` and a PreconditionFailure about `subject`.
 fn assert_precondition(status: &tonic::Status, reason: &str, subject: &str) {
-    assert_eq!(
-        status.code(),
-        Code::FailedPrecondition,
-        "{}",
-        status.message()
-    );
-    assert_eq!(
-        status.get_details_error_info().map(|info| info.reason),
-        Some(reason.to_owned())
-    );
-    let subjects: Vec<_> = status
-        .get_details_precondition_failure()
-        .map(|failure| {
-            failure
-                .violations
-                .into_iter()
-                .map(|violation| violation.subject)
-                .collect()
-        })
-        .unwrap_or_default();
+    let (actual_reason, violations) = failed_precondition(status);
+    assert_eq!(actual_reason, reason, "{}", status.message());
+    let subjects: Vec<_> = violations.into_iter().map(|(_, subject)| subject).collect();
     assert_eq!(subjects, [subject], "{}", status.message());
 }
 

@@ -160,6 +160,33 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The `ErrorInfo` reason of a FAILED_PRECONDITION status and the (type, subject) of each of its
+/// `PreconditionFailure` violations, in order. Panics on any other code.
+pub fn failed_precondition(status: &tonic::Status) -> (String, Vec<(String, String)>) {
+    use tonic_types::StatusExt as _;
+    assert_eq!(
+        status.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+    let reason = status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default();
+    let violations = status
+        .get_details_precondition_failure()
+        .map(|failure| {
+            failure
+                .violations
+                .into_iter()
+                .map(|violation| (violation.r#type, violation.subject))
+                .collect()
+        })
+        .unwrap_or_default();
+    (reason, violations)
+}
+
 /// Every page of an AIP-158 list, first to last: `fetch` gets a page token and answers that
 /// page's items and its `next_page_token`.
 pub async fn all_pages<T, F, Fut>(mut fetch: F) -> Vec<Vec<T>>
