@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use crowdcrunch_proto::exchanges::v1 as pb;
 use crowdcrunch_proto::r#type::v1::Money;
 use crowdcrunch_runtime::pagination::PageRequest;
-use crowdcrunch_runtime::storage::{now_micros, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{
+    fetch_by_keys, now_micros, placeholders, timestamp_from_micros,
+};
 use sqlx::AnyConnection;
 
 use crate::error::Error;
@@ -137,37 +139,24 @@ pub async fn get(connection: &mut AnyConnection, id: &str) -> Result<ReturnRecor
         .ok_or_else(|| Error::NotFound(id.to_owned()))
 }
 
-/// Return requests by id, in the order asked; NotFound names the first unknown id.
+/// Return requests by id, in the order asked (duplicates answered in place); NotFound names the
+/// first unknown id.
 pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[String],
 ) -> Result<Vec<ReturnRecord>, Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders = (1..=ids.len())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT {COLUMNS} FROM returns WHERE id IN ({placeholders})");
-    let mut query = sqlx::query_as::<_, ReturnRecord>(&sql);
-    for id in ids {
-        query = query.bind(id);
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
-    let by_id: HashMap<String, ReturnRecord> = with_lines(connection, rows)
-        .await?
+    let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let select = format!("SELECT {COLUMNS} FROM returns WHERE id IN");
+    let rows = fetch_by_keys(connection, &select, &keys, |record: &ReturnRecord| {
+        &record.id
+    })
+    .await?;
+    let records = rows
         .into_iter()
-        .map(|record| (record.id.clone(), record))
-        .collect();
-    ids.iter()
-        .map(|id| {
-            by_id
-                .get(id)
-                .cloned()
-                .ok_or_else(|| Error::NotFound(id.clone()))
-        })
-        .collect()
+        .zip(keys)
+        .map(|(record, id)| record.ok_or_else(|| Error::NotFound(id.to_owned())))
+        .collect::<Result<Vec<_>, _>>()?;
+    with_lines(connection, records).await
 }
 
 /// One page of return requests in creation order, of the given orders (all when empty).
@@ -179,11 +168,7 @@ pub async fn list(
     let filter = if order_ids.is_empty() {
         String::new()
     } else {
-        let placeholders = (3..3 + order_ids.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!("AND order_id IN ({placeholders})")
+        format!("AND order_id IN ({})", placeholders(3, order_ids.len()))
     };
     let sql = format!("SELECT {COLUMNS} FROM returns WHERE id > $1 {filter} ORDER BY id LIMIT $2");
     let mut query = sqlx::query_as::<_, ReturnRecord>(&sql)
@@ -214,6 +199,7 @@ pub async fn claimed_units(
     Ok(rows.into_iter().collect())
 }
 
+/// `records` with their lines, in the same order (a record may come more than once).
 async fn with_lines(
     connection: &mut AnyConnection,
     mut records: Vec<ReturnRecord>,
@@ -221,12 +207,9 @@ async fn with_lines(
     if records.is_empty() {
         return Ok(records);
     }
-    let placeholders = (1..=records.len())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
-        "SELECT return_id, sku, quantity FROM return_lines WHERE return_id IN ({placeholders}) ORDER BY return_id, line_no"
+        "SELECT return_id, sku, quantity FROM return_lines WHERE return_id IN ({}) ORDER BY return_id, line_no",
+        placeholders(1, records.len())
     );
     let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
     for record in &records {
@@ -237,7 +220,7 @@ async fn with_lines(
         lines.entry(return_id).or_default().push((sku, quantity));
     }
     for record in &mut records {
-        record.lines = lines.remove(&record.id).unwrap_or_default();
+        record.lines = lines.get(&record.id).cloned().unwrap_or_default();
     }
     Ok(records)
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::r#type::v1::{Address, Money};
 use crowdcrunch_runtime::pagination::PageRequest;
-use crowdcrunch_runtime::storage::{now_micros, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{
+    fetch_by_keys, now_micros, placeholders, timestamp_from_micros,
+};
 use sqlx::AnyConnection;
 
 use crate::error::Error;
@@ -133,12 +135,9 @@ const COLUMNS: &str = "id, request_id, customer_id, status, currency_code, total
 
 /// Inserts a new order and its lines.
 pub async fn insert(connection: &mut AnyConnection, order: &OrderRecord) -> Result<(), Error> {
-    let placeholders = (1..=37)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     sqlx::query(&format!(
-        "INSERT INTO orders ({COLUMNS}) VALUES ({placeholders})"
+        "INSERT INTO orders ({COLUMNS}) VALUES ({})",
+        placeholders(1, 37)
     ))
     .bind(&order.id)
     .bind(order.request_id.as_deref())
@@ -311,37 +310,21 @@ pub async fn find_by_request_id(
     }
 }
 
-/// Orders by id, in the order asked; NotFound names the first unknown id.
+/// Orders by id, in the order asked (duplicates answered in place); NotFound names the first
+/// unknown id.
 pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[String],
 ) -> Result<Vec<OrderRecord>, Error> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders = (1..=ids.len())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id IN ({placeholders})");
-    let mut query = sqlx::query_as::<_, OrderRecord>(&sql);
-    for id in ids {
-        query = query.bind(id);
-    }
-    let found: Vec<OrderRecord> = query.fetch_all(&mut *connection).await?;
-    let mut found = with_lines(connection, found).await?;
-    let by_id: HashMap<String, OrderRecord> = found
-        .drain(..)
-        .map(|order| (order.id.clone(), order))
-        .collect();
-    ids.iter()
-        .map(|id| {
-            by_id
-                .get(id)
-                .cloned()
-                .ok_or_else(|| Error::NotFound(id.clone()))
-        })
-        .collect()
+    let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let select = format!("SELECT {COLUMNS} FROM orders WHERE id IN");
+    let rows = fetch_by_keys(connection, &select, &keys, |order: &OrderRecord| &order.id).await?;
+    let orders = rows
+        .into_iter()
+        .zip(keys)
+        .map(|(order, id)| order.ok_or_else(|| Error::NotFound(id.to_owned())))
+        .collect::<Result<Vec<_>, _>>()?;
+    with_lines(connection, orders).await
 }
 
 /// One page of orders in creation order, optionally of one customer and in one status.
@@ -367,14 +350,15 @@ pub async fn list(
     Ok((orders, next_page_token))
 }
 
+/// `orders` with their lines, in the same order (an order may come more than once).
 async fn with_lines(
     connection: &mut AnyConnection,
     mut orders: Vec<OrderRecord>,
 ) -> Result<Vec<OrderRecord>, Error> {
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    let mut lines = lines_of(connection, &ids).await?;
+    let lines = lines_of(connection, &ids).await?;
     for order in &mut orders {
-        order.lines = lines.remove(&order.id).unwrap_or_default();
+        order.lines = lines.get(&order.id).cloned().unwrap_or_default();
     }
     Ok(orders)
 }
@@ -387,13 +371,10 @@ async fn lines_of(
     if ids.is_empty() {
         return Ok(lines);
     }
-    let placeholders = (1..=ids.len())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
-        "SELECT order_id, sku, quantity, unit_price_minor FROM order_lines WHERE order_id IN ({placeholders}) \
-         ORDER BY order_id, line_no"
+        "SELECT order_id, sku, quantity, unit_price_minor FROM order_lines WHERE order_id IN ({}) \
+         ORDER BY order_id, line_no",
+        placeholders(1, ids.len())
     );
     let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(&sql);
     for id in ids {
