@@ -72,14 +72,15 @@ pub async fn batch_get(
 ) -> Result<Vec<pb::Customer>, Error> {
     let keys: Vec<&str> = ids.iter().map(CustomerId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM customers WHERE id IN");
-    let rows = fetch_by_keys(connection, &select, &keys, |row: &CustomerRow| &row.id).await?;
-    rows.into_iter()
-        .zip(keys)
-        .map(|(row, id)| {
-            row.map(Into::into)
-                .ok_or_else(|| Error::NotFound(id.to_owned()))
-        })
-        .collect()
+    let rows = fetch_by_keys(
+        connection,
+        &select,
+        &keys,
+        |row: &CustomerRow| &row.id,
+        |id| Error::NotFound(id.to_owned()),
+    )
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// One page of customers in creation order (ids are time-ordered UUIDv7).

@@ -147,15 +147,14 @@ pub async fn batch_get(
 ) -> Result<Vec<ReturnRecord>, Error> {
     let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM returns WHERE id IN");
-    let rows = fetch_by_keys(connection, &select, &keys, |record: &ReturnRecord| {
-        &record.id
-    })
+    let records = fetch_by_keys(
+        connection,
+        &select,
+        &keys,
+        |record: &ReturnRecord| &record.id,
+        |id| Error::NotFound(id.to_owned()),
+    )
     .await?;
-    let records = rows
-        .into_iter()
-        .zip(keys)
-        .map(|(record, id)| record.ok_or_else(|| Error::NotFound(id.to_owned())))
-        .collect::<Result<Vec<_>, _>>()?;
     with_lines(connection, records).await
 }
 

@@ -206,12 +206,14 @@ pub async fn batch_get(
 ) -> Result<Vec<pb::Shipment>, Error> {
     let keys: Vec<&str> = ids.iter().map(ShipmentId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM shipments WHERE id IN");
-    let rows = fetch_by_keys(connection, &select, &keys, |row: &ShipmentRow| &row.id).await?;
-    let rows = rows
-        .into_iter()
-        .zip(keys)
-        .map(|(row, id)| row.ok_or_else(|| Error::NotFound(id.to_owned())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = fetch_by_keys(
+        connection,
+        &select,
+        &keys,
+        |row: &ShipmentRow| &row.id,
+        |id| Error::NotFound(id.to_owned()),
+    )
+    .await?;
     with_lines(connection, rows).await
 }
 

@@ -220,14 +220,11 @@ where
     R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + Clone + Into<T>,
 {
     let keys: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-    let rows = fetch_by_keys(connection, select, &keys, sku_of).await?;
-    rows.into_iter()
-        .zip(&keys)
-        .map(|(row, sku)| {
-            row.map(Into::into)
-                .ok_or_else(|| Error::ProductNotFound((*sku).to_owned()))
-        })
-        .collect()
+    let rows = fetch_by_keys(connection, select, &keys, sku_of, |sku| {
+        Error::ProductNotFound(sku.to_owned())
+    })
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
 /// Adds `change.delta` to on_hand, never below the units reserved nor above an int32.

@@ -318,12 +318,14 @@ pub async fn batch_get(
 ) -> Result<Vec<OrderRecord>, Error> {
     let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM orders WHERE id IN");
-    let rows = fetch_by_keys(connection, &select, &keys, |order: &OrderRecord| &order.id).await?;
-    let orders = rows
-        .into_iter()
-        .zip(keys)
-        .map(|(order, id)| order.ok_or_else(|| Error::NotFound(id.to_owned())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let orders = fetch_by_keys(
+        connection,
+        &select,
+        &keys,
+        |order: &OrderRecord| &order.id,
+        |id| Error::NotFound(id.to_owned()),
+    )
+    .await?;
     with_lines(connection, orders).await
 }
 

@@ -178,14 +178,15 @@ pub async fn batch_get(
 ) -> Result<Vec<pb::Payment>, Error> {
     let keys: Vec<&str> = ids.iter().map(PaymentId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM payments WHERE id IN");
-    let rows = fetch_by_keys(connection, &select, &keys, |row: &PaymentRow| &row.id).await?;
-    rows.into_iter()
-        .zip(keys)
-        .map(|(row, id)| {
-            row.ok_or_else(|| Error::NotFound(id.to_owned()))?
-                .into_proto()
-        })
-        .collect()
+    let rows = fetch_by_keys(
+        connection,
+        &select,
+        &keys,
+        |row: &PaymentRow| &row.id,
+        |id| Error::NotFound(id.to_owned()),
+    )
+    .await?;
+    rows.into_iter().map(PaymentRow::into_proto).collect()
 }
 
 /// One page of payments (of some orders, or all) in creation order (ids are UUIDv7).

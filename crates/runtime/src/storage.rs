@@ -229,16 +229,18 @@ pub fn placeholders(first: usize, count: usize) -> String {
 }
 
 /// The rows of `select` (a query ending in `WHERE <key> IN`) whose key is one of `keys`, in the
-/// order of `keys` (repeats answered in place), `None` where no row has the key: what an AIP-231
-/// batch get needs.
-pub async fn fetch_by_keys<R>(
+/// order of `keys` (repeats answered in place): what an AIP-231 batch get needs. When no row has
+/// some key, the call fails with `missing` of the first such key.
+pub async fn fetch_by_keys<R, E>(
     connection: &mut AnyConnection,
     select: &str,
     keys: &[&str],
     key_of: impl Fn(&R) -> &str,
-) -> Result<Vec<Option<R>>, sqlx::Error>
+    missing: impl Fn(&str) -> E,
+) -> Result<Vec<R>, E>
 where
     R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + Clone,
+    E: From<sqlx::Error>,
 {
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -251,10 +253,14 @@ where
     let rows = query.fetch_all(connection).await?;
     let found: std::collections::HashMap<&str, &R> =
         rows.iter().map(|row| (key_of(row), row)).collect();
-    Ok(keys
-        .iter()
-        .map(|key| found.get(key).map(|row| (*row).clone()))
-        .collect())
+    keys.iter()
+        .map(|key| {
+            found
+                .get(key)
+                .map(|row| (*row).clone())
+                .ok_or_else(|| missing(key))
+        })
+        .collect()
 }
 
 /// Microseconds since the Unix epoch: how timestamps are stored (`BIGINT`, portable).
