@@ -6,7 +6,7 @@ use crowdcrunch_proto::exchanges::v1 as pb;
 use crowdcrunch_proto::r#type::v1::Money;
 use crowdcrunch_runtime::pagination::PageRequest;
 use crowdcrunch_runtime::storage::{
-    fetch_by_keys, now_micros, placeholders, timestamp_from_micros,
+    fetch_by_keys, fetch_page, now_micros, placeholders, timestamp_from_micros,
 };
 use sqlx::AnyConnection;
 
@@ -164,19 +164,10 @@ pub async fn list(
     page: &PageRequest,
     order_ids: &[String],
 ) -> Result<(Vec<ReturnRecord>, String), Error> {
-    let filter = if order_ids.is_empty() {
-        String::new()
-    } else {
-        format!("AND order_id IN ({})", placeholders(3, order_ids.len()))
-    };
-    let sql = format!("SELECT {COLUMNS} FROM returns WHERE id > $1 {filter} ORDER BY id LIMIT $2");
-    let mut query = sqlx::query_as::<_, ReturnRecord>(&sql)
-        .bind(page.after.as_deref().unwrap_or(""))
-        .bind(page.fetch_limit());
-    for order_id in order_ids {
-        query = query.bind(order_id);
-    }
-    let rows = query.fetch_all(&mut *connection).await?;
+    let order_ids: Vec<&str> = order_ids.iter().map(String::as_str).collect();
+    let select = format!("SELECT {COLUMNS} FROM returns");
+    let rows: Vec<ReturnRecord> =
+        fetch_page(&mut *connection, &select, page, "order_id", &order_ids).await?;
     let mut records = with_lines(connection, rows).await?;
     let next_page_token = page.finish(&mut records, |record| record.id.clone());
     Ok((records, next_page_token))

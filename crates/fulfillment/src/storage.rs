@@ -9,11 +9,13 @@ use std::collections::HashMap;
 use crowdcrunch_proto::fulfillment::v1 as pb;
 use crowdcrunch_proto::r#type::v1::Address;
 use crowdcrunch_runtime::storage::{
-    fetch_by_keys, now_micros, placeholders, timestamp_from_micros,
+    fetch_by_keys, fetch_page, now_micros, placeholders, timestamp_from_micros,
 };
 use sqlx::AnyConnection;
 
-use crate::domain::{NewShipment, ShipmentId, ShipmentQuery, ShipmentStatus, StatusChange};
+use crate::domain::{
+    NewShipment, OrderId, ShipmentId, ShipmentQuery, ShipmentStatus, StatusChange,
+};
 use crate::error::Error;
 
 const COLUMNS: &str = "id, order_id, return_id, status, tracking_number, recipient, line1, line2, \
@@ -222,25 +224,16 @@ pub async fn list(
     connection: &mut AnyConnection,
     query: &ShipmentQuery,
 ) -> Result<pb::ListShipmentsResponse, Error> {
-    let orders = &query.order_ids;
-    let order_filter = if orders.is_empty() {
-        String::new()
-    } else {
-        format!("AND order_id IN ({})", placeholders(2, orders.len()))
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM shipments WHERE id > $1 {order_filter} ORDER BY id LIMIT ${}",
-        orders.len() + 2
-    );
-    let mut select =
-        sqlx::query_as::<_, ShipmentRow>(&sql).bind(query.page.after.as_deref().unwrap_or(""));
-    for order_id in orders {
-        select = select.bind(order_id.as_str());
-    }
-    let rows = select
-        .bind(query.page.fetch_limit())
-        .fetch_all(&mut *connection)
-        .await?;
+    let order_ids: Vec<&str> = query.order_ids.iter().map(OrderId::as_str).collect();
+    let select = format!("SELECT {COLUMNS} FROM shipments");
+    let rows: Vec<ShipmentRow> = fetch_page(
+        &mut *connection,
+        &select,
+        &query.page,
+        "order_id",
+        &order_ids,
+    )
+    .await?;
     let mut shipments = with_lines(connection, rows).await?;
     let next_page_token = query
         .page

@@ -5,13 +5,11 @@
 //! finds the row changed and is answered from what it finds.
 
 use crowdcrunch_proto::payments::v1 as pb;
-use crowdcrunch_runtime::storage::{
-    fetch_by_keys, now_micros, placeholders, timestamp_from_micros,
-};
+use crowdcrunch_runtime::storage::{fetch_by_keys, fetch_page, now_micros, timestamp_from_micros};
 use sqlx::AnyConnection;
 
 use crate::domain::{
-    Card, NewPayment, NewRefund, Outcome, PaymentId, PaymentQuery, PaymentStatus,
+    Card, NewPayment, NewRefund, OrderId, Outcome, PaymentId, PaymentQuery, PaymentStatus,
     REFUND_REQUIREMENT, TokenId, Transition, money,
 };
 use crate::error::Error;
@@ -194,25 +192,10 @@ pub async fn list(
     connection: &mut AnyConnection,
     query: &PaymentQuery,
 ) -> Result<pb::ListPaymentsResponse, Error> {
-    let orders = &query.order_ids;
-    let order_filter = if orders.is_empty() {
-        String::new()
-    } else {
-        format!("AND order_id IN ({})", placeholders(2, orders.len()))
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM payments WHERE id > $1 {order_filter} ORDER BY id LIMIT ${}",
-        orders.len() + 2
-    );
-    let mut select =
-        sqlx::query_as::<_, PaymentRow>(&sql).bind(query.page.after.as_deref().unwrap_or(""));
-    for order_id in orders {
-        select = select.bind(order_id.as_str());
-    }
-    let rows = select
-        .bind(query.page.fetch_limit())
-        .fetch_all(connection)
-        .await?;
+    let order_ids: Vec<&str> = query.order_ids.iter().map(OrderId::as_str).collect();
+    let select = format!("SELECT {COLUMNS} FROM payments");
+    let rows: Vec<PaymentRow> =
+        fetch_page(connection, &select, &query.page, "order_id", &order_ids).await?;
     let mut payments = rows
         .into_iter()
         .map(PaymentRow::into_proto)

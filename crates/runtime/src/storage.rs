@@ -16,6 +16,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 
 use crate::config::StorageSettings;
+use crate::pagination::PageRequest;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +262,37 @@ where
                 .ok_or_else(|| missing(key))
         })
         .collect()
+}
+
+/// One page of `select` (a query `SELECT ... FROM <table>` whose rows are keyed by `id`): the rows
+/// after `page`'s last key in `id` order, at most [`PageRequest::fetch_limit`] of them, and only
+/// those whose `filter_column` is one of `filter_values` unless that list is empty.
+pub async fn fetch_page<R>(
+    connection: &mut AnyConnection,
+    select: &str,
+    page: &PageRequest,
+    filter_column: &str,
+    filter_values: &[&str],
+) -> Result<Vec<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+{
+    let filter = if filter_values.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "AND {filter_column} IN ({})",
+            placeholders(3, filter_values.len())
+        )
+    };
+    let sql = format!("{select} WHERE id > $1 {filter} ORDER BY id LIMIT $2");
+    let mut query = sqlx::query_as::<_, R>(&sql)
+        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(page.fetch_limit());
+    for value in filter_values {
+        query = query.bind(*value);
+    }
+    query.fetch_all(connection).await
 }
 
 /// Microseconds since the Unix epoch: how timestamps are stored (`BIGINT`, portable).
