@@ -5,7 +5,7 @@ use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::customers::v1 as pb;
 use crowdcrunch_proto::customers::v1::customer_service_client::CustomerServiceClient;
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, databases, violated_fields,
+    TestDatabase, TestServer, all_pages, assert_invalid_argument, databases, violated_fields,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -214,12 +214,7 @@ async fn bad_input_is_refused_with_field_violations() {
                 .create_customer(request)
                 .await
                 .expect_err("bad input must fail");
-            assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-            assert_eq!(violated_fields(&status), fields);
-            assert_eq!(
-                status.get_details_error_info().map(|info| info.domain),
-                Some("customers.crowdcrunch.dev".to_owned())
-            );
+            assert_invalid_argument(&status, "customers.crowdcrunch.dev", &fields);
         }
         let status = client
             .update_customer(pb::UpdateCustomerRequest {

@@ -160,6 +160,26 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Asserts that `status` is INVALID_ARGUMENT from `domain` (its `ErrorInfo`) with `BadRequest`
+/// violations of exactly `fields`, in order.
+#[track_caller]
+pub fn assert_invalid_argument(status: &tonic::Status, domain: &str, fields: &[&str]) {
+    use tonic_types::StatusExt as _;
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        status.message()
+    );
+    assert_eq!(violated_fields(status), fields, "{}", status.message());
+    assert_eq!(
+        status.get_details_error_info().map(|info| info.domain),
+        Some(domain.to_owned()),
+        "{}",
+        status.message()
+    );
+}
+
 /// The `ErrorInfo` reason of a FAILED_PRECONDITION status and the (type, subject) of each of its
 /// `PreconditionFailure` violations, in order. Panics on any other code.
 pub fn failed_precondition(status: &tonic::Status) -> (String, Vec<(String, String)>) {
