@@ -8,6 +8,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -62,7 +63,14 @@ pub fn init(
             .boxed(),
     };
     tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("crowdcrunch")))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("crowdcrunch"))
+                // Spans and events at info and above, whatever is logged: unfiltered, this layer
+                // would enable every library's debug and trace events (h2, hyper, tonic) and
+                // record each one on its span.
+                .with_filter(LevelFilter::INFO),
+        )
         .with(fmt.with_filter(filter))
         .try_init()?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
