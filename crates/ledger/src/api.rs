@@ -2,7 +2,7 @@
 
 use crowdcrunch_proto::ledger::v1 as pb;
 use crowdcrunch_proto::ledger::v1::ledger_service_server::LedgerService;
-use crowdcrunch_runtime::pagination::PageRequest;
+use crowdcrunch_runtime::pagination::{self, PageRequest};
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::{Database, Shutdown};
 use tonic::{Request, Response, Status};
@@ -61,38 +61,23 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let request = request.get_ref();
-        let subjects = Subjects::parse(&request.subjects).map_err(Error::from)?;
-        let page = PageRequest::parse_filtered(
-            request.page_size,
-            &request.page_token,
-            &subjects.0.join("\n"),
-        )
-        .map_err(Error::from)?;
-        let after = match &page.after {
-            None => 0,
-            Some(key) => key.parse::<i64>().map_err(|_| {
-                Error::from(FieldViolation::new(
-                    "page_token",
-                    "is not a token this list returned",
-                ))
-            })?,
-        };
+        let query = EventQuery::parse(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let mut events = storage::range(
-            &mut connection,
-            after,
-            i64::MAX,
-            &subjects,
-            page.fetch_limit(),
-        )
-        .await
-        .map_err(Error::from)?;
-        let next_page_token = page.finish(&mut events, |event| event.sequence.to_string());
-        Ok(Response::new(pb::ListEventsResponse {
-            events,
-            next_page_token,
-        }))
+        Ok(Response::new(query.run(&mut connection).await?))
+    }
+
+    async fn batch_list_events(
+        &self,
+        request: Request<pb::BatchListEventsRequest>,
+    ) -> Result<Response<pb::BatchListEventsResponse>, Status> {
+        let queries = pagination::parse_batch(&request.get_ref().requests, EventQuery::parse)
+            .map_err(Error::InvalidArgument)?;
+        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut responses = Vec::with_capacity(queries.len());
+        for query in &queries {
+            responses.push(query.run(&mut connection).await?);
+        }
+        Ok(Response::new(pb::BatchListEventsResponse { responses }))
     }
 
     type WatchEventsStream = EventStream;
@@ -110,5 +95,62 @@ impl LedgerService for LedgerApi {
             after,
             self.shutdown.clone(),
         )))
+    }
+}
+
+/// A checked ListEvents request: its page and its subjects.
+struct EventQuery {
+    page: PageRequest,
+    /// The last sequence of the previous page; 0 on the first.
+    after: i64,
+    subjects: Subjects,
+}
+
+impl EventQuery {
+    /// Checks `request`.
+    fn parse(request: &pb::ListEventsRequest) -> Result<Self, Vec<FieldViolation>> {
+        let subjects = Subjects::parse(&request.subjects).map_err(|violation| vec![violation])?;
+        let page = PageRequest::parse_filtered(
+            request.page_size,
+            &request.page_token,
+            &subjects.0.join("\n"),
+        )
+        .map_err(|violation| vec![violation])?;
+        let after = match &page.after {
+            None => 0,
+            Some(key) => key.parse::<i64>().map_err(|_| {
+                vec![FieldViolation::new(
+                    "page_token",
+                    "is not a token this list returned",
+                )]
+            })?,
+        };
+        Ok(Self {
+            page,
+            after,
+            subjects,
+        })
+    }
+
+    /// The page this query asks for.
+    async fn run(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+    ) -> Result<pb::ListEventsResponse, Error> {
+        let mut events = storage::range(
+            connection,
+            self.after,
+            i64::MAX,
+            &self.subjects,
+            self.page.fetch_limit(),
+        )
+        .await?;
+        let next_page_token = self
+            .page
+            .finish(&mut events, |event| event.sequence.to_string());
+        Ok(pb::ListEventsResponse {
+            events,
+            next_page_token,
+        })
     }
 }

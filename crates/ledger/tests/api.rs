@@ -442,3 +442,68 @@ async fn open_watches_end_when_the_server_shuts_down() {
         }
     }
 }
+
+#[tokio::test]
+async fn batch_list_events_answers_each_request_as_list_events_would() {
+    for database in databases("ledger") {
+        let App { server, mut client } = spawn_app(&database).await;
+        append(
+            &mut client,
+            vec![
+                event("a", "order-1", 1),
+                event("b", "order-2", 2),
+                event("c", "order-1", 3),
+                event("d", "order-1", 4),
+            ],
+        )
+        .await;
+        let list = |subject: &str, page_size: i32| pb::ListEventsRequest {
+            page_size,
+            page_token: String::new(),
+            subjects: vec![subject.to_owned()],
+        };
+        let requests = vec![list("order-1", 2), list("order-2", 2), list("nobody", 2)];
+        let batch = client
+            .batch_list_events(pb::BatchListEventsRequest {
+                requests: requests.clone(),
+            })
+            .await
+            .expect("batch list")
+            .into_inner();
+        assert_eq!(batch.responses.len(), 3, "{}", database.backend);
+        for (request, response) in requests.into_iter().zip(&batch.responses) {
+            let single = client
+                .list_events(request)
+                .await
+                .expect("list")
+                .into_inner();
+            assert_eq!(response, &single, "{}", database.backend);
+        }
+        assert_eq!(sequences(&batch.responses[0].events), [1, 3]);
+        assert_eq!(sequences(&batch.responses[1].events), [2]);
+        assert!(batch.responses[2].events.is_empty());
+        // The batch's page token continues with ListEvents.
+        let rest = client
+            .list_events(pb::ListEventsRequest {
+                page_token: batch.responses[0].next_page_token.clone(),
+                ..list("order-1", 2)
+            })
+            .await
+            .expect("next page")
+            .into_inner();
+        assert_eq!(sequences(&rest.events), [4]);
+
+        let status = client
+            .batch_list_events(pb::BatchListEventsRequest {
+                requests: vec![list("order-1", 2), list("", 2), list("order-2", -1)],
+            })
+            .await
+            .expect_err("bad requests");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            violated_fields(&status),
+            ["requests[1].subjects[0]", "requests[2].page_size"]
+        );
+        server.stop().await.expect("drain");
+    }
+}

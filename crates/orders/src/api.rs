@@ -358,7 +358,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let query = ListQuery::parse(request.get_ref(), "").map_err(Error::InvalidArgument)?;
+        let query = ListQuery::parse(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(query.run(&mut connection).await?))
     }
@@ -367,25 +367,8 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::BatchListOrdersRequest>,
     ) -> Result<Response<pb::BatchListOrdersResponse>, Status> {
-        let requests = &request.get_ref().requests;
-        if requests.len() > pagination::MAX_IDS {
-            return Err(Error::InvalidArgument(vec![FieldViolation::new(
-                "requests",
-                format!("at most {} requests per call", pagination::MAX_IDS),
-            )])
-            .into());
-        }
-        let mut queries = Vec::with_capacity(requests.len());
-        let mut violations = Vec::new();
-        for (index, request) in requests.iter().enumerate() {
-            match ListQuery::parse(request, &format!("requests[{index}].")) {
-                Ok(query) => queries.push(query),
-                Err(found) => violations.extend(found),
-            }
-        }
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations).into());
-        }
+        let queries = pagination::parse_batch(&request.get_ref().requests, ListQuery::parse)
+            .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let mut responses = Vec::with_capacity(queries.len());
         for query in &queries {
@@ -511,14 +494,14 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    /// Checks `request`; violations name its fields under `prefix` (`requests[2].` in a batch).
-    fn parse(request: &pb::ListOrdersRequest, prefix: &str) -> Result<Self, Vec<FieldViolation>> {
+    /// Checks `request`.
+    fn parse(request: &pb::ListOrdersRequest) -> Result<Self, Vec<FieldViolation>> {
         let status = match request.status {
             None => None,
             Some(raw) => match pb::OrderStatus::try_from(raw) {
                 Ok(pb::OrderStatus::Unspecified) | Err(_) => {
                     return Err(vec![FieldViolation::new(
-                        format!("{prefix}status"),
+                        "status",
                         "is not an order status",
                     )]);
                 }
@@ -536,12 +519,7 @@ impl ListQuery {
             &request.page_token,
             &filter,
         )
-        .map_err(|violation| {
-            vec![FieldViolation::new(
-                format!("{prefix}{}", violation.field),
-                violation.description,
-            )]
-        })?;
+        .map_err(|violation| vec![violation])?;
         Ok(Self {
             page,
             customer_id: request.customer_id.clone(),

@@ -136,6 +136,38 @@ pub fn parse_ids<T>(
     }
 }
 
+/// Parses the `requests` of a batch of List calls (a `BatchList*` RPC): at most [`MAX_IDS`],
+/// each by `parse`; the violations of request `i` are named under `requests[i].`.
+pub fn parse_batch<R, T>(
+    requests: &[R],
+    parse: impl Fn(&R) -> Result<T, Vec<FieldViolation>>,
+) -> Result<Vec<T>, Vec<FieldViolation>> {
+    if requests.len() > MAX_IDS {
+        return Err(vec![FieldViolation::new(
+            "requests",
+            format!("at most {MAX_IDS} requests per call"),
+        )]);
+    }
+    let mut parsed = Vec::with_capacity(requests.len());
+    let mut violations = Vec::new();
+    for (index, request) in requests.iter().enumerate() {
+        match parse(request) {
+            Ok(request) => parsed.push(request),
+            Err(found) => violations.extend(found.into_iter().map(|violation| {
+                FieldViolation::new(
+                    format!("requests[{index}].{}", violation.field),
+                    violation.description,
+                )
+            })),
+        }
+    }
+    if violations.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(violations)
+    }
+}
+
 /// A List request filtered by "one or many" ids (`order_ids`): the ids parsed as [`parse_ids`]
 /// does, sorted and without repeats (every order's items when empty), and the page, its token
 /// bound to those ids.
