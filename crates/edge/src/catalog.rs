@@ -61,7 +61,7 @@ pub struct Join {
     pub key: FieldDescriptor,
     /// The request field receiving the keys.
     pub request_field: FieldDescriptor,
-    /// The field of each returned item holding the key (MANY and CONNECTION).
+    /// The field of each returned item holding the key (MANY).
     pub result_key: Option<FieldDescriptor>,
     /// One, many or a connection.
     pub cardinality: Cardinality,
@@ -372,8 +372,8 @@ impl Catalog {
             _ => return Err(error("cardinality is not set".to_owned())),
         };
         let result_key = match cardinality {
-            Cardinality::One => None,
-            Cardinality::Many | Cardinality::Connection => {
+            Cardinality::One | Cardinality::Connection => None,
+            Cardinality::Many => {
                 let item = list_item_field(&method.output())
                     .ok_or_else(|| error(format!("{rpc} returns no list")))?;
                 let item = item.kind();

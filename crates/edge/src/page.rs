@@ -204,29 +204,17 @@ impl Paging {
     }
 }
 
-/// The first page of a list read whole: its cursors are offsets from the start of the list
-/// (empty page token), so a later page is fetched by `fetch` like any other.
-pub fn first_page(items: Vec<DynamicMessage>, first: i32) -> Page {
-    let wanted = usize::try_from(first).unwrap_or_default();
-    let total = items.len();
-    let edges: Vec<Edge> = items
-        .into_iter()
-        .take(wanted)
-        .enumerate()
-        .map(|(index, node)| Edge {
-            cursor: encode_cursor(index + 1, ""),
-            node,
-        })
-        .collect();
-    Page {
-        has_next_page: total > edges.len(),
-        has_previous_page: false,
-        end_cursor: edges.last().map(|edge| edge.cursor.clone()),
-        edges,
-    }
-}
-
 impl Page {
+    /// A page with no items and nothing after it.
+    pub fn empty() -> Self {
+        Self {
+            edges: Vec::new(),
+            has_next_page: false,
+            has_previous_page: false,
+            end_cursor: None,
+        }
+    }
+
     /// The items of the page.
     pub fn nodes(&self) -> impl Iterator<Item = &DynamicMessage> {
         self.edges.iter().map(|edge| &edge.node)

@@ -1278,16 +1278,12 @@ impl Resolver {
                     })?;
                     let key = parent.get_field(&plan.join.key).into_owned();
                     let (first, after) = page::arguments(&ctx, runtime.max_page_size)?;
-                    // The first page of every parent comes from one call of the batch RPC, or
-                    // from one List when the filter takes many keys; later pages, per parent,
-                    // from their cursor.
+                    // The first page of every parent comes from one call of the batch RPC;
+                    // later pages, and every page without one, from the List per parent.
                     if after.is_none() && plan.batch_rpc.is_some() {
                         let key = key.as_str().unwrap_or_default().to_owned();
                         if key.is_empty() {
-                            return Ok(Some(FieldValue::owned_any(page::first_page(
-                                Vec::new(),
-                                first,
-                            ))));
+                            return Ok(Some(FieldValue::owned_any(Page::empty())));
                         }
                         let size = first.max(1);
                         let response = scope
@@ -1299,22 +1295,6 @@ impl Resolver {
                                 errors::coded("INTERNAL_SERVER_ERROR", "a page was not loaded")
                             })?;
                         let page = paging.first_page_of(&response, first);
-                        prefetch_page(&ctx, runtime, scope, &page).await;
-                        return Ok(Some(FieldValue::owned_any(page)));
-                    }
-                    if after.is_none() && plan.join.request_field.is_list() {
-                        let key = key.as_str().unwrap_or_default().to_owned();
-                        let items = if key.is_empty() {
-                            Vec::new()
-                        } else {
-                            scope
-                                .loader
-                                .load_one(JoinKey::new(index, key))
-                                .await?
-                                .map(|items| items.as_ref().clone())
-                                .unwrap_or_default()
-                        };
-                        let page = page::first_page(items, first);
                         prefetch_page(&ctx, runtime, scope, &page).await;
                         return Ok(Some(FieldValue::owned_any(page)));
                     }

@@ -25,7 +25,7 @@ use crate::schema::{JoinPlan, Runtime};
 
 /// The most keys one BatchGet or List filter may hold (AIP-231 as the services implement it).
 const MAX_KEYS: usize = 1000;
-/// The most pages a MANY join reads for one batch: a bound on work, never reached in practice.
+/// The most pages a MANY join reads for one batch: a bound on work; past it the join fails.
 const MAX_PAGES: usize = 20;
 
 /// The per-request state resolvers read.
@@ -230,13 +230,14 @@ impl JoinLoader {
                 };
                 let loaded = match (plan.join.cardinality, &plan.batch_rpc) {
                     (Cardinality::One, _) => self.fetch_one(plan, &keys).await,
+                    (Cardinality::Many, _) => self.fetch_many(plan, &keys).await,
                     (Cardinality::Connection, Some(batch_rpc)) => {
                         self.fetch_first_pages(plan, batch_rpc, &keys, page_size)
                             .await
                     }
-                    (Cardinality::Many | Cardinality::Connection, _) => {
-                        self.fetch_many(plan, &keys).await
-                    }
+                    (Cardinality::Connection, None) => Err(Status::internal(
+                        "a connection without batch_rpc is read per parent",
+                    )),
                 };
                 let error = |status: Status| {
                     errors::from_status(&status, &plan.rpc.backend, InputRoot::None)
@@ -420,6 +421,14 @@ impl JoinLoader {
                 if token.is_empty() {
                     break;
                 }
+            }
+            if !token.is_empty() {
+                // A plain list is answered whole or not at all, never cut short in silence.
+                return Err(Status::resource_exhausted(format!(
+                    "{} has more than {} items for these parents",
+                    plan.join.field,
+                    MAX_PAGES * MAX_KEYS
+                )));
             }
         }
         Ok(grouped
