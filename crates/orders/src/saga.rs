@@ -24,12 +24,14 @@ use crowdcrunch_runtime::{Database, Shutdown};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tonic_types::StatusExt as _;
+use tracing::Instrument as _;
 
 use crate::clients::Clients;
 use crate::error::Error;
 use crate::storage::{self, OrderRecord};
 use crate::watch::OrderHub;
 use crowdcrunch_runtime::client::{is_transient, request};
+use crowdcrunch_runtime::context::continue_traceparent;
 
 /// How long a claimed order stays with this process before another may take it over.
 const LEASE: Duration = Duration::from_secs(30);
@@ -212,7 +214,18 @@ impl Saga {
         self.wake();
     }
 
+    /// Runs `id`'s steps in the trace of the PlaceOrder call that created it, so the events
+    /// and calls of every step carry that trace id, whichever replica runs them.
     async fn advance(&self, id: &str) -> Result<(), Error> {
+        let mut connection = self.database.pool().acquire().await?;
+        let traceparent = storage::get(&mut connection, id).await?.traceparent;
+        drop(connection);
+        let span = tracing::info_span!("saga", order_id = %id);
+        continue_traceparent(&span, &traceparent);
+        self.advance_steps(id).instrument(span).await
+    }
+
+    async fn advance_steps(&self, id: &str) -> Result<(), Error> {
         loop {
             let mut connection = self.database.pool().acquire().await?;
             let mut order = storage::get(&mut connection, id).await?;

@@ -63,6 +63,8 @@ pub struct OrderRecord {
     pub lease_until: i64,
     pub create_time: i64,
     pub update_time: i64,
+    /// The W3C traceparent of the PlaceOrder call, which the saga's steps continue.
+    pub traceparent: String,
     #[sqlx(skip)]
     pub lines: Vec<LineRecord>,
 }
@@ -131,13 +133,13 @@ const COLUMNS: &str = "id, request_id, customer_id, status, currency_code, total
     city, region, postal_code, country_code, failure_reason, card_token, card_brand, card_last4, reserved, \
     released, payment_id, authorized, captured, voided, refunded, committed, restocked, shipment_id, \
     shipment_cancelled, cancel_requested, reconciled, compensate_to, attempts, next_attempt_time, lease_owner, lease_until, \
-    create_time, update_time";
+    create_time, update_time, traceparent";
 
 /// Inserts a new order and its lines.
 pub async fn insert(connection: &mut AnyConnection, order: &OrderRecord) -> Result<(), Error> {
     sqlx::query(&format!(
         "INSERT INTO orders ({COLUMNS}) VALUES ({})",
-        placeholders(1, 37)
+        placeholders(1, 38)
     ))
     .bind(&order.id)
     .bind(order.request_id.as_deref())
@@ -176,6 +178,7 @@ pub async fn insert(connection: &mut AnyConnection, order: &OrderRecord) -> Resu
     .bind(order.lease_until)
     .bind(order.create_time)
     .bind(order.update_time)
+    .bind(&order.traceparent)
     .execute(&mut *connection)
     .await?;
     for (line_no, line) in order.lines.iter().enumerate() {
@@ -473,7 +476,7 @@ pub async fn set_checkpoint(
     Ok(())
 }
 
-/// A new, unsaved order record in PENDING with nothing done yet.
+/// A new, unsaved order record in PENDING with nothing done yet, in the current trace.
 pub fn new_record(
     id: String,
     request_id: Option<String>,
@@ -519,6 +522,7 @@ pub fn new_record(
         lease_until: 0,
         create_time: now,
         update_time: now,
+        traceparent: crowdcrunch_runtime::context::current_traceparent(),
         lines: Vec::new(),
     }
 }

@@ -124,6 +124,31 @@ pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
+/// The current span's W3C `traceparent`, to continue its trace later with
+/// [`continue_traceparent`]; empty outside a trace.
+pub fn current_traceparent() -> String {
+    let mut headers = HeaderMap::new();
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(&mut headers));
+    });
+    headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Continues the trace of a remembered `traceparent` in the span `span` (a root span when it is
+/// empty or malformed).
+pub fn continue_traceparent(span: &tracing::Span, traceparent: &str) {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", value);
+    }
+    continue_trace(span, &headers);
+}
+
 /// Writes the current span's trace context and the forwarded headers into `headers`.
 pub fn inject_current(headers: &mut HeaderMap) {
     let context = tracing::Span::current().context();
