@@ -91,7 +91,7 @@ impl Edge {
         };
         let validations = ValidationCache::new(settings.document_cache);
         let (schema, runtime) = schema::build_with(&catalog, &options, backends, |builder| {
-            builder.extension(ValidationCacheFactory(validations.clone()))
+            builder.extension(EdgeExtensionFactory(validations.clone()))
         })?;
         let capacity =
             NonZeroUsize::new(settings.document_cache.max(1)).unwrap_or(NonZeroUsize::MIN);
@@ -521,10 +521,12 @@ impl ValidationCache {
     }
 }
 
-struct ValidationCacheExtension(Arc<ValidationCache>);
+/// The edge's hooks into every request's execution: the validation cache, the "execution
+/// started" flag, the path of resolver errors, and null propagation.
+struct EdgeExtension(Arc<ValidationCache>);
 
 #[async_trait::async_trait]
-impl Extension for ValidationCacheExtension {
+impl Extension for EdgeExtension {
     async fn execute(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -550,12 +552,13 @@ impl Extension for ValidationCacheExtension {
         let outcome = ctx.data_opt::<Arc<Outcome>>();
         match next.run(ctx, info).await {
             Err(mut error) => {
+                let path = path_of(path_node);
                 if error.path.is_empty() {
-                    error.path = path_of(path_node);
+                    error.path = path.clone();
                 }
                 if let Some(outcome) = outcome {
                     if non_null {
-                        outcome.null(path_of(path_node));
+                        outcome.null(path);
                     }
                     outcome.keep(&error);
                 }
@@ -608,11 +611,11 @@ impl Extension for ValidationCacheExtension {
 }
 
 /// Makes the extension of each request, over the one shared cache.
-struct ValidationCacheFactory(Arc<ValidationCache>);
+struct EdgeExtensionFactory(Arc<ValidationCache>);
 
-impl ExtensionFactory for ValidationCacheFactory {
+impl ExtensionFactory for EdgeExtensionFactory {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ValidationCacheExtension(self.0.clone()))
+        Arc::new(EdgeExtension(self.0.clone()))
     }
 }
 
@@ -676,7 +679,7 @@ mod tests {
             .register(query)
             .register(item)
             .register(subscription)
-            .extension(ValidationCacheFactory(ValidationCache::new(8)))
+            .extension(EdgeExtensionFactory(ValidationCache::new(8)))
             .finish()
             .expect("a valid schema")
     }

@@ -127,7 +127,7 @@ pub async fn fetch(
         prost_reflect::Value::String(token.clone()),
     );
     let response = runtime.backends.unary(rpc, request, &scope.call).await?;
-    Ok(paging.page_of(&response, offset, wanted, &token, after))
+    Ok(paging.page_of(response, offset, wanted, &token, after))
 }
 
 impl Paging {
@@ -144,7 +144,7 @@ impl Paging {
     }
 
     /// The connection page of `first` items of a List response to a first-page request.
-    pub fn first_page_of(&self, response: &DynamicMessage, first: i32) -> Page {
+    pub fn first_page_of(&self, response: DynamicMessage, first: i32) -> Page {
         let wanted = usize::try_from(first).unwrap_or_default();
         self.page_of(response, 0, wanted, "", None)
     }
@@ -152,7 +152,7 @@ impl Paging {
     /// The `wanted` items after the first `offset` of `response`, the page of `token`.
     fn page_of(
         &self,
-        response: &DynamicMessage,
+        mut response: DynamicMessage,
         offset: usize,
         wanted: usize,
         token: &str,
@@ -163,8 +163,8 @@ impl Paging {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let items = match response.get_field(&self.items).into_owned() {
-            prost_reflect::Value::List(items) => items,
+        let items = match response.take_field(&self.items) {
+            Some(prost_reflect::Value::List(items)) => items,
             _ => Vec::new(),
         };
         let total = items.len();

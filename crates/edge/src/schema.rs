@@ -1255,11 +1255,7 @@ impl Resolver {
                         .map(|items| items.as_ref().clone())
                         .unwrap_or_default();
                     let selection: Vec<_> = ctx.ctx.field().selection_set().collect();
-                    let mut keys = Vec::new();
-                    for item in &items {
-                        prefetch_keys(runtime, item, &selection, &mut keys, 0);
-                    }
-                    scope.loader.prefetch(keys).await;
+                    prefetch_joins(runtime, scope, &selection, &items).await;
                     Ok(if one {
                         items.into_iter().next().map(FieldValue::owned_any)
                     } else {
@@ -1294,7 +1290,7 @@ impl Resolver {
                             .ok_or_else(|| {
                                 errors::coded("INTERNAL_SERVER_ERROR", "a page was not loaded")
                             })?;
-                        let page = paging.first_page_of(&response, first);
+                        let page = paging.first_page_of(response, first);
                         prefetch_page(&ctx, runtime, scope, &page).await;
                         return Ok(Some(FieldValue::owned_any(page)));
                     }
@@ -1340,9 +1336,8 @@ impl Resolver {
                         .map_err(|status| errors::from_status(&status, &rpc.backend, root))?;
                     if matches!(shape, Shape::Object) {
                         let selection: Vec<_> = ctx.ctx.field().selection_set().collect();
-                        let mut keys = Vec::new();
-                        prefetch_keys(runtime, &response, &selection, &mut keys, 0);
-                        scope.loader.prefetch(keys).await;
+                        prefetch_joins(runtime, scope, &selection, std::slice::from_ref(&response))
+                            .await;
                     }
                     root_value(response, &shape)
                 })
@@ -1443,9 +1438,19 @@ async fn prefetch_page(
             selection.extend(field.selection_set());
         }
     }
+    prefetch_joins(runtime, scope, &selection, page.nodes()).await;
+}
+
+/// Loads, in one batch, the joins that `selection` asks for on each of `messages`.
+async fn prefetch_joins<'m>(
+    runtime: &Runtime,
+    scope: &RequestScope,
+    selection: &[async_graphql::SelectionField<'_>],
+    messages: impl IntoIterator<Item = &'m DynamicMessage>,
+) {
     let mut keys = Vec::new();
-    for node in page.nodes() {
-        prefetch_keys(runtime, node, &selection, &mut keys, 0);
+    for message in messages {
+        prefetch_keys(runtime, message, selection, &mut keys, 0);
     }
     scope.loader.prefetch(keys).await;
 }

@@ -60,7 +60,7 @@ pub struct JoinKey {
 }
 
 impl JoinKey {
-    /// The key of a ONE or MANY join, or of a connection read whole.
+    /// The key of a ONE or MANY join.
     pub fn new(join: usize, key: String) -> Self {
         Self {
             join,
