@@ -2,6 +2,7 @@
 //! display names are bounded, update masks name only fields a client may change.
 
 use crowdcrunch_proto::customers::v1 as pb;
+use crowdcrunch_proto::rules;
 use crowdcrunch_runtime::idempotency::RequestId;
 use crowdcrunch_runtime::status::FieldViolation;
 
@@ -9,8 +10,6 @@ use crowdcrunch_runtime::status::FieldViolation;
 const MAX_EMAIL_LEN: usize = 254;
 /// The longest display name accepted, in characters.
 const MAX_DISPLAY_NAME_LEN: usize = 200;
-/// The longest customer id looked up; anything longer cannot exist.
-const MAX_ID_LEN: usize = 64;
 
 /// A checked email address, as given, with the key that makes it unique ignoring case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +92,7 @@ pub struct CustomerId(String);
 impl CustomerId {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        if raw.is_empty() {
-            return Err(FieldViolation::new(field, "is required"));
-        }
-        if raw.len() > MAX_ID_LEN {
-            return Err(FieldViolation::new(field, "is not a customer id"));
-        }
+        FieldViolation::check(field, rules::id_problem(raw))?;
         Ok(Self(raw.to_owned()))
     }
 

@@ -3,28 +3,20 @@
 //! step forward at a time, PENDING → PACKED → SHIPPED → DELIVERED, or to CANCELLED before it ships.
 
 use crowdcrunch_proto::fulfillment::v1 as pb;
+use crowdcrunch_proto::rules;
 use crowdcrunch_proto::r#type::v1 as types;
 use crowdcrunch_runtime::idempotency::RequestId;
 use crowdcrunch_runtime::pagination::{self, PageRequest};
 use crowdcrunch_runtime::status::FieldViolation;
 
-/// The longest id looked up or kept; anything longer cannot exist.
-const MAX_ID_LEN: usize = 64;
-/// The longest SKU (inventory's rule).
-const MAX_SKU_LEN: usize = 64;
 /// The longest tracking number.
 const MAX_TRACKING_NUMBER_LEN: usize = 64;
 /// The most lines one shipment may have.
 const MAX_LINES: usize = 1000;
-/// Checks the shape of an id (`raw`, the value of `field`): present and not absurdly long. Whether
-/// it exists is found out later.
-fn checked_id(raw: &str, field: &str, what: &str) -> Result<String, FieldViolation> {
-    if raw.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    if raw.len() > MAX_ID_LEN || raw.chars().any(char::is_control) {
-        return Err(FieldViolation::new(field, format!("is not {what}")));
-    }
+/// Checks the shape of an id (`raw`, the value of `field`) by the one id rule. Whether it exists
+/// is found out later.
+fn checked_id(raw: &str, field: &str) -> Result<String, FieldViolation> {
+    FieldViolation::check(field, rules::id_problem(raw))?;
     Ok(raw.to_owned())
 }
 
@@ -35,7 +27,7 @@ pub struct ShipmentId(String);
 impl ShipmentId {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        checked_id(raw, field, "a shipment id").map(Self)
+        checked_id(raw, field).map(Self)
     }
 
     /// The id.
@@ -51,7 +43,7 @@ pub struct OrderId(String);
 impl OrderId {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        checked_id(raw, field, "an order id").map(Self)
+        checked_id(raw, field).map(Self)
     }
 
     /// The id.
@@ -60,26 +52,14 @@ impl OrderId {
     }
 }
 
-/// A product's SKU: 1 to 64 letters, digits, `-`, `_` and `.` (inventory's rule).
+/// A product's SKU, by the one SKU rule (`crowdcrunch_proto::rules::sku_problem`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sku(String);
 
 impl Sku {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        if raw.is_empty() {
-            return Err(FieldViolation::new(field, "is required"));
-        }
-        if raw.len() > MAX_SKU_LEN
-            || !raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(FieldViolation::new(
-                field,
-                "must be 1 to 64 letters, digits, '-', '_' or '.'",
-            ));
-        }
+        FieldViolation::check(field, rules::sku_problem(raw))?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -164,7 +144,7 @@ impl TryFrom<&pb::CreateShipmentRequest> for NewShipment {
         let return_id = if shipment.return_id.is_empty() {
             None
         } else {
-            checked_id(&shipment.return_id, "shipment.return_id", "a return id")
+            checked_id(&shipment.return_id, "shipment.return_id")
                 .map_err(|v| violations.push(v))
                 .ok()
         };

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use crowdcrunch_proto::inventory::v1 as pb;
 use crowdcrunch_proto::r#type::v1 as types;
+use crowdcrunch_proto::{AmountRule, rules};
 use crowdcrunch_runtime::idempotency::RequestId;
 use crowdcrunch_runtime::status::FieldViolation;
 
@@ -12,11 +13,9 @@ use crowdcrunch_runtime::status::FieldViolation;
 pub const MAX_BATCH: usize = 1000;
 /// The most lines one reservation may hold.
 const MAX_LINES: usize = 1000;
-const MAX_SKU_LEN: usize = 64;
 const MAX_TITLE_LEN: usize = 200;
 const MAX_DESCRIPTION_LEN: usize = 5000;
 const MAX_REASON_LEN: usize = 500;
-const MAX_RESERVATION_ID_LEN: usize = 128;
 
 /// The violations found while a request's fields are parsed.
 #[derive(Default)]
@@ -37,23 +36,15 @@ impl Violations {
     }
 }
 
-/// A stock-keeping unit: 1 to 64 letters, digits, `-`, `_` and `.`; case-sensitive.
+/// A stock-keeping unit, by the one SKU rule (`crowdcrunch_proto::rules::sku_problem`): 1 to 64
+/// letters, digits, `-`, `_` and `.`; case-sensitive.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sku(String);
 
 impl Sku {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        if raw.is_empty() {
-            return Err(FieldViolation::new(field, "is required"));
-        }
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-        if raw.len() > MAX_SKU_LEN || !raw.bytes().all(allowed) {
-            return Err(FieldViolation::new(
-                field,
-                "must be 1 to 64 letters, digits, \"-\", \"_\" or \".\"",
-            ));
-        }
+        FieldViolation::check(field, rules::sku_problem(raw))?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -95,21 +86,15 @@ impl Money {
         let Some(money) = money else {
             return Err(FieldViolation::new(field, "is required"));
         };
-        let code = &money.currency_code;
-        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(FieldViolation::new(
-                format!("{field}.currency_code"),
-                "must be an ISO 4217 code of three upper-case letters, like USD",
-            ));
-        }
-        if money.minor_units < 0 {
-            return Err(FieldViolation::new(
-                format!("{field}.minor_units"),
-                "must not be negative",
-            ));
+        let first_problem = money
+            .problems(field, AmountRule::NonNegative)
+            .into_iter()
+            .next();
+        if let Some((path, description)) = first_problem {
+            return Err(FieldViolation::new(path, description));
         }
         Ok(Self {
-            currency_code: code.clone(),
+            currency_code: money.currency_code.clone(),
             minor_units: money.minor_units,
         })
     }
@@ -356,22 +341,14 @@ impl TryFrom<&pb::RestockRequest> for StockChange {
     }
 }
 
-/// A reservation id: the order id (or return id), 1 to 128 visible ASCII characters.
+/// A reservation id: the order id (or return id), by the one id rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationId(String);
 
 impl ReservationId {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        if raw.is_empty() {
-            return Err(FieldViolation::new(field, "is required"));
-        }
-        if raw.len() > MAX_RESERVATION_ID_LEN || !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(FieldViolation::new(
-                field,
-                "must be at most 128 visible ASCII characters (the order id)",
-            ));
-        }
+        FieldViolation::check(field, rules::id_problem(raw))?;
         Ok(Self(raw.to_owned()))
     }
 

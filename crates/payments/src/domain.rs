@@ -5,12 +5,11 @@
 
 use crowdcrunch_proto::payments::v1 as pb;
 use crowdcrunch_proto::r#type::v1 as types;
+use crowdcrunch_proto::{AmountRule, rules};
 use crowdcrunch_runtime::idempotency::RequestId;
 use crowdcrunch_runtime::pagination::{self, PageRequest};
 use crowdcrunch_runtime::status::FieldViolation;
 
-/// The longest id looked up; anything longer cannot exist.
-const MAX_ID_LEN: usize = 64;
 /// The longest refund reason accepted, in characters.
 const MAX_REASON_LEN: usize = 500;
 /// The card that the simulated network declines with `card_declined`.
@@ -297,15 +296,10 @@ impl NewCardToken {
     }
 }
 
-/// Checks the shape of an id (`raw`, the value of `field`): present and not absurdly long. Whether
-/// it exists is found out later.
-fn checked_id(raw: &str, field: &str, what: &str) -> Result<String, FieldViolation> {
-    if raw.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    if raw.len() > MAX_ID_LEN || raw.chars().any(char::is_control) {
-        return Err(FieldViolation::new(field, format!("is not {what}")));
-    }
+/// Checks the shape of an id (`raw`, the value of `field`) by the one id rule. Whether it exists
+/// is found out later.
+fn checked_id(raw: &str, field: &str) -> Result<String, FieldViolation> {
+    FieldViolation::check(field, rules::id_problem(raw))?;
     Ok(raw.to_owned())
 }
 
@@ -316,7 +310,7 @@ pub struct PaymentId(String);
 impl PaymentId {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        checked_id(raw, field, "a payment id").map(Self)
+        checked_id(raw, field).map(Self)
     }
 
     /// The id.
@@ -332,7 +326,7 @@ pub struct OrderId(String);
 impl OrderId {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        checked_id(raw, field, "an order id").map(Self)
+        checked_id(raw, field).map(Self)
     }
 
     /// The id.
@@ -348,7 +342,7 @@ pub struct TokenId(String);
 impl TokenId {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        checked_id(raw, field, "a card token").map(Self)
+        checked_id(raw, field).map(Self)
     }
 
     /// The token.
@@ -376,23 +370,14 @@ impl Amount {
         let Some(money) = money else {
             return Err(vec![FieldViolation::new(field, "is required")]);
         };
-        let mut violations = Vec::new();
-        let code = money.currency_code.as_str();
-        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            violations.push(FieldViolation::new(
-                format!("{field}.currency_code"),
-                "must be an ISO 4217 code in upper case, e.g. USD",
-            ));
-        }
-        if money.minor_units <= 0 {
-            violations.push(FieldViolation::new(
-                format!("{field}.minor_units"),
-                "must be more than zero",
-            ));
-        }
+        let violations: Vec<_> = money
+            .problems(field, AmountRule::Positive)
+            .into_iter()
+            .map(|(path, description)| FieldViolation::new(path, description))
+            .collect();
         if violations.is_empty() {
             Ok(Self {
-                currency_code: code.to_owned(),
+                currency_code: money.currency_code.clone(),
                 minor_units: money.minor_units,
             })
         } else {

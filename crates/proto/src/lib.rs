@@ -14,6 +14,10 @@ pub use generated::google;
 
 mod address;
 pub mod json;
+mod money;
+pub mod rules;
+
+pub use money::AmountRule;
 
 /// The encoded `FileDescriptorSet` of every CrowdCrunch proto and its imports, with source info
 /// (comments) and custom options such as `google.api.field_behavior` intact.

@@ -27,6 +27,15 @@ impl FieldViolation {
             description: description.into(),
         }
     }
+
+    /// `Ok(())` when a rule found no `problem` with the value of `field`, else the violation:
+    /// `FieldViolation::check("sku", sku_problem(raw))?`.
+    pub fn check(field: impl Into<String>, problem: Option<&str>) -> Result<(), Self> {
+        match problem {
+            Some(description) => Err(Self::new(field, description)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One unmet precondition (AIP-193 `PreconditionFailure.Violation`).
@@ -130,14 +139,10 @@ pub fn with_reason(code: Code, domain: &str, reason: &str, message: impl Into<St
 
 /// INTERNAL: logs `error` with its causes and answers with a message that reveals nothing.
 pub fn internal(domain: &str, error: &(dyn std::error::Error + 'static)) -> Status {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    tracing::error!(error = %chain, "internal error");
+    tracing::error!(
+        error = %crate::telemetry::cause_chain(error),
+        "internal error"
+    );
     with_reason(
         Code::Internal,
         domain,
