@@ -167,7 +167,10 @@ async fn with_lines(
     let lines = lines_of(connection, &ids).await?;
     rows.into_iter()
         .map(|row| {
-            let own = lines.get(&row.id).cloned().unwrap_or_default();
+            let own = lines
+                .get(&row.id)
+                .cloned()
+                .ok_or_else(|| no_lines(&row.id))?;
             row.into_proto(own)
         })
         .collect()
@@ -181,8 +184,13 @@ async fn with_own_lines(
     let lines = lines_of(connection, &[row.id.as_str()])
         .await?
         .remove(&row.id)
-        .unwrap_or_default();
+        .ok_or_else(|| no_lines(&row.id))?;
     row.into_proto(lines)
+}
+
+/// A shipment always has a line; one stored without is a broken database, not an empty parcel.
+fn no_lines(id: &str) -> Error {
+    sqlx::Error::Decode(format!("shipment {id} has no lines in the database").into()).into()
 }
 
 async fn get_row(connection: &mut AnyConnection, id: &ShipmentId) -> Result<ShipmentRow, Error> {

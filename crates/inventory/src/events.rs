@@ -9,12 +9,14 @@ use serde_json::{Value, json};
 use crate::domain::StockChange;
 
 fn product_json(product: &pb::Product) -> Value {
-    let price = product.price.clone().unwrap_or_default();
+    let price = product.price.as_ref().map(
+        |price| json!({ "currency_code": price.currency_code, "minor_units": price.minor_units }),
+    );
     json!({
         "sku": product.sku,
         "title": product.title,
         "description": product.description,
-        "price": { "currency_code": price.currency_code, "minor_units": price.minor_units },
+        "price": price,
         "active": product.active,
     })
 }

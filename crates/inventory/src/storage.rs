@@ -154,7 +154,10 @@ pub async fn update_product(
     patch: &ProductPatch,
 ) -> Result<pb::Product, Error> {
     let current = get_product(connection, &patch.sku).await?;
-    let price = current.price.unwrap_or_default();
+    let Some(price) = current.price else {
+        let problem = format!("product {} has no price in the database", current.sku);
+        return Err(sqlx::Error::Decode(problem.into()).into());
+    };
     let row: ProductRow = sqlx::query_as(&format!(
         "UPDATE products SET title = $2, description = $3, price_currency_code = $4, \
          price_minor_units = $5, active = $6, update_time = $7 WHERE sku = $1 \

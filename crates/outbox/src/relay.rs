@@ -45,6 +45,11 @@ enum DeliveryError {
     Ledger(#[from] tonic::Status),
     #[error("the ledger did not answer within {CALL_TIMEOUT:?}")]
     Timeout,
+    #[error("outbox event {id} holds data that is not JSON: {source}")]
+    CorruptEvent {
+        id: String,
+        source: serde_json::Error,
+    },
 }
 
 #[derive(sqlx::FromRow)]
@@ -58,20 +63,28 @@ struct OutboxRow {
     event_time: i64,
 }
 
-impl From<OutboxRow> for pb::Event {
-    fn from(row: OutboxRow) -> Self {
-        Self {
+impl TryFrom<OutboxRow> for pb::Event {
+    type Error = DeliveryError;
+
+    /// The event as the ledger takes it. Data that is not JSON (the outbox only ever stores what
+    /// `serde_json` wrote) fails the delivery, which retries and is counted, rather than telling
+    /// the ledger an empty story.
+    fn try_from(row: OutboxRow) -> Result<Self, DeliveryError> {
+        let data =
+            serde_json::from_str(&row.data).map_err(|source| DeliveryError::CorruptEvent {
+                id: row.id.clone(),
+                source,
+            })?;
+        Ok(Self {
             sequence: 0,
             id: row.id,
             r#type: row.event_type,
             source: row.source,
             subject: row.subject,
             time: Some(timestamp_from_micros(row.event_time)),
-            data: Some(crowdcrunch_proto::json::struct_from_json(
-                serde_json::from_str(&row.data).unwrap_or_default(),
-            )),
+            data: Some(crowdcrunch_proto::json::struct_from_json(data)),
             trace_id: row.trace_id,
-        }
+        })
     }
 }
 
@@ -174,7 +187,10 @@ impl Relay {
             return Ok(0);
         }
         let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
-        let events = rows.into_iter().map(pb::Event::from).collect();
+        let events = rows
+            .into_iter()
+            .map(pb::Event::try_from)
+            .collect::<Result<_, _>>()?;
         let mut request = tonic::Request::new(pb::AppendEventsRequest { events });
         request.set_timeout(CALL_TIMEOUT);
         tokio::time::timeout(CALL_TIMEOUT, self.ledger.append_events(request))

@@ -9,9 +9,12 @@ use serde_json::{Value, json};
 
 use crate::domain::Transition;
 
+/// `money` as `{currency_code, minor_units}`, or `null` where the payment has none.
 fn money_json(money: Option<&Money>) -> Value {
-    let money = money.cloned().unwrap_or_default();
-    json!({ "currency_code": money.currency_code, "minor_units": money.minor_units })
+    money.map_or(
+        Value::Null,
+        |money| json!({ "currency_code": money.currency_code, "minor_units": money.minor_units }),
+    )
 }
 
 /// The payment's state, shared by every payment event.

@@ -65,7 +65,7 @@ fn json_from_value(value: &Value) -> serde_json::Value {
     }
 }
 
-#[allow(clippy::cast_possible_truncation)] // checked: integral and within ±2^53
+// The cast below is exact: the value is checked integral and within ±2^53 first.
 fn json_number(number: f64) -> serde_json::Value {
     if number.fract() == 0.0 && number.abs() <= MAX_SAFE_INTEGER {
         serde_json::Value::from(number as i64)

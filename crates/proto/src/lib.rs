@@ -4,7 +4,11 @@
 //!
 //! This crate is generated code and a few conversions beside it; it must never hold behaviour.
 
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
+#[expect(
+    missing_docs,
+    reason = "generated code documents what the protos' comments say"
+)]
+#[expect(clippy::all, reason = "generated code is prost's style, not ours")]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/crowdcrunch.rs"));
 }
