@@ -1,25 +1,27 @@
-//! `ExchangeService` over gRPC.
+//! `ExchangeService` over gRPC: parse the request, ask the services it needs, change the return in
+//! a transaction with its event, answer.
 
-use crowdcrunch_outbox::{Event, Outbox};
+use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::exchanges::v1 as pb;
 use crowdcrunch_proto::exchanges::v1::exchange_service_server::ExchangeService;
 use crowdcrunch_proto::fulfillment::v1 as fulfillment;
 use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::payments::v1 as payments;
-use crowdcrunch_proto::r#type::v1::Money;
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::client::{UpstreamError, request};
-use crowdcrunch_runtime::idempotency::{IdempotencyKey, RequestId};
-use crowdcrunch_runtime::pagination;
+use crowdcrunch_runtime::idempotency::IdempotencyKey;
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::storage::now_micros;
 use tonic::{Code, Request, Response, Status};
 
 use crate::Clients;
-use crate::domain::{self, NewReturn};
+use crate::domain::{
+    DecisionRequest, NewReturn, OrderId, PaidOrder, PaymentId, Return, ReturnId, ReturnKind,
+    ReturnQuery, ReturnStatus, ShipmentId, parse_receipt, parse_return_ids,
+};
 use crate::error::Error;
-use crate::storage::{self, ReturnRecord};
+use crate::{events, storage};
 
 /// The `ExchangeService` implementation.
 #[derive(Debug, Clone)]
@@ -39,14 +41,14 @@ impl ExchangeApi {
         }
     }
 
-    async fn load(&self, id: &str) -> Result<ReturnRecord, Error> {
-        domain::check_id(id, "id").map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+    async fn load(&self, id: &ReturnId) -> Result<Return, Error> {
         let mut connection = self.database.pool().acquire().await?;
         storage::get(&mut connection, id).await
     }
 
-    async fn order(&self, id: &str) -> Result<orders::Order, Error> {
-        let message = orders::GetOrderRequest { id: id.to_owned() };
+    /// The order `id` as the orders service answers it; an unknown order is a bad `order_id`.
+    async fn order(&self, id: &OrderId) -> Result<orders::Order, Error> {
+        let message = orders::GetOrderRequest { id: id.to_string() };
         match self
             .clients
             .orders
@@ -69,7 +71,7 @@ impl ExchangeApi {
         &self,
         request: pb::RequestReturnRequest,
     ) -> Result<pb::ReturnRequest, Error> {
-        let wanted = domain::parse_new_return(&request).map_err(Error::InvalidArgument)?;
+        let wanted = NewReturn::try_from(&request).map_err(Error::InvalidArgument)?;
         let order = self.order(&wanted.order_id).await?;
         if !matches!(
             order.status(),
@@ -85,6 +87,7 @@ impl ExchangeApi {
                 ),
             ));
         }
+        let order = paid(order)?;
         let key = wanted
             .request_id
             .clone()
@@ -93,111 +96,81 @@ impl ExchangeApi {
         outbox
             .transaction(key.as_ref(), async |connection| {
                 let claimed = storage::claimed_units(connection, &order.id).await?;
-                let record = new_record(&wanted, &order, &claimed)?;
+                let record = wanted
+                    .against(&order, &claimed, now_micros())
+                    .map_err(Error::InvalidArgument)?;
                 storage::insert(connection, &record).await?;
-                let data = serde_json::json!({
-                    "return_id": record.id,
-                    "order_id": record.order_id,
-                    "kind": record.kind().as_str_name(),
-                    "lines": record.lines.iter().map(|(sku, quantity)| serde_json::json!({"sku": sku, "quantity": quantity})).collect::<Vec<_>>(),
-                    "refund_minor": record.refund_minor,
-                    "currency_code": record.currency_code,
-                });
-                outbox.enqueue(connection, Event::new("ReturnRequested", record.order_id.clone(), data)).await?;
+                outbox
+                    .enqueue(connection, events::return_requested(&record))
+                    .await?;
                 Ok::<_, Error>(record.to_proto())
             })
             .await
     }
 
-    /// Moves a return from one of `from` to `to` (a repeat of a move already made returns it as it
-    /// is), recording `event_type`.
-    async fn decide(
-        &self,
-        id: &str,
-        request_id: &str,
-        from: &[pb::ReturnStatus],
-        to: pb::ReturnStatus,
-        rejection_reason: &str,
-        event_type: &'static str,
-    ) -> Result<pb::ReturnRequest, Error> {
-        RequestId::parse_optional(request_id, "request_id")
-            .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        let mut record = self.load(id).await?;
-        let current = record.status();
-        if current == to {
+    /// Applies a staff decision (a repeat of one already made returns the return as it is),
+    /// recording its event.
+    async fn decide(&self, asked: DecisionRequest) -> Result<pb::ReturnRequest, Error> {
+        let DecisionRequest { id, decision } = asked;
+        let mut record = self.load(&id).await?;
+        let current = record.status;
+        let outcome = decision.outcome();
+        if current == outcome {
             return Ok(record.to_proto());
         }
-        if !from.contains(&current) {
+        if !decision.applies_to().contains(&current) {
             return Err(Error::precondition(
                 "RETURN_STATUS",
-                id,
-                format!(
-                    "return {id} is {}; it cannot become {}",
-                    current.as_str_name(),
-                    to.as_str_name()
-                ),
+                id.as_str(),
+                format!("return {id} is {current}; it cannot become {outcome}"),
             ));
         }
-        record.status = i64::from(to as i32);
-        record.rejection_reason = rejection_reason.to_owned();
+        record.status = outcome;
+        decision
+            .rejection_reason()
+            .clone_into(&mut record.rejection_reason);
         let outbox = &self.outbox;
         outbox
             .transaction(None, async |connection| {
-                if !storage::transition(connection, &record, current).await? {
-                    // Someone else moved it meanwhile: answer with what it is now.
-                    return Ok(storage::get(connection, &record.id).await?.to_proto());
+                if storage::transition(connection, &record, current).await? {
+                    outbox
+                        .enqueue(connection, events::return_decided(&record, &decision))
+                        .await?;
                 }
-                let data = serde_json::json!({ "return_id": record.id, "order_id": record.order_id, "reason": rejection_reason });
-                outbox.enqueue(connection, Event::new(event_type, record.order_id.clone(), data)).await?;
+                // Moved now or by someone else meanwhile: answer with what it is now.
                 Ok::<_, Error>(storage::get(connection, &record.id).await?.to_proto())
             })
             .await
     }
 
-    async fn receive(&self, id: &str, request_id: &str) -> Result<pb::ReturnRequest, Error> {
-        RequestId::parse_optional(request_id, "request_id")
-            .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+    async fn receive(&self, id: &ReturnId) -> Result<pb::ReturnRequest, Error> {
         let mut record = self.load(id).await?;
-        match record.status() {
-            pb::ReturnStatus::Received => return Ok(record.to_proto()),
-            pb::ReturnStatus::Approved => {}
+        match record.status {
+            ReturnStatus::Received => return Ok(record.to_proto()),
+            ReturnStatus::Approved => {}
             other => {
                 return Err(Error::precondition(
                     "RETURN_NOT_APPROVED",
-                    id,
-                    format!(
-                        "return {id} is {}; only an approved return can be received",
-                        other.as_str_name()
-                    ),
+                    id.as_str(),
+                    format!("return {id} is {other}; only an approved return can be received"),
                 ));
             }
         }
-        let order = self.order(&record.order_id).await?;
+        let order = paid(self.order(&record.order_id).await?)?;
         self.restock(&record).await?;
-        match record.kind() {
-            pb::ReturnKind::Exchange => {
-                record.replacement_shipment_id = self.replace(&record, &order).await?
+        match record.kind {
+            ReturnKind::Exchange => {
+                record.replacement_shipment_id = Some(self.replace(&record, &order).await?);
             }
-            _ => record.refund_payment_id = self.refund(&record, &order).await?,
+            ReturnKind::Return => record.refund_payment_id = self.refund(&record, &order).await?,
         }
-        record.status = i64::from(pb::ReturnStatus::Received as i32);
+        record.status = ReturnStatus::Received;
         let outbox = &self.outbox;
         outbox
             .transaction(None, async |connection| {
-                if storage::transition(connection, &record, pb::ReturnStatus::Approved).await? {
-                    let data = serde_json::json!({
-                        "return_id": record.id,
-                        "order_id": record.order_id,
-                        "kind": record.kind().as_str_name(),
-                        "refund_minor": record.refund_minor,
-                        "refund_payment_id": record.refund_payment_id,
-                        "replacement_shipment_id": record.replacement_shipment_id,
-                    });
+                if storage::transition(connection, &record, ReturnStatus::Approved).await? {
                     outbox
-                        .enqueue(
-                            connection,
-                            Event::new("ReturnReceived", record.order_id.clone(), data),
-                        )
+                        .enqueue(connection, events::return_received(&record))
                         .await?;
                 }
                 Ok::<_, Error>(storage::get(connection, &record.id).await?.to_proto())
@@ -205,13 +178,13 @@ impl ExchangeApi {
             .await
     }
 
-    async fn restock(&self, record: &ReturnRecord) -> Result<(), Error> {
-        for (sku, quantity) in &record.lines {
+    async fn restock(&self, record: &Return) -> Result<(), Error> {
+        for line in &record.lines {
             let message = inventory::RestockRequest {
-                sku: sku.clone(),
-                quantity: i32::try_from(*quantity).unwrap_or(i32::MAX),
+                sku: line.sku.to_string(),
+                quantity: line.quantity.get(),
                 reason: format!("return {} received", record.id),
-                request_id: format!("{}:restock:{sku}", record.id),
+                request_id: format!("{}:restock:{}", record.id, line.sku),
             };
             self.clients
                 .inventory
@@ -223,16 +196,21 @@ impl ExchangeApi {
         Ok(())
     }
 
-    async fn refund(&self, record: &ReturnRecord, order: &orders::Order) -> Result<String, Error> {
-        if record.refund_minor == 0 {
-            return Ok(String::new());
+    /// Refunds what the return cost on the order's payment; the payment, unless there was
+    /// nothing to refund.
+    async fn refund(&self, record: &Return, order: &PaidOrder) -> Result<Option<PaymentId>, Error> {
+        if record.refund.minor_units == 0 {
+            return Ok(None);
         }
+        let Some(payment_id) = &order.payment_id else {
+            return Err(Error::BrokenAnswer {
+                service: "orders",
+                problem: format!("shipped order {} has no payment", order.id),
+            });
+        };
         let message = payments::RefundPaymentRequest {
-            id: order.payment_id.clone(),
-            amount: Some(Money {
-                currency_code: record.currency_code.clone(),
-                minor_units: record.refund_minor,
-            }),
+            id: payment_id.to_string(),
+            amount: Some(record.refund.clone()),
             reason: format!("return {}", record.id),
             request_id: format!("{}:refund", record.id),
         };
@@ -243,19 +221,19 @@ impl ExchangeApi {
             .refund_payment(request(message))
             .await
             .map_err(|status| UpstreamError::from_status("payments", status))?;
-        Ok(payment.into_inner().id)
+        Ok(Some(PaymentId::known(payment.into_inner().id)))
     }
 
     /// Reserves and commits replacement stock (reservation id = return id), then ships it.
-    async fn replace(&self, record: &ReturnRecord, order: &orders::Order) -> Result<String, Error> {
+    async fn replace(&self, record: &Return, order: &PaidOrder) -> Result<ShipmentId, Error> {
         let reservation = inventory::ReserveStockRequest {
-            reservation_id: record.id.clone(),
+            reservation_id: record.id.to_string(),
             lines: record
                 .lines
                 .iter()
-                .map(|(sku, quantity)| inventory::ReservationLine {
-                    sku: sku.clone(),
-                    quantity: i32::try_from(*quantity).unwrap_or(i32::MAX),
+                .map(|line| inventory::ReservationLine {
+                    sku: line.sku.to_string(),
+                    quantity: line.quantity.get(),
                 })
                 .collect(),
             request_id: format!("{}:reserve", record.id),
@@ -266,7 +244,7 @@ impl ExchangeApi {
             Err(status) if status.code() == Code::FailedPrecondition => {
                 return Err(Error::precondition(
                     "REPLACEMENT_OUT_OF_STOCK",
-                    &record.id,
+                    record.id.as_str(),
                     format!(
                         "no replacement stock for return {}: {}",
                         record.id,
@@ -277,21 +255,21 @@ impl ExchangeApi {
             Err(status) => return Err(UpstreamError::from_status("inventory", status).into()),
         }
         let commit = inventory::CommitReservationRequest {
-            reservation_id: record.id.clone(),
+            reservation_id: record.id.to_string(),
         };
         inventory
             .commit_reservation(request(commit))
             .await
             .map_err(|status| UpstreamError::from_status("inventory", status))?;
         let shipment = fulfillment::Shipment {
-            order_id: record.order_id.clone(),
-            return_id: record.id.clone(),
+            order_id: record.order_id.to_string(),
+            return_id: record.id.to_string(),
             lines: record
                 .lines
                 .iter()
-                .map(|(sku, quantity)| fulfillment::ShipmentLine {
-                    sku: sku.clone(),
-                    quantity: i32::try_from(*quantity).unwrap_or(i32::MAX),
+                .map(|line| fulfillment::ShipmentLine {
+                    sku: line.sku.to_string(),
+                    quantity: line.quantity.get(),
                 })
                 .collect(),
             address: order.shipping_address.clone(),
@@ -308,75 +286,16 @@ impl ExchangeApi {
             .create_shipment(request(message))
             .await
             .map_err(|status| UpstreamError::from_status("fulfillment", status))?;
-        Ok(created.into_inner().id)
+        Ok(ShipmentId::known(created.into_inner().id))
     }
 }
 
-/// The record of a new return of `wanted` against `order`, given the units other returns claim;
-/// quantities over what is returnable are field violations.
-fn new_record(
-    wanted: &NewReturn,
-    order: &orders::Order,
-    claimed: &std::collections::HashMap<String, i64>,
-) -> Result<ReturnRecord, Error> {
-    let mut violations = Vec::new();
-    let mut refund_minor = 0;
-    for (index, (sku, quantity)) in wanted.lines.iter().enumerate() {
-        let Some(line) = order.lines.iter().find(|line| &line.sku == sku) else {
-            violations.push(FieldViolation::new(
-                format!("lines[{index}].sku"),
-                format!("order {} has no {sku}", order.id),
-            ));
-            continue;
-        };
-        let returnable = i64::from(line.quantity) - claimed.get(sku).copied().unwrap_or(0);
-        if *quantity > returnable {
-            violations.push(FieldViolation::new(
-                format!("lines[{index}].quantity"),
-                format!("at most {returnable} of {sku} can still be returned"),
-            ));
-        }
-        let unit_price = line
-            .unit_price
-            .as_ref()
-            .map_or(0, |price| price.minor_units);
-        refund_minor += unit_price * quantity;
-    }
-    if !violations.is_empty() {
-        return Err(Error::InvalidArgument(violations));
-    }
-    let now = now_micros();
-    Ok(ReturnRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        order_id: order.id.clone(),
-        kind: i64::from(wanted.kind as i32),
-        status: i64::from(pb::ReturnStatus::Requested as i32),
-        reason: wanted.reason.clone(),
-        rejection_reason: String::new(),
-        currency_code: order
-            .total
-            .as_ref()
-            .map(|total| total.currency_code.clone())
-            .unwrap_or_default(),
-        refund_minor: if wanted.kind == pb::ReturnKind::Return {
-            refund_minor
-        } else {
-            0
-        },
-        refund_payment_id: String::new(),
-        replacement_shipment_id: String::new(),
-        create_time: now,
-        update_time: now,
-        lines: wanted.lines.clone(),
+/// What a return needs of `order`; an answer without its prices is the orders service's fault.
+fn paid(order: orders::Order) -> Result<PaidOrder, Error> {
+    PaidOrder::try_from(order).map_err(|problem| Error::BrokenAnswer {
+        service: "orders",
+        problem,
     })
-}
-
-/// An id list `field` of a request, each id checked.
-fn parse_ids(ids: &[String], field: &str) -> Result<Vec<String>, Error> {
-    pagination::parse_ids(ids, field, |id, field| {
-        domain::check_id(id, field).map(|()| id.to_owned())
-    })
-    .map_err(Error::InvalidArgument)
 }
 
 #[tonic::async_trait]
@@ -394,79 +313,44 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<pb::ApproveReturnRequest>,
     ) -> Result<Response<pb::ReturnRequest>, Status> {
-        let request = request.get_ref();
-        let from = [pb::ReturnStatus::Requested];
-        let approved = self
-            .decide(
-                &request.id,
-                &request.request_id,
-                &from,
-                pb::ReturnStatus::Approved,
-                "",
-                "ReturnApproved",
-            )
-            .await?;
-        Ok(Response::new(approved))
+        let asked = DecisionRequest::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+        Ok(Response::new(self.decide(asked).await?))
     }
 
     async fn reject_return(
         &self,
         request: Request<pb::RejectReturnRequest>,
     ) -> Result<Response<pb::ReturnRequest>, Status> {
-        let request = request.get_ref();
-        let mut violations = Vec::new();
-        if request.reason.trim().is_empty() {
-            violations.push(FieldViolation::new(
-                "reason",
-                "is required to reject a return",
-            ));
-        }
-        domain::check_reason(&request.reason, "reason", &mut violations);
-        if !violations.is_empty() {
-            return Err(Error::InvalidArgument(violations).into());
-        }
-        let from = [pb::ReturnStatus::Requested, pb::ReturnStatus::Approved];
-        let rejected = self
-            .decide(
-                &request.id,
-                &request.request_id,
-                &from,
-                pb::ReturnStatus::Rejected,
-                &request.reason,
-                "ReturnRejected",
-            )
-            .await?;
-        Ok(Response::new(rejected))
+        let asked = DecisionRequest::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+        Ok(Response::new(self.decide(asked).await?))
     }
 
     async fn receive_return(
         &self,
         request: Request<pb::ReceiveReturnRequest>,
     ) -> Result<Response<pb::ReturnRequest>, Status> {
-        let request = request.get_ref();
-        Ok(Response::new(
-            self.receive(&request.id, &request.request_id).await?,
-        ))
+        let id = parse_receipt(request.get_ref()).map_err(Error::InvalidArgument)?;
+        Ok(Response::new(self.receive(&id).await?))
     }
 
     async fn get_return(
         &self,
         request: Request<pb::GetReturnRequest>,
     ) -> Result<Response<pb::ReturnRequest>, Status> {
-        Ok(Response::new(
-            self.load(&request.get_ref().id).await?.to_proto(),
-        ))
+        let id = ReturnId::parse(&request.get_ref().id, "id")
+            .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        Ok(Response::new(self.load(&id).await?.to_proto()))
     }
 
     async fn batch_get_returns(
         &self,
         request: Request<pb::BatchGetReturnsRequest>,
     ) -> Result<Response<pb::BatchGetReturnsResponse>, Status> {
-        let ids = parse_ids(&request.get_ref().ids, "ids")?;
+        let ids = parse_return_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let returns = storage::batch_get(&mut connection, &ids).await?;
         Ok(Response::new(pb::BatchGetReturnsResponse {
-            returns: returns.iter().map(ReturnRecord::to_proto).collect(),
+            returns: returns.iter().map(Return::to_proto).collect(),
         }))
     }
 
@@ -474,20 +358,11 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<pb::ListReturnsRequest>,
     ) -> Result<Response<pb::ListReturnsResponse>, Status> {
-        let request = request.get_ref();
-        let (page, order_ids) = pagination::parse_id_filtered_page(
-            request.page_size,
-            &request.page_token,
-            "order_ids",
-            &request.order_ids,
-            |id, field| domain::check_id(id, field).map(|()| id.to_owned()),
-            String::as_str,
-        )
-        .map_err(Error::InvalidArgument)?;
+        let query = ReturnQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let (returns, next_page_token) = storage::list(&mut connection, &page, &order_ids).await?;
+        let (returns, next_page_token) = storage::list(&mut connection, &query).await?;
         Ok(Response::new(pb::ListReturnsResponse {
-            returns: returns.iter().map(ReturnRecord::to_proto).collect(),
+            returns: returns.iter().map(Return::to_proto).collect(),
             next_page_token,
         }))
     }

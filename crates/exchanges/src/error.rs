@@ -31,6 +31,14 @@ pub enum Error {
     /// A service exchanges depends on failed: transiently (the client may retry) or for good.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A service exchanges depends on answered what its API rules out (an order without prices).
+    #[error("{service} answered what its API rules out: {problem}")]
+    BrokenAnswer {
+        /// Which service.
+        service: &'static str,
+        /// What is wrong with the answer.
+        problem: String,
+    },
     /// A request id was reused, or its record is unreadable.
     #[error(transparent)]
     Idempotency(#[from] IdempotencyError),
@@ -72,6 +80,7 @@ impl From<Error> for Status {
                 &[PreconditionViolation::new(reason, subject, message)],
             ),
             Error::Upstream(error) => error.into_status(DOMAIN, "the same request"),
+            Error::BrokenAnswer { .. } => status::internal(DOMAIN, &error),
             Error::Storage(error) => status::internal(DOMAIN, &error),
             Error::Idempotency(error) => error.into_status(DOMAIN),
         }

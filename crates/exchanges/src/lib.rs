@@ -12,6 +12,7 @@
 mod api;
 mod domain;
 mod error;
+mod events;
 mod storage;
 
 use crowdcrunch_outbox::Outbox;
