@@ -386,6 +386,11 @@ async fn bad_input_is_refused_with_field_violations() {
 
         let reserve_cases: Vec<(pb::ReserveStockRequest, Vec<&str>)> = vec![
             (reserve_request("", &[("MUG", 1)]), vec!["reservation_id"]),
+            // A reservation id is an order or return id: the one id rule, 64 characters at most.
+            (
+                reserve_request(&"r".repeat(65), &[("MUG", 1)]),
+                vec!["reservation_id"],
+            ),
             (reserve_request("r", &[]), vec!["lines"]),
             (
                 reserve_request("r", &[("MUG", 0)]),

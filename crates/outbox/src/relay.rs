@@ -211,3 +211,33 @@ impl Relay {
         Ok(ids.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(data: &str) -> OutboxRow {
+        OutboxRow {
+            id: "0190b6e2-7c1a-7d4e-9f00-1a2b3c4d5e6f".into(),
+            source: "inventory".into(),
+            event_type: "ProductCreated".into(),
+            subject: "MUG-1".into(),
+            data: data.into(),
+            trace_id: String::new(),
+            event_time: 0,
+        }
+    }
+
+    #[test]
+    fn an_event_is_delivered_with_its_data_or_not_at_all() {
+        let event = pb::Event::try_from(row(r#"{"sku":"MUG-1"}"#)).expect("valid JSON");
+        let data = crowdcrunch_proto::json::json_from_struct(&event.data.expect("data"));
+        assert_eq!(data, serde_json::json!({ "sku": "MUG-1" }));
+
+        let refused = pb::Event::try_from(row("{not json")).expect_err("corrupt data");
+        assert!(
+            matches!(&refused, DeliveryError::CorruptEvent { id, .. } if id.starts_with("0190")),
+            "{refused}"
+        );
+    }
+}
