@@ -41,7 +41,7 @@ pub fn endpoints(upstream: &UpstreamArgs) -> HashMap<String, Endpoints> {
 /// A built and bound edge.
 pub struct BoundEdge {
     server: HttpServer,
-    edge: crowdcrunch_edge::Edge,
+    edge: crowdcrunch_edge::Gateway,
     grace: Duration,
 }
 
@@ -54,7 +54,7 @@ impl BoundEdge {
         tls: Option<&TlsSettings>,
         grace: Duration,
     ) -> anyhow::Result<Self> {
-        let edge = crowdcrunch_edge::Edge::new(settings, endpoints, tls)
+        let edge = crowdcrunch_edge::Gateway::new(settings, endpoints, tls)
             .context("cannot build the GraphQL schema")?;
         let server = HttpServer::bind(listen)
             .await

@@ -10,7 +10,6 @@ use prost_reflect::{
     DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage as _,
 };
 
-use crate::catalog::is_id;
 use crate::scalars;
 
 /// GraphQL's object map (async-graphql re-exports indexmap through `Value::Object`).
@@ -121,6 +120,12 @@ fn screaming_snake(name: &str) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
+}
+
+/// Whether a string field is shown as `ID`: `id`, `ids` and every `*_id` and `*_ids`.
+pub fn is_id(field: &FieldDescriptor) -> bool {
+    let name = field.name();
+    name == "id" || name.ends_with("_id") || name == "ids" || name.ends_with("_ids")
 }
 
 /// The shape of a field's values (of one element, for repeated fields).

@@ -1,14 +1,70 @@
-//! gRPC statuses as GraphQL errors: `extensions.code` from the status code, and the `google.rpc`
-//! details decoded (ErrorInfo, BadRequest field violations with their GraphQL input path,
-//! PreconditionFailure, ResourceInfo). Messages of failures the services did not describe
-//! themselves (transport errors, INTERNAL) are replaced, so no address or cause chain leaks.
+//! The errors a client sees, by whose fault they are. A backend's: gRPC statuses as GraphQL
+//! errors, `extensions.code` from the status code and `extensions.service` naming the backend,
+//! with the `google.rpc` details decoded (ErrorInfo, BadRequest field violations with their
+//! GraphQL input path, PreconditionFailure, ResourceInfo); messages of failures the services did
+//! not describe themselves (transport errors, INTERNAL) are replaced, so no address or cause
+//! chain leaks. The client's: bad input caught before any call (`BAD_USER_INPUT`). The edge's own:
+//! a [`Fault`], a broken invariant of the edge, answered as `INTERNAL_SERVER_ERROR` with a
+//! generic message and logged with its cause, so a client is never told that a backend failed
+//! when the edge did.
 
-use async_graphql::{Error, ErrorExtensionValues, Value};
+use async_graphql::{Error, ErrorExtensionValues, ServerError, Value};
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
-use crate::catalog::camel_case;
 use crate::convert::InputError;
+use crate::plan::catalog::camel_case;
+
+/// The `extensions.code` of the edge's own faults, and of a backend's INTERNAL.
+pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
+
+/// What a client is told of a [`Fault`].
+pub const FAULT_MESSAGE: &str = "the GraphQL edge failed; the failure has been logged";
+
+/// A fault of the edge itself: an invariant of its plan or of a request's state that does not
+/// hold. No backend is at fault, so none is named; the client gets [`INTERNAL`] and
+/// [`FAULT_MESSAGE`], the log gets the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// A resolver ran without the parent value or request data it was wired to.
+    #[error("{0} is missing")]
+    Unwired(&'static str),
+    /// A join index that the plan does not hold.
+    #[error("join #{0} is not in the plan")]
+    UnknownJoin(usize),
+    /// A join that the plan made without something it needs.
+    #[error("join {join}: {what}")]
+    Misplanned {
+        /// The join's GraphQL field.
+        join: String,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A field that holds no string where the plan checked for a string field at start.
+    #[error("the field {0} does not hold a string")]
+    NotAString(String),
+    /// The loader did not answer a key it was given.
+    #[error("the join loader lost a key: {0}")]
+    LoaderLostKey(&'static str),
+}
+
+/// Tells the client of each edge fault among `errors` only that the edge failed
+/// ([`INTERNAL`], [`FAULT_MESSAGE`], no service named), and logs the fault. A fault travels as
+/// the source of its GraphQL error (async-graphql keeps it through every resolver), so a
+/// resolver just returns it with `?`; this is the one place that decides what the client sees,
+/// run on every response before it leaves the edge.
+pub fn conceal_faults(errors: &mut [ServerError]) {
+    for error in errors {
+        let Some(fault) = error.source::<Fault>() else {
+            continue;
+        };
+        tracing::error!(%fault, path = ?error.path, "the edge failed");
+        error.message = FAULT_MESSAGE.to_owned();
+        let mut extensions = ErrorExtensionValues::default();
+        extensions.set("code", INTERNAL);
+        error.extensions = Some(extensions);
+    }
+}
 
 /// The `extensions.code` of a gRPC status code.
 pub fn code_name(code: Code) -> &'static str {
@@ -26,7 +82,7 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unimplemented => "UNIMPLEMENTED",
         Code::Unavailable => "UNAVAILABLE",
         Code::Unauthenticated => "UNAUTHENTICATED",
-        Code::Internal | Code::Unknown | Code::DataLoss => "INTERNAL_SERVER_ERROR",
+        Code::Internal | Code::Unknown | Code::DataLoss => INTERNAL,
     }
 }
 
@@ -256,6 +312,31 @@ mod tests {
             InputRoot::None,
         );
         assert!(!internal.message.contains("src/"));
+    }
+
+    #[test]
+    fn an_edge_fault_is_not_reported_as_a_backend_failure() {
+        let fault = Fault::Misplanned {
+            join: "orders".to_owned(),
+            what: "a connection without paging",
+        };
+        let mut errors = vec![
+            Error::from(fault).into_server_error(async_graphql::Pos::default()),
+            from_status(&Status::internal("boom"), "orders", InputRoot::None)
+                .into_server_error(async_graphql::Pos::default()),
+        ];
+        conceal_faults(&mut errors);
+        let [edge, backend] = errors.as_slice() else {
+            panic!("two errors");
+        };
+        assert_eq!(edge.message, FAULT_MESSAGE);
+        let extensions = serde_json::to_value(&edge.extensions).expect("json");
+        assert_eq!(extensions["code"], INTERNAL);
+        assert!(extensions.get("service").is_none());
+        // A backend's INTERNAL still names the backend.
+        assert!(backend.message.contains("the orders service failed"));
+        let extensions = serde_json::to_value(&backend.extensions).expect("json");
+        assert_eq!(extensions["service"], "orders");
     }
 
     #[test]

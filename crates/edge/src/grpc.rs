@@ -98,21 +98,22 @@ pub struct Rpc {
 
 impl Rpc {
     /// The call plan of `method`. Reads are idempotent; so are calls whose request carries an
-    /// idempotency key (the edge sets one when the client does not).
-    pub fn new(method: &MethodDescriptor) -> Self {
+    /// idempotency key (the edge sets one when the client does not). A method whose
+    /// `/package.Service/Method` is not a valid HTTP/2 path fails here, at start, never a call.
+    pub fn new(method: &MethodDescriptor) -> Result<Self, http::uri::InvalidUri> {
         let name = method.name();
         let read =
             name.starts_with("Get") || name.starts_with("BatchGet") || name.starts_with("List");
         let keyed = method.input().get_field_by_name("request_id").is_some();
         let service = method.parent_service();
         let path = format!("/{}/{}", service.full_name(), name);
-        Self {
-            path: PathAndQuery::try_from(path).unwrap_or_else(|_| PathAndQuery::from_static("/")),
+        Ok(Self {
+            path: PathAndQuery::try_from(path)?,
             backend: backend_name(service.full_name()),
             idempotent: read || keyed || method.is_server_streaming(),
             method: method.clone(),
             calls: AtomicU64::new(0),
-        }
+        })
     }
 
     /// How many calls this process made to the RPC (retries not counted).

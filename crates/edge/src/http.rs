@@ -20,8 +20,8 @@ use crowdcrunch_runtime::context::{ForwardedHeaders, continue_trace};
 use futures::stream::BoxStream;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use crate::execute::{Edge, error_response};
 use crate::grpc::CallContext;
+use crate::request::{Gateway, error_response};
 
 /// The GraphQL-over-HTTP media type.
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -29,13 +29,13 @@ const JSON: &str = "application/json";
 
 #[derive(Clone)]
 struct AppState {
-    edge: Edge,
+    edge: Gateway,
     shutdown: Shutdown,
 }
 
 /// The edge's routes. `/readyz` turns 503 once `shutdown` fires, so the load balancer stops
 /// sending before the drain.
-pub fn router(edge: Edge, shutdown: Shutdown) -> Router {
+pub fn router(edge: Gateway, shutdown: Shutdown) -> Router {
     let limit = edge.settings().max_body_bytes;
     Router::new()
         .route("/", get(graphiql))
@@ -305,7 +305,7 @@ async fn graphql_get(
 }
 
 async fn run(
-    edge: &Edge,
+    edge: &Gateway,
     mut request: Request,
     headers: &HeaderMap,
     media: &'static str,
@@ -349,7 +349,7 @@ async fn run(
 /// with the trace context of the upgrade request.
 #[derive(Clone)]
 struct Connection {
-    edge: Edge,
+    edge: Gateway,
     headers: HeaderMap,
 }
 

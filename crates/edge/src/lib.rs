@@ -6,27 +6,37 @@
 //! proto message, never a business rule (the services decide), and never build anything per
 //! request that can be built at start (the schema, the plans, the channels).
 //!
-//! - `catalog`: what the descriptors say; `schema`, `convert`, `scalars`, `page`: the schema and
-//!   the value mapping; `grpc`, `scope`: backend calls and their batching; `errors`: statuses as
-//!   GraphQL errors; `execute`: the document cache, limits and persisted queries; `variables`:
-//!   variables coerced per request; `http`: the axum router.
+//! The folder reads as the pipeline, at start then per request:
+//! - `plan`: what the descriptors say (`plan::catalog`) and the plan derived from them, which
+//!   the resolvers share;
+//! - `schema`: the GraphQL schema built from the catalog, one file per construct (`outputs`,
+//!   `joins`, `inputs`, `roots`, `connections`), with `scalars` and `convert` mapping values as
+//!   the protobuf JSON mapping does;
+//! - `resolve`: what each field does at request time (`fields`, `roots`, `joins`, `prefetch`,
+//!   `page`);
+//! - `loader`: the request scope and the edge's own batching loader for join fields;
+//! - `grpc`: dynamic calls over one balanced channel per backend;
+//! - `errors`: who failed, as GraphQL errors: a backend's status, the client's input, or the
+//!   edge's own [`Fault`](errors::Fault);
+//! - `request`: the [`Gateway`] and one request's path (persisted queries, documents and their
+//!   cache, variables, validation cache, error propagation);
+//! - `http`: the axum router.
 
-mod catalog;
 mod convert;
 mod errors;
-mod execute;
 mod grpc;
 mod http;
-mod page;
+mod loader;
+mod plan;
+mod request;
+mod resolve;
 mod scalars;
 mod schema;
-mod scope;
-mod variables;
 
-pub use catalog::{Catalog, CatalogError};
-pub use execute::{Edge, EdgeError};
 pub use grpc::{DynamicCodec, backend_name};
 pub use http::router;
+pub use plan::catalog::{Catalog, CatalogError};
+pub use request::{BuildError, Gateway};
 pub use schema::SchemaOptions;
 
 /// The SDL of the schema derived from `crowdcrunch_proto::FILE_DESCRIPTOR_SET`, as

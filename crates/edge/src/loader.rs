@@ -1,27 +1,28 @@
-//! What one GraphQL request carries: its trace context and forwarded headers, and the batcher
-//! (a DataLoader) that gathers its join fields into BatchGet and List calls, so that a page of N
-//! parents costs one call per join, not N.
+//! The edge's own batching loader, and the request scope that holds it: what one GraphQL request
+//! carries (its trace context and forwarded headers, the backends' channels) and the loader that
+//! gathers its join fields into BatchGet and List calls, so that a page of N parents costs one
+//! call per join, not N.
 //!
-//! The batch closes when the request has run out of keys to add, not after a wall-clock delay:
-//! the first key's future yields to the request's other resolvers until a pass adds no key, so a
-//! slow or busy process never splits a page's keys over two calls (async-graphql's DataLoader
-//! fires after 1ms, which a page of 50 orders overruns in a debug build).
+//! **Why our own loader, not async-graphql's DataLoader.** Its batch closes after a wall-clock
+//! delay (1ms), which a page of 50 orders overruns in a debug build or on a busy process, so a
+//! page's keys split over several calls. Here the batch closes when the request has run out of
+//! keys to add: the first key's future yields to the request's other resolvers until a pass adds
+//! no key. Each join loads on its own, so a backend that is down fails only its own fields, and
+//! a BatchGet's unknown id fails only its own parent's field (the other keys are asked again
+//! without it).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::channel::oneshot;
 use prost_reflect::{DynamicMessage, Value};
 use tonic::Status;
 use tonic_types::StatusExt as _;
 
-use crate::catalog::Cardinality;
-use crate::errors::{self, InputRoot};
-use crate::grpc::CallContext;
-use crate::grpc::Rpc;
-use crate::schema::{JoinPlan, Runtime};
+use crate::errors::{self, Fault, InputRoot};
+use crate::grpc::{Backends, CallContext, Rpc};
+use crate::plan::catalog::Cardinality;
+use crate::plan::{JoinPlan, Plan};
 
 /// The most keys one BatchGet or List filter may hold (AIP-231 as the services implement it).
 const MAX_KEYS: usize = 1000;
@@ -32,31 +33,38 @@ const MAX_PAGES: usize = 20;
 pub struct RequestScope {
     /// Trace context and forwarded headers for every backend call.
     pub call: CallContext,
+    /// The backends' channels.
+    pub backends: Backends,
     /// Batches the join fields of this request.
     pub loader: JoinLoader,
 }
 
 impl RequestScope {
     /// A fresh scope for one request (or one subscription).
-    pub fn new(runtime: Arc<Runtime>, call: CallContext) -> Self {
+    pub fn new(plan: Arc<Plan>, backends: Backends, call: CallContext) -> Self {
         let loader = JoinLoader {
-            runtime,
+            plan,
+            backends: backends.clone(),
             call: call.clone(),
             state: Mutex::new(BatchState::default()),
         };
-        Self { call, loader }
+        Self {
+            call,
+            backends,
+            loader,
+        }
     }
 }
 
 /// One parent's key for one join.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JoinKey {
-    /// The join's index in [`Runtime::joins`].
+    /// The join's index in [`Plan::joins`].
     pub join: usize,
     /// The parent's key value.
     pub key: String,
     /// For a connection's first page through its `batch_rpc`: the page size; else 0.
-    pub page_size: i32,
+    pub page_size: usize,
 }
 
 impl JoinKey {
@@ -70,11 +78,45 @@ impl JoinKey {
     }
 
     /// The key of a connection's first page of `page_size` items, through its `batch_rpc`.
-    pub fn first_page(join: usize, key: String, page_size: i32) -> Self {
+    pub fn first_page(join: usize, key: String, page_size: usize) -> Self {
         Self {
             join,
             key,
             page_size,
+        }
+    }
+}
+
+/// Why a join could not load: whose fault it is decides what the client is told.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    /// The backend answered an error (or could not be reached).
+    #[error("the backend failed: {0}")]
+    Backend(#[from] Status),
+    /// The edge's own invariant does not hold.
+    #[error(transparent)]
+    Fault(#[from] Fault),
+    /// A MANY join holds more items than the loader reads for one batch.
+    #[error("{join} has more than {limit} items for these parents")]
+    TooManyItems {
+        /// The join's GraphQL field.
+        join: String,
+        /// The most items read.
+        limit: usize,
+    },
+}
+
+impl LoadError {
+    /// The GraphQL error of this failure of a call to `backend`.
+    fn into_graphql(self, backend: &str) -> async_graphql::Error {
+        match self {
+            Self::Backend(status) => errors::from_status(&status, backend, InputRoot::None),
+            // Concealed, with the others, before the response leaves (`errors::conceal_faults`).
+            Self::Fault(fault) => fault.into(),
+            // A plain list is answered whole or not at all, never cut short in silence.
+            too_many @ Self::TooManyItems { .. } => {
+                errors::coded("RESOURCE_EXHAUSTED", too_many.to_string())
+            }
         }
     }
 }
@@ -97,7 +139,8 @@ const QUIET_PASSES: usize = 3;
 /// Loads join keys in batches, one backend call (or one paged List) per join, and remembers what
 /// it loaded for the rest of the request.
 pub struct JoinLoader {
-    runtime: Arc<Runtime>,
+    plan: Arc<Plan>,
+    backends: Backends,
     call: CallContext,
     state: Mutex<BatchState>,
 }
@@ -123,11 +166,11 @@ impl JoinLoader {
     pub async fn load_one(
         &self,
         key: JoinKey,
-    ) -> Result<Option<Arc<Vec<DynamicMessage>>>, async_graphql::Error> {
+    ) -> Result<Arc<Vec<DynamicMessage>>, async_graphql::Error> {
         let (receiver, leads) = {
             let mut state = self.state();
             if let Some(items) = state.loaded.get(&key) {
-                return Ok(Some(items.clone()));
+                return Ok(items.clone());
             }
             let (sender, receiver) = oneshot::channel();
             state.pending.push((key, sender));
@@ -139,11 +182,8 @@ impl JoinLoader {
             self.run_batch().await;
         }
         match receiver.await {
-            Ok(loaded) => loaded.map(Some),
-            Err(_) => Err(errors::coded(
-                "INTERNAL_SERVER_ERROR",
-                "a join batch was dropped",
-            )),
+            Ok(loaded) => loaded,
+            Err(_) => Err(Fault::LoaderLostKey("its batch was dropped").into()),
         }
     }
 
@@ -197,10 +237,7 @@ impl JoinLoader {
                     None => Ok(Arc::default()),
                 },
                 Some(Err(error)) => Err(error.clone()),
-                None => Err(errors::coded(
-                    "INTERNAL_SERVER_ERROR",
-                    "a join key was not loaded",
-                )),
+                None => Err(Fault::LoaderLostKey("its join was not loaded").into()),
             };
             let _ = sender.send(answer);
         }
@@ -208,8 +245,8 @@ impl JoinLoader {
 
     /// Loads `keys`, one call (or paged List) per join and page size; each join succeeds or
     /// fails on its own, so a backend that is down fails only its own fields.
-    async fn load(&self, keys: &[JoinKey]) -> HashMap<(usize, i32), LoadedJoin> {
-        let mut by_join: HashMap<(usize, i32), Vec<String>> = HashMap::new();
+    async fn load(&self, keys: &[JoinKey]) -> HashMap<(usize, usize), LoadedJoin> {
+        let mut by_join: HashMap<(usize, usize), Vec<String>> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for key in keys {
             if seen.insert(key) {
@@ -222,11 +259,8 @@ impl JoinLoader {
         let loads = by_join
             .into_iter()
             .map(|((join, page_size), keys)| async move {
-                let Some(plan) = self.runtime.joins.get(join) else {
-                    return (
-                        (join, page_size),
-                        Err(errors::coded("INTERNAL_SERVER_ERROR", "an unknown join")),
-                    );
+                let Some(plan) = self.plan.joins.get(join) else {
+                    return ((join, page_size), Err(Fault::UnknownJoin(join).into()));
                 };
                 let loaded = match (plan.join.cardinality, &plan.batch_rpc) {
                     (Cardinality::One, _) => self.fetch_one(plan, &keys).await,
@@ -235,19 +269,25 @@ impl JoinLoader {
                         self.fetch_first_pages(plan, batch_rpc, &keys, page_size)
                             .await
                     }
-                    (Cardinality::Connection, None) => Err(Status::internal(
+                    (Cardinality::Connection, None) => Err(misplanned(
+                        plan,
                         "a connection without batch_rpc is read per parent",
                     )),
                 };
-                let error = |status: Status| {
-                    errors::from_status(&status, &plan.rpc.backend, InputRoot::None)
-                };
-                let loaded = loaded.map_err(error).map(|fetched| {
-                    fetched
-                        .into_iter()
-                        .map(|(key, items)| (key, items.map(Arc::new).map_err(error)))
-                        .collect()
-                });
+                let backend = plan.rpc.backend.as_str();
+                let loaded = loaded
+                    .map_err(|error| error.into_graphql(backend))
+                    .map(|fetched| {
+                        fetched
+                            .into_iter()
+                            .map(|(key, items)| {
+                                let items = items.map(Arc::new).map_err(|status| {
+                                    errors::from_status(&status, backend, InputRoot::None)
+                                });
+                                (key, items)
+                            })
+                            .collect()
+                    });
                 ((join, page_size), loaded)
             });
         futures::future::join_all(loads).await.into_iter().collect()
@@ -260,10 +300,11 @@ impl JoinLoader {
         plan: &JoinPlan,
         batch_rpc: &Rpc,
         keys: &[String],
-        page_size: i32,
-    ) -> Result<Fetched, Status> {
+        page_size: usize,
+    ) -> Result<Fetched, LoadError> {
         let (Some(batch), Some(paging)) = (&plan.join.batch, &plan.paging) else {
-            return Err(Status::internal(
+            return Err(misplanned(
+                plan,
                 "a batched connection without its batch RPC",
             ));
         };
@@ -275,38 +316,29 @@ impl JoinLoader {
                     let mut request = DynamicMessage::new(plan.join.method.input());
                     request.set_field(
                         &plan.join.request_field,
-                        keys_value(plan, std::slice::from_ref(key)),
+                        keys_value(plan, std::slice::from_ref(key))?,
                     );
                     paging.first_page(&mut request, page_size);
-                    Value::Message(request)
+                    Ok(Value::Message(request))
                 })
-                .collect();
+                .collect::<Result<_, LoadError>>()?;
             let mut request = DynamicMessage::new(batch.method.input());
             request.set_field(&batch.requests, Value::List(requests));
-            let response = self
-                .runtime
-                .backends
-                .unary(batch_rpc, request, &self.call)
-                .await?;
-            let responses = match response.get_field(&batch.responses).into_owned() {
-                Value::List(responses) => responses,
-                _ => Vec::new(),
-            };
+            let response = self.backends.unary(batch_rpc, request, &self.call).await?;
+            let responses = messages(&response, &batch.responses);
             if responses.len() != chunk.len() {
-                return Err(Status::internal(format!(
+                // The backend broke its contract: its failure, not the edge's.
+                return Err(LoadError::Backend(Status::internal(format!(
                     "{} answered {} of {} requests",
                     batch.method.full_name(),
                     responses.len(),
                     chunk.len()
-                )));
+                ))));
             }
             Ok(chunk
                 .iter()
                 .cloned()
-                .zip(responses.into_iter().map(|response| match response {
-                    Value::Message(response) => Ok(vec![response]),
-                    _ => Ok(Vec::new()),
-                }))
+                .zip(responses.into_iter().map(|response| Ok(vec![response])))
                 .collect::<Vec<_>>())
         });
         for chunk in futures::future::join_all(calls).await {
@@ -318,7 +350,7 @@ impl JoinLoader {
     /// BatchGet: the items answer the keys in request order. A key the backend does not know
     /// (NOT_FOUND naming it in its ResourceInfo) fails alone: the others are asked again
     /// without it, so one dangling reference costs its own field, not every parent's.
-    async fn fetch_one(&self, plan: &JoinPlan, keys: &[String]) -> Result<Fetched, Status> {
+    async fn fetch_one(&self, plan: &JoinPlan, keys: &[String]) -> Result<Fetched, LoadError> {
         let chunk_size = if plan.join.request_field.is_list() {
             MAX_KEYS
         } else {
@@ -330,15 +362,10 @@ impl JoinLoader {
             let mut found: HashMap<String, DynamicMessage> = HashMap::new();
             while !wanted.is_empty() {
                 let mut request = DynamicMessage::new(plan.join.method.input());
-                request.set_field(&plan.join.request_field, keys_value(plan, &wanted));
-                match self
-                    .runtime
-                    .backends
-                    .unary(&plan.rpc, request, &self.call)
-                    .await
-                {
+                request.set_field(&plan.join.request_field, keys_value(plan, &wanted)?);
+                match self.backends.unary(&plan.rpc, request, &self.call).await {
                     Ok(response) => {
-                        found.extend(wanted.drain(..).zip(items(&response, plan)));
+                        found.extend(wanted.drain(..).zip(messages(&response, &plan.items)));
                     }
                     Err(status) if status.code() == tonic::Code::NotFound => {
                         let name = status
@@ -349,10 +376,10 @@ impl JoinLoader {
                         wanted.retain(|key| *key != name);
                         unknown.insert(name, status);
                     }
-                    Err(status) => return Err(status),
+                    Err(status) => return Err(status.into()),
                 }
             }
-            Ok::<_, Status>(
+            Ok::<_, LoadError>(
                 chunk
                     .iter()
                     .map(|key| {
@@ -374,9 +401,9 @@ impl JoinLoader {
     }
 
     /// List filtered by every key at once, every page, grouped by the items' key field.
-    async fn fetch_many(&self, plan: &JoinPlan, keys: &[String]) -> Result<Fetched, Status> {
+    async fn fetch_many(&self, plan: &JoinPlan, keys: &[String]) -> Result<Fetched, LoadError> {
         let Some(result_key) = &plan.join.result_key else {
-            return Err(Status::internal("a MANY join without result_key"));
+            return Err(misplanned(plan, "a MANY join without result_key"));
         };
         let mut grouped: HashMap<String, Vec<DynamicMessage>> =
             keys.iter().map(|key| (key.clone(), Vec::new())).collect();
@@ -389,7 +416,7 @@ impl JoinLoader {
             let mut token = String::new();
             for _ in 0..MAX_PAGES {
                 let mut request = DynamicMessage::new(input.clone());
-                request.set_field(&plan.join.request_field, keys_value(plan, chunk));
+                request.set_field(&plan.join.request_field, keys_value(plan, chunk)?);
                 if let Some(field) = &page_size {
                     request.set_field(
                         field,
@@ -399,36 +426,35 @@ impl JoinLoader {
                 if let Some(field) = &page_token {
                     request.set_field(field, Value::String(token.clone()));
                 }
-                let response = self
-                    .runtime
-                    .backends
-                    .unary(&plan.rpc, request, &self.call)
-                    .await?;
-                for item in items(&response, plan) {
+                let response = self.backends.unary(&plan.rpc, request, &self.call).await?;
+                for item in messages(&response, &plan.items) {
                     let key = item
                         .get_field(result_key)
                         .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
+                        .map(str::to_owned)
+                        .ok_or_else(|| Fault::NotAString(result_key.full_name().to_owned()))?;
                     if let Some(group) = grouped.get_mut(&key) {
                         group.push(item);
                     }
                 }
-                token = next_page_token
-                    .as_ref()
-                    .and_then(|field| response.get_field(field).as_str().map(str::to_owned))
-                    .unwrap_or_default();
+                // A List without `next_page_token` answers whole: its one page is the end.
+                token = match &next_page_token {
+                    Some(field) => response
+                        .get_field(field)
+                        .as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| Fault::NotAString(field.full_name().to_owned()))?,
+                    None => String::new(),
+                };
                 if token.is_empty() {
                     break;
                 }
             }
             if !token.is_empty() {
-                // A plain list is answered whole or not at all, never cut short in silence.
-                return Err(Status::resource_exhausted(format!(
-                    "{} has more than {} items for these parents",
-                    plan.join.field,
-                    MAX_PAGES * MAX_KEYS
-                )));
+                return Err(LoadError::TooManyItems {
+                    join: plan.join.field.clone(),
+                    limit: MAX_PAGES * MAX_KEYS,
+                });
             }
         }
         Ok(grouped
@@ -438,16 +464,37 @@ impl JoinLoader {
     }
 }
 
-fn keys_value(plan: &JoinPlan, keys: &[String]) -> Value {
+/// The fault of a join planned without something it needs.
+fn misplanned(plan: &JoinPlan, what: &'static str) -> LoadError {
+    LoadError::Fault(Fault::Misplanned {
+        join: plan.join.field.clone(),
+        what,
+    })
+}
+
+/// The request field's value for `keys`: a list, or the one key of a single-key field (which
+/// the loader asks one key at a time).
+fn keys_value(plan: &JoinPlan, keys: &[String]) -> Result<Value, LoadError> {
     if plan.join.request_field.is_list() {
-        Value::List(keys.iter().cloned().map(Value::String).collect())
-    } else {
-        Value::String(keys.first().cloned().unwrap_or_default())
+        return Ok(Value::List(
+            keys.iter().cloned().map(Value::String).collect(),
+        ));
+    }
+    match keys {
+        [key] => Ok(Value::String(key.clone())),
+        _ => Err(misplanned(
+            plan,
+            "a single-key request field asked for several keys",
+        )),
     }
 }
 
-fn items(response: &DynamicMessage, plan: &JoinPlan) -> Vec<DynamicMessage> {
-    match response.get_field(&plan.items).into_owned() {
+/// The messages of the repeated message field `field` of `response`.
+fn messages(
+    response: &DynamicMessage,
+    field: &prost_reflect::FieldDescriptor,
+) -> Vec<DynamicMessage> {
+    match response.get_field(field).into_owned() {
         Value::List(items) => items
             .into_iter()
             .filter_map(|item| match item {

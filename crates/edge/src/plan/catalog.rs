@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, MessageDescriptor,
+    DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
     MethodDescriptor, ServiceDescriptor, Value,
 };
 
@@ -267,6 +267,8 @@ impl Catalog {
                 let options = method.options();
                 let value = options.get_extension(extension);
                 let message = value.as_message().cloned();
+                // Unset, `kind` and `name` are proto3's zero values: the default root, the
+                // default name.
                 let kind = message
                     .as_ref()
                     .and_then(|message| message.get_field_by_name("kind"))
@@ -342,24 +344,35 @@ impl Catalog {
         message: &MessageDescriptor,
         join: &DynamicMessage,
     ) -> Result<Join, CatalogError> {
-        let text = |name: &str| string_field(join, name).unwrap_or_default();
-        let field = text("field");
+        // A proto3 string reads as "" when unset; `None` means options.proto lacks the field.
+        let text = |name: &str| {
+            string_field(join, name).ok_or_else(|| {
+                CatalogError(format!(
+                    "join on {}: crowdcrunch.graphql.v1.Join has no string field {name}",
+                    message.full_name()
+                ))
+            })
+        };
+        let field = text("field")?;
         let error =
             |what: String| CatalogError(format!("join {}.{field}: {what}", message.full_name()));
-        let rpc = text("rpc");
+        let rpc = text("rpc")?;
         let method = self
             .method(&rpc)
             .ok_or_else(|| error(format!("no RPC {rpc:?}")))?;
+        let key_name = text("key")?;
         let key = message
-            .get_field_by_name(&text("key"))
-            .ok_or_else(|| error(format!("no key field {:?}", text("key"))))?;
+            .get_field_by_name(&key_name)
+            .filter(|key| !key.is_list() && key.kind() == Kind::String)
+            .ok_or_else(|| error(format!("no string key field {key_name:?}")))?;
+        let request_field_name = text("request_field")?;
         let request_field = method
             .input()
-            .get_field_by_name(&text("request_field"))
+            .get_field_by_name(&request_field_name)
+            .filter(|field| field.kind() == Kind::String)
             .ok_or_else(|| {
                 error(format!(
-                    "{rpc} has no request field {:?}",
-                    text("request_field")
+                    "{rpc} has no string request field {request_field_name:?}"
                 ))
             })?;
         let cardinality = match join
@@ -380,13 +393,15 @@ impl Catalog {
                 let item = item
                     .as_message()
                     .ok_or_else(|| error(format!("{rpc} returns no list of messages")))?;
+                let result_key = text("result_key")?;
                 Some(
-                    item.get_field_by_name(&text("result_key"))
-                        .ok_or_else(|| error(format!("no result_key {:?}", text("result_key"))))?,
+                    item.get_field_by_name(&result_key)
+                        .filter(|field| !field.is_list() && field.kind() == Kind::String)
+                        .ok_or_else(|| error(format!("no string result_key {result_key:?}")))?,
                 )
             }
         };
-        let batch = match text("batch_rpc") {
+        let batch = match text("batch_rpc")? {
             batch_rpc if batch_rpc.is_empty() => None,
             _ if cardinality != Cardinality::Connection => {
                 return Err(error("only a CONNECTION join takes a batch_rpc".to_owned()));
@@ -402,7 +417,7 @@ impl Catalog {
             ));
         }
         Ok(Join {
-            description: text("description"),
+            description: text("description")?,
             field,
             method,
             key,
@@ -468,12 +483,6 @@ fn default_name(rpc: &str, kind: RootKind) -> String {
         }
     }
     lower_first(rpc)
-}
-
-/// Whether a string field is shown as `ID`: `id`, `ids` and every `*_id` and `*_ids`.
-pub fn is_id(field: &FieldDescriptor) -> bool {
-    let name = field.name();
-    name == "id" || name.ends_with("_id") || name == "ids" || name.ends_with("_ids")
 }
 
 /// The repeated message field of a List or BatchGet response (its items).

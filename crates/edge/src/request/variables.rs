@@ -1,6 +1,6 @@
 //! A request's variables coerced against the types its operation declares, as the spec's
 //! CoerceVariableValues does. This runs on every request, while the document itself is validated
-//! once (the validation cache in `execute`): a repeated query with new variables costs this check
+//! once (the validation cache in `request::validation`): a repeated query with new variables costs this check
 //! only. It is also stricter than async-graphql's dynamic schema, which leaves the built-in
 //! scalars unchecked: an `Int` must be a 32-bit integer, a `String` a string.
 

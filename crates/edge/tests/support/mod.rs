@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crowdcrunch_edge::Edge;
+use crowdcrunch_edge::Gateway;
 use crowdcrunch_runtime::Shutdown;
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::edge::EdgeSettings;
@@ -23,7 +23,7 @@ pub struct App {
     /// The edge's address.
     pub addr: SocketAddr,
     /// The edge.
-    pub edge: Edge,
+    pub edge: Gateway,
     /// The backends, by name.
     pub backends: HashMap<String, TestServer>,
     shutdown: Shutdown,
@@ -101,7 +101,7 @@ pub async fn spawn_edge(
     backends: HashMap<String, TestServer>,
 ) -> App {
     crowdcrunch_runtime::telemetry::init_for_tests();
-    let edge = Edge::new(settings, endpoints, None).expect("the edge builds");
+    let edge = Gateway::new(settings, endpoints, None).expect("the edge builds");
     let shutdown = Shutdown::new();
     let server = HttpServer::bind(([127, 0, 0, 1], 0).into())
         .await

@@ -1,0 +1,146 @@
+//! Root fields: the request built from the field's arguments (or its `input`), one call of the
+//! RPC, and the response as the field's value: an object (whose joins are prefetched), a scalar,
+//! a connection page, or, for a subscription, a stream of them.
+
+use std::sync::Arc;
+
+use async_graphql::Value;
+use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext, SubscriptionFieldFuture};
+use futures::StreamExt as _;
+use prost_reflect::{DynamicMessage, ReflectMessage as _};
+
+use super::page::{self, Page};
+use super::plan_and_scope;
+use super::prefetch::{prefetch_joins, prefetch_page};
+use crate::convert::{Shape, output};
+use crate::errors::{self, InputRoot};
+use crate::grpc::Rpc;
+use crate::plan::{Paging, Plan};
+
+/// A root field calling a unary RPC.
+pub(super) fn unary<'a>(
+    ctx: ResolverContext<'a>,
+    rpc: Arc<Rpc>,
+    key: String,
+    shape: Shape,
+    root: InputRoot,
+) -> FieldFuture<'a> {
+    FieldFuture::new(async move {
+        let (plan, scope) = plan_and_scope(&ctx)?;
+        let request = build_request(&ctx, plan, &key, root)?;
+        let response = scope
+            .backends
+            .unary(&rpc, request, &scope.call)
+            .await
+            .map_err(|status| errors::from_status(&status, &rpc.backend, root))?;
+        if matches!(shape, Shape::Object) {
+            let selection: Vec<_> = ctx.ctx.field().selection_set().collect();
+            prefetch_joins(plan, scope, &selection, std::slice::from_ref(&response)).await;
+        }
+        root_value(response, &shape)
+    })
+}
+
+/// A root field paging through a List RPC.
+pub(super) fn connection<'a>(
+    ctx: ResolverContext<'a>,
+    rpc: Arc<Rpc>,
+    key: String,
+    paging: Arc<Paging>,
+) -> FieldFuture<'a> {
+    FieldFuture::new(async move {
+        let (plan, scope) = plan_and_scope(&ctx)?;
+        let request = build_request(&ctx, plan, &key, InputRoot::Arguments)?;
+        let (first, after) = page::arguments(&ctx, plan.max_page_size)?;
+        let page: Page = page::fetch(
+            scope,
+            &rpc,
+            &paging,
+            request,
+            first,
+            after.as_deref(),
+            InputRoot::Arguments,
+        )
+        .await?;
+        prefetch_page(&ctx, plan, scope, &page).await;
+        Ok(Some(FieldValue::owned_any(page)))
+    })
+}
+
+/// A subscription field over a server-streaming RPC: one event per message.
+pub fn subscribe<'a>(
+    ctx: ResolverContext<'a>,
+    rpc: Arc<Rpc>,
+    key: String,
+    shape: Shape,
+) -> SubscriptionFieldFuture<'a> {
+    SubscriptionFieldFuture::new(async move {
+        let (plan, scope) = plan_and_scope(&ctx)?;
+        let request = build_request(&ctx, plan, &key, InputRoot::Arguments)?;
+        let backend = rpc.backend.clone();
+        let stream = scope
+            .backends
+            .server_streaming(&rpc, request, &scope.call)
+            .await
+            .map_err(|status| errors::from_status(&status, &backend, InputRoot::Arguments))?;
+        Ok(stream.map(move |item| {
+            let message = item
+                .map_err(|status| errors::from_status(&status, &backend, InputRoot::Arguments))?;
+            // A root's value is never None: an object, `true` for an empty message, or a scalar.
+            root_value(message, &shape)?
+                .ok_or_else(|| errors::Fault::Unwired("the value of an event").into())
+        }))
+    })
+}
+
+/// The request of a root field: from its `input` argument (mutations) or its arguments.
+fn build_request(
+    ctx: &ResolverContext<'_>,
+    plan: &Plan,
+    key: &str,
+    root: InputRoot,
+) -> async_graphql::Result<DynamicMessage> {
+    let empty = async_graphql::dynamic::indexmap::IndexMap::new();
+    let arguments = ctx.args.as_index_map();
+    let object = match root {
+        // A mutation whose input has no required field may leave `input` out.
+        InputRoot::Input => match arguments.get("input") {
+            Some(Value::Object(object)) => object,
+            _ => &empty,
+        },
+        _ => arguments,
+    };
+    let mut message = plan
+        .inputs
+        .build(key, object, &mut Vec::new())
+        .map_err(|error| errors::from_input(&error, root))?;
+    // AIP-155: a mutation with an idempotency key the client left empty gets one, so that a
+    // retry after UNAVAILABLE cannot apply it twice.
+    if root == InputRoot::Input
+        && let Some(field) = message.descriptor().get_field_by_name("request_id")
+        && message
+            .get_field(&field)
+            .as_str()
+            .is_some_and(str::is_empty)
+    {
+        message.set_field(
+            &field,
+            prost_reflect::Value::String(uuid::Uuid::now_v7().to_string()),
+        );
+    }
+    Ok(message)
+}
+
+/// A root's response as its field's value.
+fn root_value(
+    response: DynamicMessage,
+    shape: &Shape,
+) -> async_graphql::Result<Option<FieldValue<'static>>> {
+    match shape {
+        Shape::Object => Ok(Some(FieldValue::owned_any(response))),
+        Shape::Empty => Ok(Some(FieldValue::value(true))),
+        shape => output(shape, &prost_reflect::Value::Message(response))
+            .map(|value| Some(FieldValue::value(value)))
+            .map_err(super::unshowable),
+    }
+}
