@@ -21,8 +21,10 @@ pub struct Cli {
     command: Command,
 }
 
-// Parsed once at start and consumed at once: boxing the larger variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start and consumed at once: boxing the larger variant would buy nothing"
+)]
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Run one service (what a Kubernetes pod runs).
@@ -109,7 +111,7 @@ impl Cli {
     }
 }
 
-#[allow(clippy::print_stdout)]
+#[expect(clippy::print_stdout, reason = "the SDL is the command's output")]
 fn print_schema() -> anyhow::Result<()> {
     print!("{}", crowdcrunch_edge::sdl()?);
     Ok(())

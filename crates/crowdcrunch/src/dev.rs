@@ -180,7 +180,7 @@ fn local_endpoints(addr: SocketAddr) -> anyhow::Result<Endpoints> {
     Ok(Endpoints::single(url.parse().context("a local URL")?))
 }
 
-#[allow(clippy::print_stdout)]
+#[expect(clippy::print_stdout, reason = "the table of addresses is what `dev` shows its user")]
 fn print_table(
     services: &[BoundService],
     edge_addr: SocketAddr,

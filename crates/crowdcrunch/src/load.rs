@@ -154,7 +154,7 @@ struct Counters {
 }
 
 /// Runs the load and prints the report.
-#[allow(clippy::print_stdout)]
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
     let target = Target::new(&args)?;

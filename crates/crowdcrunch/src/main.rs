@@ -42,42 +42,9 @@ fn main() -> ExitCode {
 }
 
 fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("crowdcrunch: {}", describe(error));
+    eprintln!(
+        "crowdcrunch: {}",
+        crowdcrunch_runtime::telemetry::cause_chain(error.as_ref())
+    );
     ExitCode::FAILURE
-}
-
-/// The error and its causes in one line, `a: b: c`, each cause once: many errors already end
-/// with their cause's message (thiserror's `{0}` beside `#[from]`), and would say it twice.
-fn describe(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if line.ends_with(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe;
-
-    #[test]
-    fn a_cause_already_in_its_error_is_said_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
-        let error = anyhow::Error::new(crowdcrunch_runtime::server::ServeError::Bind {
-            addr: ([127, 0, 0, 1], 80).into(),
-            source: io,
-        })
-        .context("cannot start customers");
-        assert_eq!(
-            describe(&error),
-            "cannot start customers: cannot listen on 127.0.0.1:80: Address already in use"
-        );
-    }
 }

@@ -53,7 +53,7 @@ const QUERIES: [(&str, &str); 8] = [
 ];
 
 /// Runs the checks; an error names the first step that never passed.
-#[allow(clippy::print_stdout)]
+#[expect(clippy::print_stdout, reason = "each passed step is the report `helm test` shows")]
 pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
     let client = HttpClient::new(1);
     let base = origin(&args.url)?;

@@ -6,6 +6,7 @@
 //! conserved with nothing oversold or left reserved; the ledger holds every event exactly once.
 //! Runs on SQLite, and on PostgreSQL when `CROWDCRUNCH_TEST_DATABASE_URL` is set.
 
+#[expect(dead_code, reason = "this test uses a part of the shared support module")]
 mod support;
 
 use std::collections::{HashMap, HashSet};

@@ -2,6 +2,7 @@
 //! on its own free port, embedded storage): placing, paying, shipping, cancelling, returning and
 //! exchanging, and the story the ledger tells of each order.
 
+#[expect(dead_code, reason = "this test uses a part of the shared support module")]
 mod support;
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! The README's grpcurl session, run as written against `crowdcrunch dev` (on free ports: each
 //! `localhost:<default port>` is pointed at the port the service really got).
 
+#[expect(dead_code, reason = "this test uses a part of the shared support module")]
 mod support;
 
 use std::path::{Path, PathBuf};

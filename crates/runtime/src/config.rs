@@ -48,8 +48,8 @@ pub struct ServerArgs {
     /// Calls served at once; further calls are shed with RESOURCE_EXHAUSTED.
     #[arg(long, env = "CROWDCRUNCH_CONCURRENCY_LIMIT", default_value_t = 1024)]
     pub concurrency_limit: usize,
+    /// TLS of the server (and of its clients, for mutual TLS).
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub tls: TlsArgs,
 }
 

@@ -68,15 +68,14 @@ impl HttpServer {
             }
         });
         let serving = axum::serve(listener, router).with_graceful_shutdown(drain);
-        let serving = std::future::IntoFuture::into_future(serving);
-        tokio::pin!(serving);
-        let result = tokio::select! {
-            result = &mut serving => result.map_err(ServeError::Http),
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "drain grace elapsed; closing the connections left");
-                Ok(())
-            }
-        };
+        let result = shutdown
+            .drain(
+                std::future::IntoFuture::into_future(serving),
+                grace,
+                local_addr,
+            )
+            .await
+            .map_or(Ok(()), |served| served.map_err(ServeError::Http));
         tracing::info!(%local_addr, "stopped");
         result
     }

@@ -237,15 +237,10 @@ impl GrpcServer {
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             drain,
         );
-        tokio::pin!(serving);
-        let grace = settings.drain_grace;
-        let result = tokio::select! {
-            result = &mut serving => result.map_err(ServeError::Transport),
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(service = S::NAME, ?grace, "drain grace elapsed; closing the connections left");
-                Ok(())
-            }
-        };
+        let result = shutdown
+            .drain(serving, settings.drain_grace, S::NAME)
+            .await
+            .map_or(Ok(()), |served| served.map_err(ServeError::Transport));
         readiness.abort();
         tracing::info!(service = S::NAME, "stopped");
         result

@@ -1,6 +1,9 @@
 //! The process-wide shutdown signal: SIGTERM or Ctrl-C starts the drain of every server, and
 //! long-lived streams end themselves when it fires.
 
+use std::fmt::Display;
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 /// A cloneable handle on "the process is shutting down". Servers drain when it fires; streaming
@@ -41,6 +44,25 @@ impl Shutdown {
     /// Resolves once the shutdown has started.
     pub async fn cancelled(&self) {
         self.token.cancelled().await;
+    }
+
+    /// Runs `serving`, a server that stops accepting when this shutdown fires and ends once its
+    /// last connection closes, to its end; if connections are still open `grace` after the
+    /// shutdown fired, logs it (naming `server`) and answers `None`: dropping `serving` closes
+    /// what is left.
+    pub(crate) async fn drain<T>(
+        &self,
+        serving: impl Future<Output = T>,
+        grace: Duration,
+        server: impl Display,
+    ) -> Option<T> {
+        tokio::select! {
+            served = serving => Some(served),
+            () = async { self.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(%server, ?grace, "drain grace elapsed; closing the connections left");
+                None
+            }
+        }
     }
 }
 

@@ -101,6 +101,22 @@ pub fn init_for_tests() {
     });
 }
 
+/// `error` and its causes in one line, `a: b: c`, each cause once: many errors already end with
+/// their cause's message (thiserror's `{0}` beside `#[from]`), and would say it twice.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
 fn tracer_provider(
     service_name: &str,
     otlp_endpoint: Option<&str>,
@@ -124,4 +140,38 @@ fn tracer_provider(
         None => builder,
     };
     Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cause_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot start billing: {0}")]
+    struct Start(#[from] Bind);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on 127.0.0.1:80: {source}")]
+    struct Bind {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("billing failed")]
+    struct Failed(#[source] Bind);
+
+    #[test]
+    fn a_cause_already_in_its_error_is_said_once() {
+        let bind = || Bind {
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use"),
+        };
+        assert_eq!(
+            cause_chain(&Start::from(bind())),
+            "cannot start billing: cannot listen on 127.0.0.1:80: Address already in use"
+        );
+        assert_eq!(
+            cause_chain(&Failed(bind())),
+            "billing failed: cannot listen on 127.0.0.1:80: Address already in use"
+        );
+    }
 }

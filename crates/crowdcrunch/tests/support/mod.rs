@@ -1,8 +1,6 @@
 //! Running the real `crowdcrunch` binary in tests: spawn it, read its output line by line, wait
 //! for a line with a deadline, signal it, and wait for its exit.
 
-#![allow(dead_code)] // each test binary uses its own part of this module
-
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
