@@ -517,7 +517,7 @@ fn input_scalar(shape: &Shape, kind: &Kind, value: &Value) -> Option<prost_refle
         (Shape::Int64, _) => P::I64(scalars::parse_i64(value)?),
         (Shape::UInt64, _) => P::U64(scalars::parse_u64(value)?),
         (Shape::Float, Kind::Float) => match value {
-            #[allow(clippy::cast_possible_truncation)]
+            // A `float` field holds what fits: the nearest f32, as the JSON mapping reads it.
             Value::Number(number) => P::F32(number.as_f64()? as f32),
             _ => return None,
         },

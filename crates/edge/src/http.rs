@@ -68,7 +68,7 @@ fn call_context(headers: &HeaderMap) -> CallContext {
     let span = tracing::info_span!(
         "graphql",
         otel.kind = "server",
-        request_id = forwarded.request_id().unwrap_or_default(),
+        request_id = forwarded.request_id(),
     );
     continue_trace(&span, headers);
     CallContext { span, forwarded }
@@ -84,9 +84,11 @@ fn negotiate(headers: &HeaderMap) -> Option<&'static str> {
     };
     let mut best: Option<(&'static str, f32)> = None;
     for item in accept.split(',') {
-        let mut parts = item.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let quality = parts
+        let (media, parameters) = item.split_once(';').unwrap_or((item, ""));
+        let media = media.trim().to_ascii_lowercase();
+        let quality = parameters
+            .split(';')
+            .map(str::trim)
             .filter_map(|param| param.strip_prefix("q="))
             .find_map(|q| q.parse::<f32>().ok())
             .unwrap_or(1.0);
@@ -115,27 +117,40 @@ fn answer(
     media: &'static str,
     before_execution: bool,
 ) -> axum::response::Response {
-    let body = if before_execution {
-        // A request that failed before execution has no `data` at all.
-        let mut body = serde_json::to_value(response).unwrap_or_default();
-        if let Some(object) = body.as_object_mut() {
-            object.remove("data");
+    let body = match response_body(response, before_execution) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "a GraphQL response could not be written as JSON");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the response could not be written\n",
+            )
+                .into_response();
         }
-        serde_json::to_vec(&body)
-    } else {
-        serde_json::to_vec(response)
     };
     let status = if before_execution && media == GRAPHQL_RESPONSE {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let mut http = (status, body.unwrap_or_default()).into_response();
+    let mut http = (status, body).into_response();
     http.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(media_with_charset(media)),
     );
     http
+}
+
+/// The JSON of `response`; one that failed before execution has no `data` at all.
+fn response_body(response: &Response, before_execution: bool) -> serde_json::Result<Vec<u8>> {
+    if !before_execution {
+        return serde_json::to_vec(response);
+    }
+    let mut body = serde_json::to_value(response)?;
+    if let Some(object) = body.as_object_mut() {
+        object.remove("data");
+    }
+    serde_json::to_vec(&body)
 }
 
 fn media_with_charset(media: &str) -> &'static str {
@@ -174,12 +189,8 @@ async fn graphql_post(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(|value| {
-            value
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
+            let (media, _parameters) = value.split_once(';').unwrap_or((value, ""));
+            media.trim().to_ascii_lowercase()
         });
     match content_type.as_deref() {
         Some(JSON) => {}
@@ -271,9 +282,15 @@ async fn graphql_get(
         return websocket(state, &mut parts, &headers).await;
     }
     let params: HashMap<String, String> =
-        axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map(|query| query.0)
-            .unwrap_or_default();
+        match axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri) {
+            Ok(query) => query.0,
+            Err(_) => {
+                return match negotiate(&headers) {
+                    Some(media) => bad_request(media, "the query string is malformed"),
+                    None => not_acceptable(),
+                };
+            }
+        };
     if !params.contains_key("query") && wants_html(&headers) {
         return graphiql().await.into_response();
     }

@@ -1,6 +1,9 @@
 //! Test support: the edge on port 0 over real backends, and a small HTTP client.
 
-#![allow(dead_code)]
+#![expect(
+    dead_code,
+    reason = "each test binary includes this module and uses only part of it"
+)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
