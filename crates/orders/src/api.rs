@@ -12,8 +12,13 @@ use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::orders::v1::order_service_server::OrderService;
 use crowdcrunch_proto::payments::v1 as payments;
+use crowdcrunch_proto::r#type::v1::PaymentCard;
+use crowdcrunch_runtime::client::{UpstreamError, request};
+use crowdcrunch_runtime::context::current_traceparent;
+use crowdcrunch_runtime::idempotency::RequestId;
 use crowdcrunch_runtime::pagination;
 use crowdcrunch_runtime::status::FieldViolation;
+use crowdcrunch_runtime::storage::now_micros;
 use crowdcrunch_runtime::{Database, Shutdown};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -21,12 +26,12 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::StatusExt as _;
 
 use crate::clients::Clients;
-use crate::domain::{self, PlaceOrder, is_final};
+use crate::domain::{self, CustomerId, OrderId, OrderQuery, OrderStatus, PlaceOrder};
 use crate::error::Error;
+use crate::order::{CardOnFile, Line, Order, Progress};
 use crate::saga::Saga;
-use crate::storage::{self, LineRecord, OrderRecord};
+use crate::storage;
 use crate::watch::OrderHub;
-use crowdcrunch_runtime::client::{UpstreamError, request};
 
 /// How long PlaceOrder and CancelOrder wait for the saga before answering with the order as it is.
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
@@ -64,7 +69,7 @@ impl OrderApi {
         }
     }
 
-    async fn load(&self, id: &str) -> Result<OrderRecord, Error> {
+    async fn load(&self, id: &OrderId) -> Result<Order, Error> {
         let mut connection = self.database.pool().acquire().await?;
         storage::get(&mut connection, id).await
     }
@@ -72,9 +77,9 @@ impl OrderApi {
     /// Waits until order `id` satisfies `settled` (or [`SETTLE_WAIT`] passes) and returns it.
     async fn wait_for(
         &self,
-        id: &str,
-        settled: impl Fn(&OrderRecord) -> bool,
-    ) -> Result<OrderRecord, Error> {
+        id: &OrderId,
+        settled: impl Fn(&Order) -> bool,
+    ) -> Result<Order, Error> {
         let mut changes = self.hub.subscribe();
         let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
         loop {
@@ -85,7 +90,7 @@ impl OrderApi {
             let changed = async {
                 loop {
                     match changes.recv().await {
-                        Ok(change) if change.id == id => return,
+                        Ok(change) if change.id == id.as_str() => return,
                         Ok(_) => {}
                         Err(RecvError::Lagged(_)) => return,
                         Err(RecvError::Closed) => std::future::pending::<()>().await,
@@ -103,11 +108,10 @@ impl OrderApi {
     async fn check_and_price(
         &self,
         order: &PlaceOrder,
-        card: &crowdcrunch_proto::r#type::v1::PaymentCard,
-    ) -> Result<(Vec<LineRecord>, String, payments::CardToken), Error> {
+    ) -> Result<(Vec<Line>, String, payments::CardToken), Error> {
         let customer = self.check_customer(&order.customer_id);
         let products = self.products(order);
-        let token = self.tokenize(order, card);
+        let token = self.tokenize(order);
         let (customer, products, token) = tokio::join!(customer, products, token);
         let mut violations = Vec::new();
         if let Err(violation) = customer? {
@@ -125,7 +129,7 @@ impl OrderApi {
         let mut currencies = HashSet::new();
         for (index, line) in order.lines.iter().enumerate() {
             let field = format!("lines[{index}].sku");
-            match products.get(&line.sku) {
+            match products.get(line.sku.as_str()) {
                 None => violations.push(FieldViolation::new(
                     field,
                     format!("no product has SKU {}", line.sku),
@@ -137,11 +141,13 @@ impl OrderApi {
                     ));
                 }
                 Some(product) => {
-                    let price = product.price.clone().unwrap_or_default();
+                    let price = product.price.as_ref().ok_or_else(|| {
+                        Error::Corrupt(format!("inventory answered {} without a price", line.sku))
+                    })?;
                     currencies.insert(price.currency_code.clone());
-                    lines.push(LineRecord {
+                    lines.push(Line {
                         sku: line.sku.clone(),
-                        quantity: i64::from(line.quantity),
+                        quantity: line.quantity,
                         unit_price_minor: price.minor_units,
                     });
                 }
@@ -159,8 +165,8 @@ impl OrderApi {
         }
     }
 
-    async fn check_customer(&self, id: &str) -> Result<Result<(), FieldViolation>, Error> {
-        let message = customers::GetCustomerRequest { id: id.to_owned() };
+    async fn check_customer(&self, id: &CustomerId) -> Result<Result<(), FieldViolation>, Error> {
+        let message = customers::GetCustomerRequest { id: id.to_string() };
         match self
             .clients
             .customers
@@ -185,7 +191,7 @@ impl OrderApi {
         let lookups = order.lines.iter().map(|line| {
             let mut client = self.clients.inventory.clone();
             let message = inventory::GetProductRequest {
-                sku: line.sku.clone(),
+                sku: line.sku.to_string(),
             };
             async move { client.get_product(request(message)).await }
         });
@@ -206,15 +212,15 @@ impl OrderApi {
     async fn tokenize(
         &self,
         order: &PlaceOrder,
-        card: &crowdcrunch_proto::r#type::v1::PaymentCard,
     ) -> Result<Result<payments::CardToken, Vec<FieldViolation>>, Error> {
+        let card: &PaymentCard = &order.card;
         let message = payments::TokenizeCardRequest {
             card: Some(card.clone()),
+            // Without a request id of its own, the tokenization is not idempotent either.
             request_id: order
                 .request_id
                 .as_ref()
-                .map(|id| format!("{}:card", id.as_str()))
-                .unwrap_or_default(),
+                .map_or_else(String::new, |id| format!("{}:card", id.as_str())),
         };
         match self
             .clients
@@ -243,9 +249,9 @@ impl OrderApi {
         }
     }
 
-    async fn place(&self, request: pb::PlaceOrderRequest) -> Result<OrderRecord, Error> {
-        let order = domain::parse_place_order(&request).map_err(Error::InvalidArgument)?;
-        let request_id = order.request_id.as_ref().map(|id| id.as_str().to_owned());
+    async fn place(&self, request: pb::PlaceOrderRequest) -> Result<Order, Error> {
+        let placed = PlaceOrder::try_from(&request).map_err(Error::InvalidArgument)?;
+        let request_id = placed.request_id.as_ref().map(|id| id.as_str().to_owned());
         if let Some(request_id) = &request_id {
             let mut connection = self.database.pool().acquire().await?;
             if let Some(existing) = storage::find_by_request_id(&mut connection, request_id).await?
@@ -253,51 +259,57 @@ impl OrderApi {
                 return Ok(existing);
             }
         }
-        let card = request.card.clone().unwrap_or_default();
-        let (lines, currency_code, token) = self.check_and_price(&order, &card).await?;
+        let (lines, currency_code, token) = self.check_and_price(&placed).await?;
 
-        let mut record = storage::new_record(
-            uuid::Uuid::now_v7().to_string(),
-            request_id.clone(),
-            order.customer_id.clone(),
-            &order.address,
-        );
-        record.total_minor = lines
-            .iter()
-            .map(|line| line.unit_price_minor * line.quantity)
-            .sum();
-        record.currency_code = currency_code;
-        record.lines = lines;
-        record.card_token = token.token;
-        record.card_brand = token.brand;
-        record.card_last4 = token.last4;
-        let placed = serde_json::json!({
-            "order_id": record.id,
-            "customer_id": record.customer_id,
-            "currency_code": record.currency_code,
-            "total_minor": record.total_minor,
-            "lines": record.lines.iter().map(|line| serde_json::json!({
-                "sku": line.sku, "quantity": line.quantity, "unit_price_minor": line.unit_price_minor,
+        let now = now_micros();
+        let order = Order {
+            id: OrderId::mint(),
+            request_id: request_id.clone(),
+            customer_id: placed.customer_id,
+            currency_code,
+            total_minor: lines.iter().map(Line::total_minor).sum(),
+            lines,
+            address: placed.address,
+            failure_reason: String::new(),
+            card: CardOnFile {
+                token: token.token,
+                brand: token.brand,
+                last4: token.last4,
+            },
+            progress: Progress::pending(),
+            attempts: 0,
+            next_attempt_time: now,
+            traceparent: current_traceparent(),
+            create_time: now,
+            update_time: now,
+        };
+        let placed_event = serde_json::json!({
+            "order_id": order.id.as_str(),
+            "customer_id": order.customer_id.as_str(),
+            "currency_code": order.currency_code,
+            "total_minor": order.total_minor,
+            "lines": order.lines.iter().map(|line| serde_json::json!({
+                "sku": line.sku.as_str(), "quantity": line.quantity.get(), "unit_price_minor": line.unit_price_minor,
             })).collect::<Vec<_>>(),
         });
         let outbox = &self.outbox;
         let inserted = outbox
             .transaction(None, async |connection| {
-                storage::insert(connection, &record).await?;
+                storage::insert(connection, &order).await?;
                 outbox
                     .enqueue(
                         connection,
-                        Event::new("OrderPlaced", record.id.clone(), placed),
+                        Event::new("OrderPlaced", order.id.to_string(), placed_event),
                     )
                     .await?;
-                Ok::<_, Error>(record.to_proto())
+                Ok::<_, Error>(())
             })
             .await;
         match inserted {
-            Ok(_) => {
-                tracing::info!(order_id = %record.id, total_minor = record.total_minor, "order placed");
+            Ok(()) => {
+                tracing::info!(order_id = %order.id, total_minor = order.total_minor, "order placed");
                 self.saga.wake();
-                Ok(record)
+                Ok(order)
             }
             // A concurrent first use of the same request id won: answer with its order.
             Err(error) => match &request_id {
@@ -313,6 +325,11 @@ impl OrderApi {
     }
 }
 
+/// Checks the `id` field of a request.
+fn parse_id(raw: &str) -> Result<OrderId, Error> {
+    OrderId::parse(raw, "id").map_err(|violation| Error::InvalidArgument(vec![violation]))
+}
+
 type OrderStream = Pin<Box<dyn Stream<Item = Result<pb::Order, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -323,9 +340,7 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::Order>, Status> {
         let placed = self.place(request.into_inner()).await?;
         let settled = self
-            .wait_for(&placed.id, |order| {
-                order.status() != pb::OrderStatus::Pending
-            })
+            .wait_for(&placed.id, |order| order.status() != OrderStatus::Pending)
             .await?;
         Ok(Response::new(settled.to_proto()))
     }
@@ -334,23 +349,20 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let id = &request.get_ref().id;
-        domain::check_id(id, "id").map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        Ok(Response::new(self.load(id).await?.to_proto()))
+        let id = parse_id(&request.get_ref().id)?;
+        Ok(Response::new(self.load(&id).await?.to_proto()))
     }
 
     async fn batch_get_orders(
         &self,
         request: Request<pb::BatchGetOrdersRequest>,
     ) -> Result<Response<pb::BatchGetOrdersResponse>, Status> {
-        let ids = pagination::parse_ids(&request.get_ref().ids, "ids", |id, field| {
-            domain::check_id(id, field).map(|()| id.to_owned())
-        })
-        .map_err(Error::InvalidArgument)?;
+        let ids =
+            domain::parse_order_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let orders = storage::batch_get(&mut connection, &ids).await?;
         Ok(Response::new(pb::BatchGetOrdersResponse {
-            orders: orders.iter().map(OrderRecord::to_proto).collect(),
+            orders: orders.iter().map(Order::to_proto).collect(),
         }))
     }
 
@@ -358,21 +370,23 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let query = ListQuery::parse(request.get_ref()).map_err(Error::InvalidArgument)?;
+        let query = OrderQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(query.run(&mut connection).await?))
+        Ok(Response::new(list_page(&mut connection, &query).await?))
     }
 
     async fn batch_list_orders(
         &self,
         request: Request<pb::BatchListOrdersRequest>,
     ) -> Result<Response<pb::BatchListOrdersResponse>, Status> {
-        let queries = pagination::parse_batch(&request.get_ref().requests, ListQuery::parse)
-            .map_err(Error::InvalidArgument)?;
+        let queries = pagination::parse_batch(&request.get_ref().requests, |request| {
+            OrderQuery::try_from(request)
+        })
+        .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let mut responses = Vec::with_capacity(queries.len());
         for query in &queries {
-            responses.push(query.run(&mut connection).await?);
+            responses.push(list_page(&mut connection, query).await?);
         }
         Ok(Response::new(pb::BatchListOrdersResponse { responses }))
     }
@@ -382,54 +396,51 @@ impl OrderService for OrderApi {
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let request = request.into_inner();
-        domain::check_id(&request.id, "id")
+        let id = parse_id(&request.id)?;
+        RequestId::parse_optional(&request.request_id, "request_id")
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        crowdcrunch_runtime::idempotency::RequestId::parse_optional(
-            &request.request_id,
-            "request_id",
-        )
-        .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        let order = self.load(&request.id).await?;
+        let order = self.load(&id).await?;
         let not_cancellable = |why: &str| Error::NotCancellable {
-            id: order.id.clone(),
+            id: order.id.to_string(),
             why: why.to_owned(),
         };
         match order.status() {
-            pb::OrderStatus::Cancelled => return Ok(Response::new(order.to_proto())),
-            pb::OrderStatus::Shipped | pb::OrderStatus::Delivered => {
+            OrderStatus::Cancelled => return Ok(Response::new(order.to_proto())),
+            OrderStatus::Shipped | OrderStatus::Delivered => {
                 Err(not_cancellable("it has shipped"))?
             }
-            pb::OrderStatus::Rejected | pb::OrderStatus::PaymentDeclined => {
+            OrderStatus::Rejected | OrderStatus::PaymentDeclined => {
                 Err(not_cancellable("it has failed"))?
             }
-            _ => {}
+            OrderStatus::Pending | OrderStatus::Confirmed => {}
         }
-        if order.cancel_requested == 0 {
+        if !order.progress.cancel_requested {
             let reason = request.reason.clone();
             let outbox = &self.outbox;
             outbox
                 .transaction(None, async |connection| {
                     storage::request_cancel(connection, &order.id).await?;
-                    let data = serde_json::json!({ "order_id": order.id, "reason": reason });
+                    let data =
+                        serde_json::json!({ "order_id": order.id.as_str(), "reason": reason });
                     outbox
                         .enqueue(
                             connection,
-                            Event::new("OrderCancellationRequested", order.id.clone(), data),
+                            Event::new("OrderCancellationRequested", order.id.to_string(), data),
                         )
                         .await?;
-                    Ok::<_, Error>(order.to_proto())
+                    Ok::<_, Error>(())
                 })
                 .await?;
             self.saga.wake();
         }
         let settled = self
             .wait_for(&order.id, |order| {
-                order.status() == pb::OrderStatus::Cancelled || order.cancel_requested == 0
+                order.status() == OrderStatus::Cancelled || !order.progress.cancel_requested
             })
             .await?;
-        if settled.status() != pb::OrderStatus::Cancelled && settled.cancel_requested == 0 {
+        if settled.status() != OrderStatus::Cancelled && !settled.progress.cancel_requested {
             return Err(Error::NotCancellable {
-                id: settled.id,
+                id: settled.id.to_string(),
                 why: "it has shipped".to_owned(),
             }
             .into());
@@ -443,8 +454,7 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<OrderStream>, Status> {
-        let id = request.into_inner().id;
-        domain::check_id(&id, "id").map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        let id = parse_id(&request.into_inner().id)?;
         let mut changes = self.hub.subscribe();
         let first = self.load(&id).await?.to_proto();
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
@@ -455,10 +465,10 @@ impl OrderService for OrderApi {
                 return;
             }
             let mut poll = tokio::time::interval(WATCH_POLL);
-            while !is_final(last.status()) {
+            while !OrderStatus::from_proto(last.status).is_some_and(OrderStatus::is_final) {
                 let next = tokio::select! {
                     change = changes.recv() => match change {
-                        Ok(order) if order.id == id => Some(order),
+                        Ok(order) if order.id == id.as_str() => Some(order),
                         Ok(_) => None,
                         Err(RecvError::Lagged(_)) => api.load(&id).await.ok().map(|order| order.to_proto()),
                         Err(RecvError::Closed) => return,
@@ -486,62 +496,20 @@ impl OrderService for OrderApi {
     }
 }
 
-/// A checked ListOrders request: its page and its filters.
-struct ListQuery {
-    page: pagination::PageRequest,
-    customer_id: Option<String>,
-    status: Option<pb::OrderStatus>,
-}
-
-impl ListQuery {
-    /// Checks `request`.
-    fn parse(request: &pb::ListOrdersRequest) -> Result<Self, Vec<FieldViolation>> {
-        let status = match request.status {
-            None => None,
-            Some(raw) => match pb::OrderStatus::try_from(raw) {
-                Ok(pb::OrderStatus::Unspecified) | Err(_) => {
-                    return Err(vec![FieldViolation::new(
-                        "status",
-                        "is not an order status",
-                    )]);
-                }
-                Ok(status) => Some(status),
-            },
-        };
-        // A page token is valid only with the filters of the call that returned it.
-        let filter = format!(
-            "customer_id={};status={}",
-            request.customer_id.as_deref().unwrap_or_default(),
-            status.map_or("", |status| status.as_str_name())
-        );
-        let page = pagination::PageRequest::parse_filtered(
-            request.page_size,
-            &request.page_token,
-            &filter,
-        )
-        .map_err(|violation| vec![violation])?;
-        Ok(Self {
-            page,
-            customer_id: request.customer_id.clone(),
-            status,
-        })
-    }
-
-    /// The page this query asks for.
-    async fn run(
-        &self,
-        connection: &mut sqlx::AnyConnection,
-    ) -> Result<pb::ListOrdersResponse, Error> {
-        let (orders, next_page_token) = storage::list(
-            connection,
-            &self.page,
-            self.customer_id.as_deref(),
-            self.status,
-        )
-        .await?;
-        Ok(pb::ListOrdersResponse {
-            orders: orders.iter().map(OrderRecord::to_proto).collect(),
-            next_page_token,
-        })
-    }
+/// The page of orders `query` asks for.
+async fn list_page(
+    connection: &mut sqlx::AnyConnection,
+    query: &OrderQuery,
+) -> Result<pb::ListOrdersResponse, Error> {
+    let (orders, next_page_token) = storage::list(
+        connection,
+        &query.page,
+        query.customer_id.as_ref(),
+        query.status,
+    )
+    .await?;
+    Ok(pb::ListOrdersResponse {
+        orders: orders.iter().map(Order::to_proto).collect(),
+        next_page_token,
+    })
 }

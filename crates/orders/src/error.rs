@@ -35,6 +35,10 @@ pub enum Error {
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Data breaks an invariant: a stored order that cannot be (an unknown status, an impossible
+    /// progress), or an answer of another service that its contract rules out.
+    #[error("broken invariant: {0}")]
+    Corrupt(String),
 }
 
 impl From<sqlx::Error> for Error {
@@ -55,7 +59,7 @@ impl From<Error> for Status {
                 &[PreconditionViolation::new("ORDER_STATUS", &id, why)],
             ),
             Error::Upstream(error) => error.into_status(DOMAIN, "the same request id"),
-            Error::Storage(error) => status::internal(DOMAIN, &error),
+            error @ (Error::Storage(_) | Error::Corrupt(_)) => status::internal(DOMAIN, &error),
             Error::Idempotency(error) => error.into_status(DOMAIN),
         }
     }

@@ -17,8 +17,9 @@ use std::time::Duration;
 use crowdcrunch_outbox::{Event, Outbox};
 use crowdcrunch_proto::fulfillment::v1 as fulfillment;
 use crowdcrunch_proto::inventory::v1 as inventory;
-use crowdcrunch_proto::orders::v1::OrderStatus;
 use crowdcrunch_proto::payments::v1 as payments;
+use crowdcrunch_runtime::client::{is_transient, request};
+use crowdcrunch_runtime::context::continue_traceparent;
 use crowdcrunch_runtime::storage::now_micros;
 use crowdcrunch_runtime::{Database, Shutdown};
 use tokio::sync::Notify;
@@ -27,11 +28,11 @@ use tonic_types::StatusExt as _;
 use tracing::Instrument as _;
 
 use crate::clients::Clients;
+use crate::domain::{OrderId, OrderStatus, PaymentId, ShipmentId};
 use crate::error::Error;
-use crate::storage::{self, OrderRecord};
+use crate::order::{Compensation, Order, PaymentProgress, Progress, ShipmentProgress};
+use crate::storage;
 use crate::watch::OrderHub;
-use crowdcrunch_runtime::client::{is_transient, request};
-use crowdcrunch_runtime::context::continue_traceparent;
 
 /// How long a claimed order stays with this process before another may take it over.
 const LEASE: Duration = Duration::from_secs(30);
@@ -43,7 +44,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3);
 const CONCURRENCY: i64 = 32;
 
 /// The next thing to do for an order, from its persisted progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Nothing: the order is not in flight.
     Idle,
@@ -52,67 +53,71 @@ pub enum Step {
     /// Authorize the total on the card token.
     Authorize,
     /// Capture the authorised payment.
-    Capture,
+    Capture(PaymentId),
     /// Turn the reservation into sold stock.
     Commit,
     /// Create the shipment.
     Ship,
+    /// Everything is done: end in CONFIRMED.
+    Confirm,
     /// A cancellation was asked for: start compensating towards CANCELLED.
     BeginCancel,
     /// Compensating after a crash: look up what was done downstream but not recorded.
     Reconcile,
     /// Cancel the shipment (fails if it already left).
-    CancelShipment,
+    CancelShipment(ShipmentId),
     /// Refund the captured amount.
-    Refund,
+    Refund(PaymentId),
     /// Void the uncaptured authorisation.
-    Void,
+    Void(PaymentId),
     /// Release the reservation.
     Release,
     /// Put sold stock back on hand.
     Restock,
-    /// End in this status.
-    Finish(OrderStatus),
+    /// Everything is given back: end in the compensation's status.
+    Finish(Compensation),
 }
 
-/// What to do next for `order`.
-pub fn next_step(order: &OrderRecord) -> Step {
-    let done = |flag: i64| flag != 0;
-    let compensate_to =
-        OrderStatus::try_from(i32::try_from(order.compensate_to).unwrap_or_default())
-            .unwrap_or(OrderStatus::Unspecified);
-    if compensate_to == OrderStatus::Unspecified {
-        if done(order.cancel_requested) {
+/// What to do next for an order whose saga has made `progress`.
+pub fn next_step(progress: &Progress) -> Step {
+    let payment = progress.payment.as_ref();
+    let Some(compensate_to) = progress.compensate_to else {
+        if progress.cancel_requested {
             return Step::BeginCancel;
         }
-        if order.status() != OrderStatus::Pending {
+        if progress.status != OrderStatus::Pending {
             return Step::Idle;
         }
-        return if !done(order.reserved) {
-            Step::Reserve
-        } else if order.payment_id.is_empty() {
-            Step::Authorize
-        } else if !done(order.captured) {
-            Step::Capture
-        } else if !done(order.committed) {
-            Step::Commit
-        } else if order.shipment_id.is_empty() {
-            Step::Ship
-        } else {
-            Step::Finish(OrderStatus::Confirmed)
+        return match payment {
+            _ if !progress.reserved => Step::Reserve,
+            None => Step::Authorize,
+            Some(payment) if !payment.captured => Step::Capture(payment.id.clone()),
+            Some(_) if !progress.committed => Step::Commit,
+            Some(_) if progress.shipment.is_none() => Step::Ship,
+            Some(_) => Step::Confirm,
         };
+    };
+    if !progress.reconciled && progress.reserved {
+        return Step::Reconcile;
     }
-    if !done(order.reconciled) && done(order.reserved) {
-        Step::Reconcile
-    } else if !order.shipment_id.is_empty() && !done(order.shipment_cancelled) {
-        Step::CancelShipment
-    } else if done(order.captured) && !done(order.refunded) {
-        Step::Refund
-    } else if done(order.authorized) && !done(order.captured) && !done(order.voided) {
-        Step::Void
-    } else if done(order.reserved) && !done(order.committed) && !done(order.released) {
+    if let Some(shipment) = progress
+        .shipment
+        .as_ref()
+        .filter(|shipment| !shipment.cancelled)
+    {
+        return Step::CancelShipment(shipment.id.clone());
+    }
+    if let Some(payment) = payment.filter(|payment| payment.captured && !payment.refunded) {
+        return Step::Refund(payment.id.clone());
+    }
+    if let Some(payment) =
+        payment.filter(|payment| payment.authorized && !payment.captured && !payment.voided)
+    {
+        return Step::Void(payment.id.clone());
+    }
+    if progress.reserved && !progress.committed && !progress.released {
         Step::Release
-    } else if done(order.committed) && !done(order.restocked) {
+    } else if progress.committed && !progress.restocked {
         Step::Restock
     } else {
         Step::Finish(compensate_to)
@@ -136,7 +141,7 @@ pub struct Saga {
     hub: OrderHub,
     wake: Arc<Notify>,
     owner: String,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    in_flight: Arc<Mutex<HashSet<OrderId>>>,
 }
 
 impl Saga {
@@ -183,8 +188,8 @@ impl Saga {
         tasks.abort_all();
     }
 
-    async fn claim(&self) -> Result<Vec<String>, Error> {
-        let lease_until = now_micros() + i64::try_from(LEASE.as_micros()).unwrap_or(i64::MAX);
+    async fn claim(&self) -> Result<Vec<OrderId>, Error> {
+        let lease_until = now_micros() + micros(LEASE);
         let mut connection = self.database.pool().acquire().await?;
         let claimed =
             storage::claim_due(&mut connection, &self.owner, lease_until, CONCURRENCY).await?;
@@ -199,7 +204,7 @@ impl Saga {
     }
 
     /// Runs `id`'s steps back to back until it settles or a step must wait.
-    async fn process(&self, id: String) {
+    async fn process(&self, id: OrderId) {
         if let Err(error) = self.advance(&id).await {
             tracing::warn!(order_id = %id, %error, "saga step failed; it will be retried");
         }
@@ -216,7 +221,7 @@ impl Saga {
 
     /// Runs `id`'s steps in the trace of the PlaceOrder call that created it, so the events
     /// and calls of every step carry that trace id, whichever replica runs them.
-    async fn advance(&self, id: &str) -> Result<(), Error> {
+    async fn advance(&self, id: &OrderId) -> Result<(), Error> {
         let mut connection = self.database.pool().acquire().await?;
         let traceparent = storage::get(&mut connection, id).await?.traceparent;
         drop(connection);
@@ -225,18 +230,18 @@ impl Saga {
         self.advance_steps(id).instrument(span).await
     }
 
-    async fn advance_steps(&self, id: &str) -> Result<(), Error> {
+    async fn advance_steps(&self, id: &OrderId) -> Result<(), Error> {
         loop {
             let mut connection = self.database.pool().acquire().await?;
             let mut order = storage::get(&mut connection, id).await?;
             drop(connection);
-            let step = next_step(&order);
+            let step = next_step(&order.progress);
             if step == Step::Idle {
                 return Ok(());
             }
             let before = order.clone();
-            let outcome = self.run_step(step, &mut order).await;
-            let mut event = step_event(step, &before, &order);
+            let outcome = self.run_step(&step, &mut order).await;
+            let mut event = step_event(&step, &before, &order);
             match outcome {
                 Ok(Outcome::Done) => {
                     order.attempts = 0;
@@ -251,9 +256,10 @@ impl Saga {
                 Err(status) => {
                     // A final refusal: going forward, the order is cancelled; while compensating,
                     // keep trying (money and stock must come back), slowly.
-                    if order.compensate_to == 0 {
-                        order.compensate_to = status_code(OrderStatus::Cancelled);
-                        order.failure_reason = format!("{}: {}", step_name(step), status.message());
+                    if order.progress.compensate_to.is_none() {
+                        order.progress.compensate_to = Some(Compensation::Cancelled);
+                        order.failure_reason =
+                            format!("{}: {}", step_name(&step), status.message());
                         event = None;
                     } else {
                         tracing::error!(order_id = %id, ?step, %status, "compensation step refused; retrying");
@@ -265,16 +271,20 @@ impl Saga {
                 }
             }
             order.update_time = now_micros();
-            let finished = matches!(step, Step::Finish(_));
+            let ending = match &step {
+                Step::Confirm => Some(OrderStatus::Confirmed),
+                Step::Finish(compensation) => Some(compensation.status()),
+                _ => None,
+            };
             let waiting = order.next_attempt_time > now_micros();
-            let refused_cancel = step == Step::CancelShipment
-                && before.cancel_requested != 0
-                && order.cancel_requested == 0;
+            let refused_cancel = matches!(step, Step::CancelShipment(_))
+                && before.progress.cancel_requested
+                && !order.progress.cancel_requested;
             let outbox = &self.outbox;
             let saved = outbox
                 .transaction(None, async |connection| {
                     storage::save_progress(connection, &order).await?;
-                    if let Step::Finish(status) = step {
+                    if let Some(status) = ending {
                         let from = [OrderStatus::Pending, OrderStatus::Confirmed];
                         storage::set_status(connection, &order.id, &from, status).await?;
                         // A cancellation is satisfied (or moot) once the order ends; not once it is
@@ -288,14 +298,17 @@ impl Saga {
                     }
                     if let Some((event_type, data)) = event {
                         outbox
-                            .enqueue(connection, Event::new(event_type, order.id.clone(), data))
+                            .enqueue(
+                                connection,
+                                Event::new(event_type, order.id.to_string(), data),
+                            )
                             .await?;
                     }
                     Ok::<_, Error>(storage::get(connection, &order.id).await?.to_proto())
                 })
                 .await?;
             self.hub.publish(saved);
-            if finished || waiting {
+            if ending.is_some() || waiting {
                 return Ok(());
             }
         }
@@ -303,11 +316,7 @@ impl Saga {
 
     /// Runs one step against the other services and records its effect in `order`.
     /// `Err` is a final refusal of the step.
-    async fn run_step(
-        &self,
-        step: Step,
-        order: &mut OrderRecord,
-    ) -> Result<Outcome, tonic::Status> {
+    async fn run_step(&self, step: &Step, order: &mut Order) -> Result<Outcome, tonic::Status> {
         let attempt = |result: Result<(), tonic::Status>| match result {
             Ok(()) => Ok(Outcome::Done),
             Err(status) if is_transient(&status) => Ok(Outcome::Retry(status)),
@@ -318,7 +327,7 @@ impl Saga {
             Step::Reserve => match self.reserve(order).await {
                 Err(status) if status.code() == tonic::Code::FailedPrecondition => {
                     let skus = short_skus(&status);
-                    order.compensate_to = status_code(OrderStatus::Rejected);
+                    order.progress.compensate_to = Some(Compensation::Rejected);
                     order.failure_reason = if skus.is_empty() {
                         format!("not enough stock: {}", status.message())
                     } else {
@@ -326,48 +335,78 @@ impl Saga {
                     };
                     Ok(Outcome::Done)
                 }
-                result => attempt(result.map(|()| order.reserved = 1)),
+                result => attempt(result.map(|()| order.progress.reserved = true)),
             },
             Step::Authorize => attempt(self.authorize(order).await),
-            Step::Capture => attempt(self.capture(order).await.map(|()| order.captured = 1)),
-            Step::Commit => attempt(self.commit(order).await.map(|()| order.committed = 1)),
+            Step::Capture(payment) => {
+                attempt(self.capture(&order.id, payment).await.map(|()| {
+                    record_payment(&mut order.progress, |payment| payment.captured = true)
+                }))
+            }
+            Step::Commit => attempt(
+                self.commit(&order.id)
+                    .await
+                    .map(|()| order.progress.committed = true),
+            ),
             Step::Ship => attempt(self.ship(order).await),
+            Step::Confirm => Ok(Outcome::Done),
             Step::BeginCancel => {
-                order.compensate_to = status_code(OrderStatus::Cancelled);
+                order.progress.compensate_to = Some(Compensation::Cancelled);
                 Ok(Outcome::Done)
             }
-            Step::Reconcile => attempt(self.reconcile(order).await.map(|()| order.reconciled = 1)),
-            Step::CancelShipment => match self.cancel_shipment(order).await {
+            Step::Reconcile => attempt(self.reconcile(order).await),
+            Step::CancelShipment(shipment) => match self.cancel_shipment(&order.id, shipment).await
+            {
                 Err(status) if status.code() == tonic::Code::FailedPrecondition => {
                     // The shipment has left: the cancellation cannot happen; the order goes on.
-                    order.compensate_to = 0;
-                    order.cancel_requested = 0;
+                    order.progress.compensate_to = None;
+                    order.progress.cancel_requested = false;
                     Ok(Outcome::Done)
                 }
-                result => attempt(result.map(|()| order.shipment_cancelled = 1)),
+                result => attempt(result.map(|()| {
+                    if let Some(shipment) = order.progress.shipment.as_mut() {
+                        shipment.cancelled = true;
+                    }
+                })),
             },
-            Step::Refund => attempt(self.refund(order).await.map(|()| order.refunded = 1)),
-            Step::Void => attempt(self.void(order).await.map(|()| order.voided = 1)),
-            Step::Release => attempt(self.release(order).await.map(|()| order.released = 1)),
-            Step::Restock => attempt(self.restock(order).await.map(|()| order.restocked = 1)),
+            Step::Refund(payment) => {
+                attempt(self.refund(order, payment).await.map(|()| {
+                    record_payment(&mut order.progress, |payment| payment.refunded = true)
+                }))
+            }
+            Step::Void(payment) => attempt(
+                self.void(&order.id, payment)
+                    .await
+                    .map(|()| record_payment(&mut order.progress, |payment| payment.voided = true)),
+            ),
+            Step::Release => attempt(
+                self.release(&order.id)
+                    .await
+                    .map(|()| order.progress.released = true),
+            ),
+            Step::Restock => attempt(
+                self.restock(order)
+                    .await
+                    .map(|()| order.progress.restocked = true),
+            ),
             Step::Finish(_) => {
-                order.compensate_to = 0;
+                order.progress.compensate_to = None;
                 Ok(Outcome::Done)
             }
         }
     }
 
-    async fn reserve(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn reserve(&self, order: &Order) -> Result<(), tonic::Status> {
         let lines = order
             .lines
             .iter()
             .map(|line| inventory::ReservationLine {
-                sku: line.sku.clone(),
-                quantity: line_quantity(line.quantity),
+                sku: line.sku.to_string(),
+                quantity: line.quantity.get(),
             })
             .collect();
         let message = inventory::ReserveStockRequest {
-            reservation_id: order.id.clone(),
+            reservation_id: order.id.to_string(),
             lines,
             request_id: format!("{}:reserve", order.id),
         };
@@ -379,12 +418,12 @@ impl Saga {
         Ok(())
     }
 
-    async fn authorize(&self, order: &mut OrderRecord) -> Result<(), tonic::Status> {
+    async fn authorize(&self, order: &mut Order) -> Result<(), tonic::Status> {
         let message = payments::AuthorizePaymentRequest {
             request_id: format!("{}:authorize", order.id),
-            order_id: order.id.clone(),
+            order_id: order.id.to_string(),
             amount: Some(order.money(order.total_minor)),
-            card_token: order.card_token.clone(),
+            card_token: order.card.token.clone(),
         };
         let payment = self
             .clients
@@ -394,20 +433,24 @@ impl Saga {
             .await?
             .into_inner();
         let authorized = payment.status() == payments::PaymentStatus::Authorized;
-        order.payment_id = payment.id;
-        if authorized {
-            order.authorized = 1;
-        } else {
-            order.compensate_to = status_code(OrderStatus::PaymentDeclined);
+        order.progress.payment = Some(PaymentProgress {
+            id: upstream_id("payments", &payment.id, PaymentId::parse)?,
+            authorized,
+            captured: false,
+            voided: false,
+            refunded: false,
+        });
+        if !authorized {
+            order.progress.compensate_to = Some(Compensation::PaymentDeclined);
             order.failure_reason = format!("payment declined: {}", payment.decline_reason);
         }
         Ok(())
     }
 
-    async fn capture(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn capture(&self, order: &OrderId, payment: &PaymentId) -> Result<(), tonic::Status> {
         let message = payments::CapturePaymentRequest {
-            id: order.payment_id.clone(),
-            request_id: format!("{}:capture", order.id),
+            id: payment.to_string(),
+            request_id: format!("{order}:capture"),
         };
         self.clients
             .payments
@@ -417,9 +460,9 @@ impl Saga {
         Ok(())
     }
 
-    async fn commit(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn commit(&self, order: &OrderId) -> Result<(), tonic::Status> {
         let message = inventory::CommitReservationRequest {
-            reservation_id: order.id.clone(),
+            reservation_id: order.to_string(),
         };
         self.clients
             .inventory
@@ -429,18 +472,18 @@ impl Saga {
         Ok(())
     }
 
-    async fn ship(&self, order: &mut OrderRecord) -> Result<(), tonic::Status> {
+    async fn ship(&self, order: &mut Order) -> Result<(), tonic::Status> {
         let shipment = fulfillment::Shipment {
-            order_id: order.id.clone(),
+            order_id: order.id.to_string(),
             lines: order
                 .lines
                 .iter()
                 .map(|line| fulfillment::ShipmentLine {
-                    sku: line.sku.clone(),
-                    quantity: line_quantity(line.quantity),
+                    sku: line.sku.to_string(),
+                    quantity: line.quantity.get(),
                 })
                 .collect(),
-            address: Some(order.address()),
+            address: Some(order.address.clone()),
             ..Default::default()
         };
         let message = fulfillment::CreateShipmentRequest {
@@ -454,16 +497,19 @@ impl Saga {
             .create_shipment(request(message))
             .await?
             .into_inner();
-        order.shipment_id = created.id;
+        order.progress.shipment = Some(ShipmentProgress {
+            id: upstream_id("fulfillment", &created.id, ShipmentId::parse)?,
+            cancelled: false,
+        });
         Ok(())
     }
 
     /// After a crash between a call and the save of its effect, the payment or shipment exists
-    /// downstream but not in the order: find them by order id.
-    async fn reconcile(&self, order: &mut OrderRecord) -> Result<(), tonic::Status> {
-        if order.payment_id.is_empty() {
+    /// downstream but not in the order: find them by order id. Records the order reconciled.
+    async fn reconcile(&self, order: &mut Order) -> Result<(), tonic::Status> {
+        if order.progress.payment.is_none() {
             let message = payments::ListPaymentsRequest {
-                order_ids: vec![order.id.clone()],
+                order_ids: vec![order.id.to_string()],
                 ..Default::default()
             };
             let listed = self
@@ -474,17 +520,19 @@ impl Saga {
                 .await?
                 .into_inner();
             if let Some(payment) = listed.payments.into_iter().last() {
-                order.payment_id = payment.id.clone();
                 let status = payment.status();
-                order.authorized = i64::from(status != payments::PaymentStatus::Declined);
-                order.captured =
-                    i64::from(payment.captured.is_some_and(|money| money.minor_units > 0));
-                order.voided = i64::from(status == payments::PaymentStatus::Voided);
+                order.progress.payment = Some(PaymentProgress {
+                    id: upstream_id("payments", &payment.id, PaymentId::parse)?,
+                    authorized: status != payments::PaymentStatus::Declined,
+                    captured: payment.captured.is_some_and(|money| money.minor_units > 0),
+                    voided: status == payments::PaymentStatus::Voided,
+                    refunded: false,
+                });
             }
         }
-        if order.shipment_id.is_empty() {
+        if order.progress.shipment.is_none() {
             let message = fulfillment::ListShipmentsRequest {
-                order_ids: vec![order.id.clone()],
+                order_ids: vec![order.id.to_string()],
                 ..Default::default()
             };
             let listed = self
@@ -499,18 +547,26 @@ impl Saga {
                 .into_iter()
                 .find(|shipment| shipment.return_id.is_empty())
             {
-                order.shipment_id = shipment.id;
+                order.progress.shipment = Some(ShipmentProgress {
+                    id: upstream_id("fulfillment", &shipment.id, ShipmentId::parse)?,
+                    cancelled: false,
+                });
             }
         }
+        order.progress.reconciled = true;
         Ok(())
     }
 
-    async fn cancel_shipment(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn cancel_shipment(
+        &self,
+        order: &OrderId,
+        shipment: &ShipmentId,
+    ) -> Result<(), tonic::Status> {
         let message = fulfillment::UpdateShipmentStatusRequest {
-            id: order.shipment_id.clone(),
+            id: shipment.to_string(),
             status: fulfillment::ShipmentStatus::Cancelled.into(),
             tracking_number: String::new(),
-            request_id: format!("{}:cancel-shipment", order.id),
+            request_id: format!("{order}:cancel-shipment"),
         };
         self.clients
             .fulfillment
@@ -520,9 +576,9 @@ impl Saga {
         Ok(())
     }
 
-    async fn refund(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn refund(&self, order: &Order, payment: &PaymentId) -> Result<(), tonic::Status> {
         let message = payments::RefundPaymentRequest {
-            id: order.payment_id.clone(),
+            id: payment.to_string(),
             amount: Some(order.money(order.total_minor)),
             reason: "order cancelled".to_owned(),
             request_id: format!("{}:refund", order.id),
@@ -535,10 +591,10 @@ impl Saga {
         Ok(())
     }
 
-    async fn void(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn void(&self, order: &OrderId, payment: &PaymentId) -> Result<(), tonic::Status> {
         let message = payments::VoidPaymentRequest {
-            id: order.payment_id.clone(),
-            request_id: format!("{}:void", order.id),
+            id: payment.to_string(),
+            request_id: format!("{order}:void"),
         };
         self.clients
             .payments
@@ -548,9 +604,9 @@ impl Saga {
         Ok(())
     }
 
-    async fn release(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn release(&self, order: &OrderId) -> Result<(), tonic::Status> {
         let message = inventory::ReleaseReservationRequest {
-            reservation_id: order.id.clone(),
+            reservation_id: order.to_string(),
         };
         self.clients
             .inventory
@@ -560,11 +616,11 @@ impl Saga {
         Ok(())
     }
 
-    async fn restock(&self, order: &OrderRecord) -> Result<(), tonic::Status> {
+    async fn restock(&self, order: &Order) -> Result<(), tonic::Status> {
         for line in &order.lines {
             let message = inventory::RestockRequest {
-                sku: line.sku.clone(),
-                quantity: line_quantity(line.quantity),
+                sku: line.sku.to_string(),
+                quantity: line.quantity.get(),
                 reason: format!("order {} cancelled", order.id),
                 request_id: format!("{}:restock:{}", order.id, line.sku),
             };
@@ -578,181 +634,212 @@ impl Saga {
     }
 }
 
-/// The order event a completed step produces, if any.
-fn step_event(
-    step: Step,
-    before: &OrderRecord,
-    after: &OrderRecord,
-) -> Option<(&'static str, serde_json::Value)> {
-    match step {
-        Step::Finish(status) => {
-            let event_type = match status {
-                OrderStatus::Confirmed => "OrderConfirmed",
-                OrderStatus::Rejected => "OrderRejected",
-                OrderStatus::PaymentDeclined => "OrderPaymentDeclined",
-                _ => "OrderCancelled",
-            };
-            Some((
-                event_type,
-                serde_json::json!({
-                    "order_id": after.id,
-                    "status": status.as_str_name(),
-                    "failure_reason": after.failure_reason,
-                    "payment_id": after.payment_id,
-                    "shipment_id": after.shipment_id,
-                }),
-            ))
-        }
-        Step::CancelShipment if before.cancel_requested != 0 && after.cancel_requested == 0 => {
-            Some((
-                "OrderCancellationRefused",
-                serde_json::json!({ "order_id": after.id, "reason": "the shipment has already left" }),
-            ))
-        }
-        _ => None,
+/// Records `effect` on the order's payment, which the step that had it done named.
+fn record_payment(progress: &mut Progress, effect: impl FnOnce(&mut PaymentProgress)) {
+    if let Some(payment) = progress.payment.as_mut() {
+        effect(payment);
     }
 }
 
-fn step_name(step: Step) -> &'static str {
+/// An id another service answered, by the one id rule; a malformed one breaks its contract and
+/// refuses the step.
+fn upstream_id<T>(
+    service: &str,
+    raw: &str,
+    parse: fn(&str, &str) -> Result<T, crowdcrunch_runtime::status::FieldViolation>,
+) -> Result<T, tonic::Status> {
+    parse(raw, "id").map_err(|violation| {
+        tonic::Status::internal(format!(
+            "{service} answered a malformed id {raw:?}: {}",
+            violation.description
+        ))
+    })
+}
+
+/// The order event a completed step produces, if any.
+fn step_event(
+    step: &Step,
+    before: &Order,
+    after: &Order,
+) -> Option<(&'static str, serde_json::Value)> {
+    let ending = match step {
+        Step::Confirm => OrderStatus::Confirmed,
+        Step::Finish(compensation) => compensation.status(),
+        Step::CancelShipment(_)
+            if before.progress.cancel_requested && !after.progress.cancel_requested =>
+        {
+            return Some((
+                "OrderCancellationRefused",
+                serde_json::json!({ "order_id": after.id.as_str(), "reason": "the shipment has already left" }),
+            ));
+        }
+        _ => return None,
+    };
+    let event_type = match ending {
+        OrderStatus::Confirmed => "OrderConfirmed",
+        OrderStatus::Rejected => "OrderRejected",
+        OrderStatus::PaymentDeclined => "OrderPaymentDeclined",
+        _ => "OrderCancelled",
+    };
+    Some((
+        event_type,
+        serde_json::json!({
+            "order_id": after.id.as_str(),
+            "status": ending.name(),
+            "failure_reason": after.failure_reason,
+            "payment_id": after.progress.payment.as_ref().map_or("", |payment| payment.id.as_str()),
+            "shipment_id": after.progress.shipment.as_ref().map_or("", |shipment| shipment.id.as_str()),
+        }),
+    ))
+}
+
+fn step_name(step: &Step) -> &'static str {
     match step {
         Step::Reserve => "reserving stock",
         Step::Authorize => "authorizing the payment",
-        Step::Capture => "capturing the payment",
+        Step::Capture(_) => "capturing the payment",
         Step::Commit => "committing the reservation",
         Step::Ship => "creating the shipment",
         _ => "compensating",
     }
 }
 
-fn status_code(status: OrderStatus) -> i64 {
-    i64::from(status as i32)
-}
-
-fn line_quantity(quantity: i64) -> i32 {
-    i32::try_from(quantity).unwrap_or(i32::MAX)
-}
-
 /// The SKUs a FAILED_PRECONDITION from ReserveStock names as short.
 fn short_skus(status: &tonic::Status) -> Vec<String> {
     status
         .get_details_precondition_failure()
-        .map(|failure| {
-            failure
-                .violations
-                .into_iter()
-                .map(|violation| violation.subject)
-                .collect()
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|failure| failure.violations)
+        .map(|violation| violation.subject)
+        .collect()
+}
+
+/// `duration` in microseconds, saturating.
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// 100 ms doubling per attempt, capped at [`MAX_BACKOFF`].
 fn backoff_micros(attempts: i64) -> i64 {
     let exponent = u32::try_from(attempts.clamp(0, 10)).unwrap_or(10);
-    let backoff = Duration::from_millis(100)
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(MAX_BACKOFF);
-    i64::try_from(backoff.as_micros()).unwrap_or(i64::MAX)
+    micros(
+        Duration::from_millis(100)
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(MAX_BACKOFF),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::new_record;
 
-    fn order() -> OrderRecord {
-        new_record("o1".into(), None, "c1".into(), &Default::default())
+    fn payment(authorized: bool, captured: bool) -> Option<PaymentProgress> {
+        Some(PaymentProgress {
+            id: PaymentId::parse("p", "id").expect("an id"),
+            authorized,
+            captured,
+            voided: false,
+            refunded: false,
+        })
+    }
+
+    fn shipment() -> Option<ShipmentProgress> {
+        Some(ShipmentProgress {
+            id: ShipmentId::parse("s", "id").expect("an id"),
+            cancelled: false,
+        })
+    }
+
+    fn payment_id() -> PaymentId {
+        PaymentId::parse("p", "id").expect("an id")
     }
 
     #[test]
     fn the_next_step_follows_the_persisted_progress() {
+        let reserved = Progress {
+            reserved: true,
+            ..Progress::pending()
+        };
+        let authorized = Progress {
+            payment: payment(true, false),
+            ..reserved.clone()
+        };
+        let captured = Progress {
+            payment: payment(true, true),
+            ..reserved.clone()
+        };
+        let committed = Progress {
+            committed: true,
+            ..captured.clone()
+        };
+        let shipped = Progress {
+            shipment: shipment(),
+            ..committed.clone()
+        };
         let forward = [
-            (order(), Step::Reserve),
-            (
-                OrderRecord {
-                    reserved: 1,
-                    ..order()
-                },
-                Step::Authorize,
-            ),
-            (
-                OrderRecord {
-                    reserved: 1,
-                    payment_id: "p".into(),
-                    authorized: 1,
-                    ..order()
-                },
-                Step::Capture,
-            ),
-            (
-                OrderRecord {
-                    reserved: 1,
-                    payment_id: "p".into(),
-                    authorized: 1,
-                    captured: 1,
-                    ..order()
-                },
-                Step::Commit,
-            ),
-            (
-                OrderRecord {
-                    reserved: 1,
-                    payment_id: "p".into(),
-                    authorized: 1,
-                    captured: 1,
-                    committed: 1,
-                    ..order()
-                },
-                Step::Ship,
-            ),
+            (Progress::pending(), Step::Reserve),
+            (reserved, Step::Authorize),
+            (authorized, Step::Capture(payment_id())),
+            (captured, Step::Commit),
+            (committed, Step::Ship),
+            (shipped.clone(), Step::Confirm),
         ];
-        for (record, expected) in forward {
-            assert_eq!(next_step(&record), expected, "{record:?}");
+        for (progress, expected) in forward {
+            assert_eq!(next_step(&progress), expected, "{progress:?}");
         }
-        let cancelled = i64::from(OrderStatus::Cancelled as i32);
-        let compensating = OrderRecord {
-            reserved: 1,
-            reconciled: 1,
-            payment_id: "p".into(),
-            authorized: 1,
-            captured: 1,
-            committed: 1,
-            shipment_id: "s".into(),
-            compensate_to: cancelled,
-            ..order()
+
+        let compensating = Progress {
+            reconciled: true,
+            compensate_to: Some(Compensation::Cancelled),
+            ..shipped
         };
-        assert_eq!(next_step(&compensating), Step::CancelShipment);
-        let shipment_cancelled = OrderRecord {
-            shipment_cancelled: 1,
-            ..compensating.clone()
+        assert_eq!(
+            next_step(&compensating),
+            Step::CancelShipment(ShipmentId::parse("s", "id").expect("an id"))
+        );
+        let shipment_cancelled = Progress {
+            shipment: Some(ShipmentProgress {
+                id: ShipmentId::parse("s", "id").expect("an id"),
+                cancelled: true,
+            }),
+            ..compensating
         };
-        assert_eq!(next_step(&shipment_cancelled), Step::Refund);
-        let refunded = OrderRecord {
-            refunded: 1,
-            ..shipment_cancelled
-        };
+        assert_eq!(next_step(&shipment_cancelled), Step::Refund(payment_id()));
+        let mut refunded = shipment_cancelled;
+        record_payment(&mut refunded, |payment| payment.refunded = true);
         assert_eq!(next_step(&refunded), Step::Restock);
-        let restocked = OrderRecord {
-            restocked: 1,
+        let restocked = Progress {
+            restocked: true,
             ..refunded
         };
-        assert_eq!(next_step(&restocked), Step::Finish(OrderStatus::Cancelled));
+        assert_eq!(next_step(&restocked), Step::Finish(Compensation::Cancelled));
 
-        let declined = OrderRecord {
-            reserved: 1,
-            reconciled: 1,
-            payment_id: "p".into(),
-            compensate_to: i64::from(OrderStatus::PaymentDeclined as i32),
-            ..order()
+        let declined = Progress {
+            reserved: true,
+            reconciled: true,
+            payment: payment(false, false),
+            compensate_to: Some(Compensation::PaymentDeclined),
+            ..Progress::pending()
         };
         assert_eq!(next_step(&declined), Step::Release);
         assert_eq!(
-            next_step(&OrderRecord {
-                released: 1,
+            next_step(&Progress {
+                released: true,
                 ..declined
             }),
-            Step::Finish(OrderStatus::PaymentDeclined)
+            Step::Finish(Compensation::PaymentDeclined)
         );
+
+        let settled = Progress {
+            status: OrderStatus::Confirmed,
+            ..Progress::pending()
+        };
+        assert_eq!(next_step(&settled), Step::Idle);
+        let cancel_asked = Progress {
+            cancel_requested: true,
+            ..settled
+        };
+        assert_eq!(next_step(&cancel_asked), Step::BeginCancel);
     }
 
     #[test]

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use crowdcrunch_outbox::{Event, Outbox};
 use crowdcrunch_proto::ledger::v1 as ledger;
-use crowdcrunch_proto::orders::v1::OrderStatus;
 use crowdcrunch_runtime::client::UpstreamError;
 use crowdcrunch_runtime::{Database, Shutdown};
 
 use crate::clients::Clients;
+use crate::domain::{OrderId, OrderStatus};
 use crate::error::Error;
 use crate::storage;
 use crate::watch::OrderHub;
@@ -87,28 +87,31 @@ async fn consume(
         checkpoint = event.sequence;
         match order_change(&event) {
             Some((order_id, from, to, event_type)) => {
-                let data = serde_json::json!({ "order_id": order_id, "status": to.as_str_name() });
-                let changed = outbox
+                let data =
+                    serde_json::json!({ "order_id": order_id.as_str(), "status": to.name() });
+                let mut changed = None;
+                outbox
                     .transaction(None, async |connection| {
                         let moved = storage::set_status(connection, &order_id, from, to).await?;
                         if moved {
                             outbox
-                                .enqueue(connection, Event::new(event_type, order_id.clone(), data))
+                                .enqueue(
+                                    connection,
+                                    Event::new(event_type, order_id.to_string(), data),
+                                )
                                 .await?;
                         }
                         storage::set_checkpoint(connection, CONSUMER, checkpoint).await?;
-                        // The order as it is now, or an empty one when the event changed nothing.
-                        Ok::<_, Error>(if moved {
-                            storage::get(connection, &order_id).await?.to_proto()
-                        } else {
-                            Default::default()
-                        })
+                        if moved {
+                            // The order as it is now, announced once committed.
+                            changed = Some(storage::get(connection, &order_id).await?.to_proto());
+                        }
+                        Ok::<_, Error>(())
                     })
                     .await?;
                 unsaved = 0;
-                if !changed.id.is_empty() {
-                    let order = changed;
-                    tracing::info!(%order_id, status = to.as_str_name(), "order follows its shipment");
+                if let Some(order) = changed {
+                    tracing::info!(%order_id, status = to.name(), "order follows its shipment");
                     hub.publish(order);
                 }
             }
@@ -124,10 +127,11 @@ async fn consume(
     }
 }
 
-/// The order change an event causes: (order id, from statuses, to status, order event type).
+/// The order change an event causes: (order id, from statuses, to status, order event type). An
+/// event whose order id is malformed names no order of ours.
 fn order_change(
     event: &ledger::Event,
-) -> Option<(String, &'static [OrderStatus], OrderStatus, &'static str)> {
+) -> Option<(OrderId, &'static [OrderStatus], OrderStatus, &'static str)> {
     let (from, to, event_type): (&'static [OrderStatus], _, _) = match event.r#type.as_str() {
         "ShipmentShipped" => (
             &[OrderStatus::Confirmed],
@@ -155,5 +159,6 @@ fn order_change(
         return None;
     }
     let order_id = text("order_id").unwrap_or_else(|| event.subject.clone());
+    let order_id = OrderId::parse(&order_id, "order_id").ok()?;
     Some((order_id, from, to, event_type))
 }

@@ -2,193 +2,387 @@
 
 use std::collections::HashMap;
 
-use crowdcrunch_proto::orders::v1 as pb;
-use crowdcrunch_proto::r#type::v1::{Address, Money};
+use crowdcrunch_proto::r#type::v1::Address;
 use crowdcrunch_runtime::pagination::PageRequest;
-use crowdcrunch_runtime::storage::{
-    fetch_by_keys, now_micros, placeholders, timestamp_from_micros,
-};
+use crowdcrunch_runtime::storage::{fetch_by_keys, now_micros, placeholders};
 use sqlx::AnyConnection;
 
+use crate::domain::{CustomerId, OrderId, OrderStatus, PaymentId, Quantity, ShipmentId, Sku};
 use crate::error::Error;
+use crate::order::{
+    CardOnFile, Compensation, Line, Order, PaymentProgress, Progress, ShipmentProgress,
+};
+
+/// An order's row as stored: the saga's flags are 0/1 `BIGINT`s, its status and compensation the
+/// API's enum numbers, and absent ids empty strings. Read only through [`OrderRow::into_order`].
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct OrderRow {
+    id: String,
+    request_id: Option<String>,
+    customer_id: String,
+    status: i64,
+    currency_code: String,
+    total_minor: i64,
+    recipient: String,
+    line1: String,
+    line2: String,
+    city: String,
+    region: String,
+    postal_code: String,
+    country_code: String,
+    failure_reason: String,
+    card_token: String,
+    card_brand: String,
+    card_last4: String,
+    reserved: i64,
+    released: i64,
+    payment_id: String,
+    authorized: i64,
+    captured: i64,
+    voided: i64,
+    refunded: i64,
+    committed: i64,
+    restocked: i64,
+    shipment_id: String,
+    shipment_cancelled: i64,
+    cancel_requested: i64,
+    reconciled: i64,
+    compensate_to: i64,
+    attempts: i64,
+    next_attempt_time: i64,
+    create_time: i64,
+    update_time: i64,
+    traceparent: String,
+}
+
+/// The error of a stored order that breaks an invariant.
+fn corrupt(id: &str, problem: impl std::fmt::Display) -> Error {
+    Error::Corrupt(format!("the stored order {id} {problem}"))
+}
+
+/// A stored id read back by the one id rule.
+fn stored_id<T>(
+    order: &str,
+    column: &str,
+    raw: &str,
+    parse: fn(&str, &str) -> Result<T, crowdcrunch_runtime::status::FieldViolation>,
+) -> Result<T, Error> {
+    parse(raw, column).map_err(|violation| {
+        corrupt(
+            order,
+            format_args!("has a bad {column} {raw:?}: {}", violation.description),
+        )
+    })
+}
+
+/// A stored id that may be absent (an empty string).
+fn stored_optional_id<T>(
+    order: &str,
+    column: &str,
+    raw: &str,
+    parse: fn(&str, &str) -> Result<T, crowdcrunch_runtime::status::FieldViolation>,
+) -> Result<Option<T>, Error> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        stored_id(order, column, raw, parse).map(Some)
+    }
+}
+
+/// A flag stored as 0 or 1.
+fn stored_flag(order: &str, column: &str, value: i64) -> Result<bool, Error> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(corrupt(
+            order,
+            format_args!("has {column} = {value}, not 0 or 1"),
+        )),
+    }
+}
+
+impl OrderRow {
+    /// The typed order of this row and its `lines`: an unknown status, a flag that is not 0 or 1,
+    /// a malformed id, an order without lines or an impossible progress is an error.
+    fn into_order(self, lines: &[LineRow]) -> Result<Order, Error> {
+        let id = stored_id(&self.id, "id", &self.id, OrderId::parse)?;
+        let order = self.id.as_str();
+        let flag = |column: &str, value: i64| stored_flag(order, column, value);
+        let status = OrderStatus::from_stored(self.status)
+            .ok_or_else(|| corrupt(order, format_args!("has an unknown status {}", self.status)))?;
+        let compensate_to = match self.compensate_to {
+            0 => None,
+            raw => Some(
+                OrderStatus::from_stored(raw)
+                    .and_then(Compensation::ending_in)
+                    .ok_or_else(|| {
+                        corrupt(
+                            order,
+                            format_args!("compensates to an unknown status {raw}"),
+                        )
+                    })?,
+            ),
+        };
+        let payment = stored_optional_id(order, "payment_id", &self.payment_id, PaymentId::parse)?;
+        let payment_flags = [
+            ("authorized", self.authorized),
+            ("captured", self.captured),
+            ("voided", self.voided),
+            ("refunded", self.refunded),
+        ];
+        let payment = match payment {
+            Some(id) => Some(PaymentProgress {
+                id,
+                authorized: flag("authorized", self.authorized)?,
+                captured: flag("captured", self.captured)?,
+                voided: flag("voided", self.voided)?,
+                refunded: flag("refunded", self.refunded)?,
+            }),
+            None => match payment_flags.iter().find(|(_, value)| *value != 0) {
+                Some((column, _)) => {
+                    return Err(corrupt(
+                        order,
+                        format_args!("is {column} without a payment"),
+                    ));
+                }
+                None => None,
+            },
+        };
+        let shipment =
+            match stored_optional_id(order, "shipment_id", &self.shipment_id, ShipmentId::parse)? {
+                Some(id) => Some(ShipmentProgress {
+                    id,
+                    cancelled: flag("shipment_cancelled", self.shipment_cancelled)?,
+                }),
+                None if self.shipment_cancelled != 0 => {
+                    return Err(corrupt(
+                        order,
+                        "has a cancelled shipment without a shipment",
+                    ));
+                }
+                None => None,
+            };
+        let progress = Progress {
+            status,
+            cancel_requested: flag("cancel_requested", self.cancel_requested)?,
+            reserved: flag("reserved", self.reserved)?,
+            released: flag("released", self.released)?,
+            committed: flag("committed", self.committed)?,
+            restocked: flag("restocked", self.restocked)?,
+            payment,
+            shipment,
+            reconciled: flag("reconciled", self.reconciled)?,
+            compensate_to,
+        };
+        if let Some(impossibility) = progress.impossibility() {
+            return Err(corrupt(order, format_args!("is {impossibility}")));
+        }
+        if lines.is_empty() {
+            return Err(corrupt(order, "has no lines"));
+        }
+        let lines = lines
+            .iter()
+            .map(|line| line.to_line(order))
+            .collect::<Result<_, _>>()?;
+        Ok(Order {
+            customer_id: stored_id(order, "customer_id", &self.customer_id, CustomerId::parse)?,
+            request_id: self.request_id,
+            currency_code: self.currency_code,
+            total_minor: self.total_minor,
+            lines,
+            address: Address {
+                recipient: self.recipient,
+                line1: self.line1,
+                line2: self.line2,
+                city: self.city,
+                region: self.region,
+                postal_code: self.postal_code,
+                country_code: self.country_code,
+            },
+            failure_reason: self.failure_reason,
+            card: CardOnFile {
+                token: self.card_token,
+                brand: self.card_brand,
+                last4: self.card_last4,
+            },
+            progress,
+            attempts: self.attempts,
+            next_attempt_time: self.next_attempt_time,
+            traceparent: self.traceparent,
+            create_time: self.create_time,
+            update_time: self.update_time,
+            id,
+        })
+    }
+}
 
 /// One order line as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct LineRecord {
-    /// The product.
-    pub sku: String,
-    /// Units.
-    pub quantity: i64,
-    /// Price of one unit at order time, in the order's currency.
-    pub unit_price_minor: i64,
-}
-
-/// An order with the persisted progress of its saga.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct OrderRecord {
-    pub id: String,
-    pub request_id: Option<String>,
-    pub customer_id: String,
-    pub status: i64,
-    pub currency_code: String,
-    pub total_minor: i64,
-    pub recipient: String,
-    pub line1: String,
-    pub line2: String,
-    pub city: String,
-    pub region: String,
-    pub postal_code: String,
-    pub country_code: String,
-    pub failure_reason: String,
-    pub card_token: String,
-    pub card_brand: String,
-    pub card_last4: String,
-    pub reserved: i64,
-    pub released: i64,
-    pub payment_id: String,
-    pub authorized: i64,
-    pub captured: i64,
-    pub voided: i64,
-    pub refunded: i64,
-    pub committed: i64,
-    pub restocked: i64,
-    pub shipment_id: String,
-    pub shipment_cancelled: i64,
-    pub cancel_requested: i64,
-    pub reconciled: i64,
-    pub compensate_to: i64,
-    pub attempts: i64,
-    pub next_attempt_time: i64,
-    pub lease_owner: String,
-    pub lease_until: i64,
-    pub create_time: i64,
-    pub update_time: i64,
-    /// The W3C traceparent of the PlaceOrder call, which the saga's steps continue.
-    pub traceparent: String,
-    #[sqlx(skip)]
-    pub lines: Vec<LineRecord>,
+struct LineRow {
+    order_id: String,
+    sku: String,
+    quantity: i64,
+    unit_price_minor: i64,
 }
 
-impl OrderRecord {
-    /// The order's status.
-    pub fn status(&self) -> pb::OrderStatus {
-        pb::OrderStatus::try_from(i32::try_from(self.status).unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    /// The shipping address.
-    pub fn address(&self) -> Address {
-        Address {
-            recipient: self.recipient.clone(),
-            line1: self.line1.clone(),
-            line2: self.line2.clone(),
-            city: self.city.clone(),
-            region: self.region.clone(),
-            postal_code: self.postal_code.clone(),
-            country_code: self.country_code.clone(),
-        }
-    }
-
-    /// `minor_units` of this order's currency as Money.
-    pub fn money(&self, minor_units: i64) -> Money {
-        Money {
-            currency_code: self.currency_code.clone(),
-            minor_units,
-        }
-    }
-
-    /// The order as the API shows it.
-    pub fn to_proto(&self) -> pb::Order {
-        pb::Order {
-            id: self.id.clone(),
-            customer_id: self.customer_id.clone(),
-            lines: self
-                .lines
-                .iter()
-                .map(|line| pb::OrderLine {
-                    sku: line.sku.clone(),
-                    quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
-                    unit_price: Some(self.money(line.unit_price_minor)),
-                    line_total: Some(self.money(line.unit_price_minor * line.quantity)),
-                })
-                .collect(),
-            total: Some(self.money(self.total_minor)),
-            status: self.status().into(),
-            shipping_address: Some(self.address()),
-            failure_reason: self.failure_reason.clone(),
-            payment_id: if self.authorized != 0 {
-                self.payment_id.clone()
-            } else {
-                String::new()
-            },
-            card_brand: self.card_brand.clone(),
-            card_last4: self.card_last4.clone(),
-            create_time: Some(timestamp_from_micros(self.create_time)),
-            update_time: Some(timestamp_from_micros(self.update_time)),
-        }
+impl LineRow {
+    /// The typed line; a malformed SKU or a quantity out of range is an error.
+    fn to_line(&self, order: &str) -> Result<Line, Error> {
+        let quantity = i32::try_from(self.quantity)
+            .ok()
+            .and_then(Quantity::new)
+            .ok_or_else(|| {
+                corrupt(
+                    order,
+                    format_args!("has a line of {} {}", self.quantity, self.sku),
+                )
+            })?;
+        Ok(Line {
+            sku: stored_id(order, "sku", &self.sku, Sku::parse)?,
+            quantity,
+            unit_price_minor: self.unit_price_minor,
+        })
     }
 }
 
+/// The columns the saga's progress is stored in, in the order [`bind_progress`] binds them.
+const PROGRESS_COLUMNS: [&str; 14] = [
+    "failure_reason",
+    "reserved",
+    "released",
+    "payment_id",
+    "authorized",
+    "captured",
+    "voided",
+    "refunded",
+    "committed",
+    "restocked",
+    "shipment_id",
+    "shipment_cancelled",
+    "reconciled",
+    "compensate_to",
+];
+
+/// The other columns an order is inserted with, in the order [`insert`] binds them.
+const ORDER_COLUMNS: &str = "id, request_id, customer_id, status, currency_code, total_minor, recipient, line1, \
+    line2, city, region, postal_code, country_code, card_token, card_brand, card_last4, cancel_requested, \
+    attempts, next_attempt_time, create_time, update_time, traceparent";
+
+/// The columns of an order read back.
 const COLUMNS: &str = "id, request_id, customer_id, status, currency_code, total_minor, recipient, line1, line2, \
     city, region, postal_code, country_code, failure_reason, card_token, card_brand, card_last4, reserved, \
     released, payment_id, authorized, captured, voided, refunded, committed, restocked, shipment_id, \
-    shipment_cancelled, cancel_requested, reconciled, compensate_to, attempts, next_attempt_time, lease_owner, lease_until, \
+    shipment_cancelled, cancel_requested, reconciled, compensate_to, attempts, next_attempt_time, \
     create_time, update_time, traceparent";
 
+/// The saga's columns of an order as stored.
+struct ProgressColumns<'a> {
+    reserved: i64,
+    released: i64,
+    payment_id: &'a str,
+    authorized: i64,
+    captured: i64,
+    voided: i64,
+    refunded: i64,
+    committed: i64,
+    restocked: i64,
+    shipment_id: &'a str,
+    shipment_cancelled: i64,
+    reconciled: i64,
+    compensate_to: i64,
+}
+
+impl<'a> From<&'a Progress> for ProgressColumns<'a> {
+    fn from(progress: &'a Progress) -> Self {
+        let payment = progress.payment.as_ref();
+        let payment_flag =
+            |flag: fn(&PaymentProgress) -> bool| i64::from(payment.is_some_and(flag));
+        let shipment = progress.shipment.as_ref();
+        Self {
+            reserved: i64::from(progress.reserved),
+            released: i64::from(progress.released),
+            payment_id: payment.map_or("", |payment| payment.id.as_str()),
+            authorized: payment_flag(|payment| payment.authorized),
+            captured: payment_flag(|payment| payment.captured),
+            voided: payment_flag(|payment| payment.voided),
+            refunded: payment_flag(|payment| payment.refunded),
+            committed: i64::from(progress.committed),
+            restocked: i64::from(progress.restocked),
+            shipment_id: shipment.map_or("", |shipment| shipment.id.as_str()),
+            shipment_cancelled: i64::from(shipment.is_some_and(|shipment| shipment.cancelled)),
+            reconciled: i64::from(progress.reconciled),
+            compensate_to: progress
+                .compensate_to
+                .map_or(0, |compensation| compensation.status().stored()),
+        }
+    }
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// `query` with the failure reason and the progress of `order` bound next, as
+/// [`PROGRESS_COLUMNS`] lists them.
+fn bind_progress<'q>(query: AnyQuery<'q>, order: &'q Order) -> AnyQuery<'q> {
+    let progress = ProgressColumns::from(&order.progress);
+    query
+        .bind(&order.failure_reason)
+        .bind(progress.reserved)
+        .bind(progress.released)
+        .bind(progress.payment_id)
+        .bind(progress.authorized)
+        .bind(progress.captured)
+        .bind(progress.voided)
+        .bind(progress.refunded)
+        .bind(progress.committed)
+        .bind(progress.restocked)
+        .bind(progress.shipment_id)
+        .bind(progress.shipment_cancelled)
+        .bind(progress.reconciled)
+        .bind(progress.compensate_to)
+}
+
 /// Inserts a new order and its lines.
-pub async fn insert(connection: &mut AnyConnection, order: &OrderRecord) -> Result<(), Error> {
-    sqlx::query(&format!(
-        "INSERT INTO orders ({COLUMNS}) VALUES ({})",
-        placeholders(1, 38)
-    ))
-    .bind(&order.id)
-    .bind(order.request_id.as_deref())
-    .bind(&order.customer_id)
-    .bind(order.status)
-    .bind(&order.currency_code)
-    .bind(order.total_minor)
-    .bind(&order.recipient)
-    .bind(&order.line1)
-    .bind(&order.line2)
-    .bind(&order.city)
-    .bind(&order.region)
-    .bind(&order.postal_code)
-    .bind(&order.country_code)
-    .bind(&order.failure_reason)
-    .bind(&order.card_token)
-    .bind(&order.card_brand)
-    .bind(&order.card_last4)
-    .bind(order.reserved)
-    .bind(order.released)
-    .bind(&order.payment_id)
-    .bind(order.authorized)
-    .bind(order.captured)
-    .bind(order.voided)
-    .bind(order.refunded)
-    .bind(order.committed)
-    .bind(order.restocked)
-    .bind(&order.shipment_id)
-    .bind(order.shipment_cancelled)
-    .bind(order.cancel_requested)
-    .bind(order.reconciled)
-    .bind(order.compensate_to)
-    .bind(order.attempts)
-    .bind(order.next_attempt_time)
-    .bind(&order.lease_owner)
-    .bind(order.lease_until)
-    .bind(order.create_time)
-    .bind(order.update_time)
-    .bind(&order.traceparent)
-    .execute(&mut *connection)
-    .await?;
-    for (line_no, line) in order.lines.iter().enumerate() {
+pub async fn insert(connection: &mut AnyConnection, order: &Order) -> Result<(), Error> {
+    let order_columns = ORDER_COLUMNS.split(',').count();
+    let sql = format!(
+        "INSERT INTO orders ({ORDER_COLUMNS}, {}, lease_owner, lease_until) VALUES ({}, '', 0)",
+        PROGRESS_COLUMNS.join(", "),
+        placeholders(1, order_columns + PROGRESS_COLUMNS.len())
+    );
+    let query = sqlx::query(&sql)
+        .bind(order.id.as_str())
+        .bind(order.request_id.as_deref())
+        .bind(order.customer_id.as_str())
+        .bind(order.status().stored())
+        .bind(&order.currency_code)
+        .bind(order.total_minor)
+        .bind(&order.address.recipient)
+        .bind(&order.address.line1)
+        .bind(&order.address.line2)
+        .bind(&order.address.city)
+        .bind(&order.address.region)
+        .bind(&order.address.postal_code)
+        .bind(&order.address.country_code)
+        .bind(&order.card.token)
+        .bind(&order.card.brand)
+        .bind(&order.card.last4)
+        .bind(i64::from(order.progress.cancel_requested))
+        .bind(order.attempts)
+        .bind(order.next_attempt_time)
+        .bind(order.create_time)
+        .bind(order.update_time)
+        .bind(&order.traceparent);
+    bind_progress(query, order)
+        .execute(&mut *connection)
+        .await?;
+    for (line_no, line) in (0_i64..).zip(&order.lines) {
         sqlx::query(
             "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(&order.id)
-        .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
-        .bind(&line.sku)
-        .bind(line.quantity)
+        .bind(order.id.as_str())
+        .bind(line_no)
+        .bind(line.sku.as_str())
+        .bind(i64::from(line.quantity.get()))
         .bind(line.unit_price_minor)
         .execute(&mut *connection)
         .await?;
@@ -199,56 +393,50 @@ pub async fn insert(connection: &mut AnyConnection, order: &OrderRecord) -> Resu
 /// Writes the saga progress of `order`. Its status and cancellation request are written only by
 /// [`set_status`] and [`request_cancel`]/[`clear_cancel`], so a concurrent CancelOrder or shipment
 /// update is never overwritten by a stale copy.
-pub async fn save_progress(
-    connection: &mut AnyConnection,
-    order: &OrderRecord,
-) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE orders SET failure_reason = $2, reserved = $3, released = $4, payment_id = $5, authorized = $6, \
-         captured = $7, voided = $8, refunded = $9, committed = $10, restocked = $11, shipment_id = $12, \
-         shipment_cancelled = $13, reconciled = $14, compensate_to = $15, attempts = $16, next_attempt_time = $17, \
-         update_time = $18 WHERE id = $1",
-    )
-    .bind(&order.id)
-    .bind(&order.failure_reason)
-    .bind(order.reserved)
-    .bind(order.released)
-    .bind(&order.payment_id)
-    .bind(order.authorized)
-    .bind(order.captured)
-    .bind(order.voided)
-    .bind(order.refunded)
-    .bind(order.committed)
-    .bind(order.restocked)
-    .bind(&order.shipment_id)
-    .bind(order.shipment_cancelled)
-    .bind(order.reconciled)
-    .bind(order.compensate_to)
-    .bind(order.attempts)
-    .bind(order.next_attempt_time)
-    .bind(order.update_time)
-    .execute(connection)
-    .await?;
+pub async fn save_progress(connection: &mut AnyConnection, order: &Order) -> Result<(), Error> {
+    if let Some(impossibility) = order.progress.impossibility() {
+        return Err(corrupt(
+            order.id.as_str(),
+            format_args!("would be {impossibility}"),
+        ));
+    }
+    let assignments: Vec<String> = (2..)
+        .zip(PROGRESS_COLUMNS)
+        .map(|(placeholder, column)| format!("{column} = ${placeholder}"))
+        .collect();
+    let next = PROGRESS_COLUMNS.len() + 2;
+    let sql = format!(
+        "UPDATE orders SET {}, attempts = ${next}, next_attempt_time = ${}, update_time = ${} WHERE id = $1",
+        assignments.join(", "),
+        next + 1,
+        next + 2
+    );
+    bind_progress(sqlx::query(&sql).bind(order.id.as_str()), order)
+        .bind(order.attempts)
+        .bind(order.next_attempt_time)
+        .bind(order.update_time)
+        .execute(connection)
+        .await?;
     Ok(())
 }
 
 /// Moves order `id` to `status` if it is in one of `from`; whether it moved.
 pub async fn set_status(
     connection: &mut AnyConnection,
-    id: &str,
-    from: &[pb::OrderStatus],
-    status: pb::OrderStatus,
+    id: &OrderId,
+    from: &[OrderStatus],
+    status: OrderStatus,
 ) -> Result<bool, Error> {
     let allowed = from
         .iter()
-        .map(|status| (*status as i32).to_string())
+        .map(|status| status.stored().to_string())
         .collect::<Vec<_>>()
         .join(", ");
     let updated = sqlx::query(&format!(
         "UPDATE orders SET status = $2, update_time = $3 WHERE id = $1 AND status IN ({allowed})"
     ))
-    .bind(id)
-    .bind(i64::from(status as i32))
+    .bind(id.as_str())
+    .bind(status.stored())
     .bind(now_micros())
     .execute(connection)
     .await?;
@@ -256,9 +444,9 @@ pub async fn set_status(
 }
 
 /// Records that order `id` is to be cancelled (the saga carries it out).
-pub async fn request_cancel(connection: &mut AnyConnection, id: &str) -> Result<(), Error> {
+pub async fn request_cancel(connection: &mut AnyConnection, id: &OrderId) -> Result<(), Error> {
     sqlx::query("UPDATE orders SET cancel_requested = 1, next_attempt_time = $2, update_time = $2 WHERE id = $1")
-        .bind(id)
+        .bind(id.as_str())
         .bind(now_micros())
         .execute(connection)
         .await?;
@@ -266,49 +454,46 @@ pub async fn request_cancel(connection: &mut AnyConnection, id: &str) -> Result<
 }
 
 /// Forgets the cancellation request of order `id` (carried out, moot, or refused).
-pub async fn clear_cancel(connection: &mut AnyConnection, id: &str) -> Result<(), Error> {
+pub async fn clear_cancel(connection: &mut AnyConnection, id: &OrderId) -> Result<(), Error> {
     sqlx::query("UPDATE orders SET cancel_requested = 0 WHERE id = $1")
-        .bind(id)
+        .bind(id.as_str())
         .execute(connection)
         .await?;
     Ok(())
 }
 
 /// One order, or `None`.
-pub async fn find(connection: &mut AnyConnection, id: &str) -> Result<Option<OrderRecord>, Error> {
-    let Some(mut order) =
-        sqlx::query_as::<_, OrderRecord>(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await?
-    else {
-        return Ok(None);
-    };
-    order.lines = lines_of(connection, &[order.id.clone()])
-        .await?
-        .remove(&order.id)
-        .unwrap_or_default();
-    Ok(Some(order))
+pub async fn find(connection: &mut AnyConnection, id: &OrderId) -> Result<Option<Order>, Error> {
+    let row = sqlx::query_as::<_, OrderRow>(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
+    match row {
+        Some(row) => Ok(with_lines(connection, vec![row]).await?.pop()),
+        None => Ok(None),
+    }
 }
 
 /// One order; NotFound when there is none.
-pub async fn get(connection: &mut AnyConnection, id: &str) -> Result<OrderRecord, Error> {
+pub async fn get(connection: &mut AnyConnection, id: &OrderId) -> Result<Order, Error> {
     find(connection, id)
         .await?
-        .ok_or_else(|| Error::NotFound(id.to_owned()))
+        .ok_or_else(|| Error::NotFound(id.to_string()))
 }
 
 /// The order a PlaceOrder request id created, if any.
 pub async fn find_by_request_id(
     connection: &mut AnyConnection,
     request_id: &str,
-) -> Result<Option<OrderRecord>, Error> {
-    let id: Option<(String,)> = sqlx::query_as("SELECT id FROM orders WHERE request_id = $1")
-        .bind(request_id)
-        .fetch_optional(&mut *connection)
-        .await?;
-    match id {
-        Some((id,)) => find(connection, &id).await,
+) -> Result<Option<Order>, Error> {
+    let row = sqlx::query_as::<_, OrderRow>(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE request_id = $1"
+    ))
+    .bind(request_id)
+    .fetch_optional(&mut *connection)
+    .await?;
+    match row {
+        Some(row) => Ok(with_lines(connection, vec![row]).await?.pop()),
         None => Ok(None),
     }
 }
@@ -317,62 +502,66 @@ pub async fn find_by_request_id(
 /// unknown id.
 pub async fn batch_get(
     connection: &mut AnyConnection,
-    ids: &[String],
-) -> Result<Vec<OrderRecord>, Error> {
-    let keys: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ids: &[OrderId],
+) -> Result<Vec<Order>, Error> {
+    let keys: Vec<&str> = ids.iter().map(OrderId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM orders WHERE id IN");
-    let orders = fetch_by_keys(
+    let rows = fetch_by_keys(
         connection,
         &select,
         &keys,
-        |order: &OrderRecord| &order.id,
+        |row: &OrderRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
     .await?;
-    with_lines(connection, orders).await
+    with_lines(connection, rows).await
 }
 
 /// One page of orders in creation order, optionally of one customer and in one status.
 pub async fn list(
     connection: &mut AnyConnection,
     page: &PageRequest,
-    customer_id: Option<&str>,
-    status: Option<pb::OrderStatus>,
-) -> Result<(Vec<OrderRecord>, String), Error> {
+    customer_id: Option<&CustomerId>,
+    status: Option<OrderStatus>,
+) -> Result<(Vec<Order>, String), Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM orders WHERE id > $1 AND ($2 = '' OR customer_id = $2) AND ($3 = 0 OR status = $3) \
          ORDER BY id LIMIT $4"
     );
-    let rows: Vec<OrderRecord> = sqlx::query_as(&sql)
+    let rows: Vec<OrderRow> = sqlx::query_as(&sql)
         .bind(page.after.as_deref().unwrap_or(""))
-        .bind(customer_id.unwrap_or(""))
-        .bind(status.map_or(0, |status| i64::from(status as i32)))
+        .bind(customer_id.map_or("", CustomerId::as_str))
+        .bind(status.map_or(0, OrderStatus::stored))
         .bind(page.fetch_limit())
         .fetch_all(&mut *connection)
         .await?;
     let mut orders = with_lines(connection, rows).await?;
-    let next_page_token = page.finish(&mut orders, |order| order.id.clone());
+    let next_page_token = page.finish(&mut orders, |order| order.id.to_string());
     Ok((orders, next_page_token))
 }
 
-/// `orders` with their lines, in the same order (an order may come more than once).
+/// The typed orders of `rows` with their lines, in the same order (an order may come more than
+/// once).
 async fn with_lines(
     connection: &mut AnyConnection,
-    mut orders: Vec<OrderRecord>,
-) -> Result<Vec<OrderRecord>, Error> {
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    rows: Vec<OrderRow>,
+) -> Result<Vec<Order>, Error> {
+    let ids: Vec<&str> = rows.iter().map(|row| row.id.as_str()).collect();
     let lines = lines_of(connection, &ids).await?;
-    for order in &mut orders {
-        order.lines = lines.get(&order.id).cloned().unwrap_or_default();
-    }
-    Ok(orders)
+    rows.into_iter()
+        .map(|row| {
+            let lines = lines.get(&row.id).map_or(&[][..], Vec::as_slice);
+            row.into_order(lines)
+        })
+        .collect()
 }
 
+/// The lines of the orders `ids`, by order id.
 async fn lines_of(
     connection: &mut AnyConnection,
-    ids: &[String],
-) -> Result<HashMap<String, Vec<LineRecord>>, Error> {
-    let mut lines: HashMap<String, Vec<LineRecord>> = HashMap::new();
+    ids: &[&str],
+) -> Result<HashMap<String, Vec<LineRow>>, Error> {
+    let mut lines: HashMap<String, Vec<LineRow>> = HashMap::new();
     if ids.is_empty() {
         return Ok(lines);
     }
@@ -381,16 +570,12 @@ async fn lines_of(
          ORDER BY order_id, line_no",
         placeholders(1, ids.len())
     );
-    let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(&sql);
+    let mut query = sqlx::query_as::<_, LineRow>(&sql);
     for id in ids {
-        query = query.bind(id);
+        query = query.bind(*id);
     }
-    for (order_id, sku, quantity, unit_price_minor) in query.fetch_all(connection).await? {
-        lines.entry(order_id).or_default().push(LineRecord {
-            sku,
-            quantity,
-            unit_price_minor,
-        });
+    for line in query.fetch_all(connection).await? {
+        lines.entry(line.order_id.clone()).or_default().push(line);
     }
     Ok(lines)
 }
@@ -403,13 +588,13 @@ pub async fn claim_due(
     owner: &str,
     lease_until: i64,
     limit: i64,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<OrderId>, Error> {
     let now = now_micros();
     let candidates: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM orders WHERE (status = $1 OR cancel_requested = 1) AND next_attempt_time <= $2 \
          AND (lease_until < $2 OR lease_owner = $3) ORDER BY next_attempt_time LIMIT $4",
     )
-    .bind(i64::from(pb::OrderStatus::Pending as i32))
+    .bind(OrderStatus::Pending.stored())
     .bind(now)
     .bind(owner)
     .bind(limit)
@@ -417,10 +602,11 @@ pub async fn claim_due(
     .await?;
     let mut claimed = Vec::new();
     for (id,) in candidates {
+        let id = stored_id(&id, "id", &id, OrderId::parse)?;
         let updated = sqlx::query(
             "UPDATE orders SET lease_owner = $2, lease_until = $3 WHERE id = $1 AND (lease_until < $4 OR lease_owner = $2)",
         )
-        .bind(&id)
+        .bind(id.as_str())
         .bind(owner)
         .bind(lease_until)
         .bind(now)
@@ -436,13 +622,13 @@ pub async fn claim_due(
 /// Gives up `owner`'s lease on order `id`.
 pub async fn release_lease(
     connection: &mut AnyConnection,
-    id: &str,
+    id: &OrderId,
     owner: &str,
 ) -> Result<(), Error> {
     sqlx::query(
         "UPDATE orders SET lease_owner = '', lease_until = 0 WHERE id = $1 AND lease_owner = $2",
     )
-    .bind(id)
+    .bind(id.as_str())
     .bind(owner)
     .execute(connection)
     .await?;
@@ -476,53 +662,173 @@ pub async fn set_checkpoint(
     Ok(())
 }
 
-/// A new, unsaved order record in PENDING with nothing done yet, in the current trace.
-pub fn new_record(
-    id: String,
-    request_id: Option<String>,
-    customer_id: String,
-    address: &Address,
-) -> OrderRecord {
-    let now = now_micros();
-    OrderRecord {
-        id,
-        request_id,
-        customer_id,
-        status: i64::from(pb::OrderStatus::Pending as i32),
-        currency_code: String::new(),
-        total_minor: 0,
-        recipient: address.recipient.clone(),
-        line1: address.line1.clone(),
-        line2: address.line2.clone(),
-        city: address.city.clone(),
-        region: address.region.clone(),
-        postal_code: address.postal_code.clone(),
-        country_code: address.country_code.clone(),
-        failure_reason: String::new(),
-        card_token: String::new(),
-        card_brand: String::new(),
-        card_last4: String::new(),
-        reserved: 0,
-        released: 0,
-        payment_id: String::new(),
-        authorized: 0,
-        captured: 0,
-        voided: 0,
-        refunded: 0,
-        committed: 0,
-        restocked: 0,
-        shipment_id: String::new(),
-        shipment_cancelled: 0,
-        cancel_requested: 0,
-        reconciled: 0,
-        compensate_to: 0,
-        attempts: 0,
-        next_attempt_time: now,
-        lease_owner: String::new(),
-        lease_until: 0,
-        create_time: now,
-        update_time: now,
-        traceparent: crowdcrunch_runtime::context::current_traceparent(),
-        lines: Vec::new(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A confirmed order's row: reserved, paid, committed and shipped.
+    fn confirmed() -> OrderRow {
+        OrderRow {
+            id: "o1".into(),
+            request_id: None,
+            customer_id: "c1".into(),
+            status: OrderStatus::Confirmed.stored(),
+            currency_code: "USD".into(),
+            total_minor: 500,
+            recipient: "Ada".into(),
+            line1: "1 Main St".into(),
+            line2: String::new(),
+            city: "Springfield".into(),
+            region: String::new(),
+            postal_code: "12345".into(),
+            country_code: "US".into(),
+            failure_reason: String::new(),
+            card_token: "tok".into(),
+            card_brand: "visa".into(),
+            card_last4: "4242".into(),
+            reserved: 1,
+            released: 0,
+            payment_id: "p1".into(),
+            authorized: 1,
+            captured: 1,
+            voided: 0,
+            refunded: 0,
+            committed: 1,
+            restocked: 0,
+            shipment_id: "s1".into(),
+            shipment_cancelled: 0,
+            cancel_requested: 0,
+            reconciled: 0,
+            compensate_to: 0,
+            attempts: 0,
+            next_attempt_time: 0,
+            create_time: 0,
+            update_time: 0,
+            traceparent: String::new(),
+        }
+    }
+
+    fn line(quantity: i64) -> LineRow {
+        LineRow {
+            order_id: "o1".into(),
+            sku: "MUG-1".into(),
+            quantity,
+            unit_price_minor: 500,
+        }
+    }
+
+    #[test]
+    fn a_consistent_row_reads_as_its_typed_progress_and_back() {
+        let order = confirmed().into_order(&[line(1)]).expect("a valid row");
+        assert_eq!(order.status(), OrderStatus::Confirmed);
+        let payment = order.progress.payment.as_ref().expect("a payment");
+        assert_eq!(
+            (payment.id.as_str(), payment.authorized, payment.captured),
+            ("p1", true, true)
+        );
+        assert_eq!(
+            order
+                .progress
+                .shipment
+                .as_ref()
+                .map(|shipment| shipment.id.as_str()),
+            Some("s1")
+        );
+        let columns = ProgressColumns::from(&order.progress);
+        assert_eq!(
+            (columns.payment_id, columns.captured, columns.shipment_id),
+            ("p1", 1, "s1")
+        );
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_not_a_default() {
+        let cases: [(&str, OrderRow, Vec<LineRow>); 10] = [
+            (
+                "unknown status",
+                OrderRow {
+                    status: 42,
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            (
+                "unspecified status",
+                OrderRow {
+                    status: 0,
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            (
+                "compensating towards CONFIRMED",
+                OrderRow {
+                    compensate_to: OrderStatus::Confirmed.stored(),
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            (
+                "a flag that is not 0 or 1",
+                OrderRow {
+                    captured: 2,
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            (
+                "captured without a payment",
+                OrderRow {
+                    payment_id: String::new(),
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            (
+                "a cancelled shipment without a shipment",
+                OrderRow {
+                    shipment_id: String::new(),
+                    shipment_cancelled: 1,
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            (
+                "refunded without a capture",
+                OrderRow {
+                    captured: 0,
+                    refunded: 1,
+                    committed: 0,
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            (
+                "released and committed",
+                OrderRow {
+                    released: 1,
+                    ..confirmed()
+                },
+                vec![line(1)],
+            ),
+            ("no lines", confirmed(), vec![]),
+            ("a line of no units", confirmed(), vec![line(0)]),
+        ];
+        for (what, row, lines) in cases {
+            match row.into_order(&lines) {
+                Err(Error::Corrupt(message)) => {
+                    assert!(message.contains("o1"), "{what}: {message}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        let malformed_customer = OrderRow {
+            customer_id: "c 1".into(),
+            ..confirmed()
+        };
+        assert!(matches!(
+            malformed_customer.into_order(&[line(1)]),
+            Err(Error::Corrupt(_))
+        ));
     }
 }
