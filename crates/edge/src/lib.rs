@@ -17,7 +17,7 @@
 //! - `loader`: the request scope and the edge's own batching loader for join fields;
 //! - `grpc`: dynamic calls over one balanced channel per backend;
 //! - `errors`: who failed, as GraphQL errors: a backend's status, the client's input, or the
-//!   edge's own [`Fault`](errors::Fault);
+//!   edge's own `errors::Fault`;
 //! - `request`: the [`Gateway`] and one request's path (persisted queries, documents and their
 //!   cache, variables, validation cache, error propagation);
 //! - `http`: the axum router.

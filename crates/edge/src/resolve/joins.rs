@@ -18,10 +18,8 @@ use crate::plan::{JoinPlan, Plan};
 /// A ONE join (`one`: the first item, or null) or a MANY join (every item).
 pub(super) fn one_or_many(ctx: ResolverContext<'_>, index: usize, one: bool) -> FieldFuture<'_> {
     FieldFuture::new(async move {
-        let (plan, scope, parent, join) = join_context(&ctx, index)?;
-        let key = join
-            .key_of(parent)
-            .ok_or_else(|| Fault::NotAString(join.join.key.full_name().to_owned()))?;
+        let (plan, scope, parent, join_plan) = join_context(&ctx, index)?;
+        let key = parent_key(join_plan, parent)?;
         if key.is_empty() {
             // An unset reference: nothing to load.
             return Ok(if one {
@@ -47,18 +45,16 @@ pub(super) fn one_or_many(ctx: ResolverContext<'_>, index: usize, one: bool) -> 
 /// A CONNECTION join: a page of the parent's items.
 pub(super) fn connection(ctx: ResolverContext<'_>, index: usize) -> FieldFuture<'_> {
     FieldFuture::new(async move {
-        let (plan, scope, parent, join) = join_context(&ctx, index)?;
-        let paging = join.paging.as_ref().ok_or_else(|| Fault::Misplanned {
-            join: join.join.field.clone(),
+        let (plan, scope, parent, join_plan) = join_context(&ctx, index)?;
+        let paging = join_plan.paging.as_ref().ok_or_else(|| Fault::Misplanned {
+            join: join_plan.join.field.clone(),
             what: "a connection without paging",
         })?;
-        let key = join
-            .key_of(parent)
-            .ok_or_else(|| Fault::NotAString(join.join.key.full_name().to_owned()))?;
+        let key = parent_key(join_plan, parent)?;
         let (first, after) = page::arguments(&ctx, plan.max_page_size)?;
         // The first page of every parent comes from one call of the batch RPC; later pages, and
         // every page without one, from the List per parent.
-        if after.is_none() && join.batch_rpc.is_some() {
+        if after.is_none() && join_plan.batch_rpc.is_some() {
             if key.is_empty() {
                 return Ok(Some(FieldValue::owned_any(Page::empty())));
             }
@@ -74,17 +70,17 @@ pub(super) fn connection(ctx: ResolverContext<'_>, index: usize) -> FieldFuture<
             prefetch_page(&ctx, plan, scope, &page).await;
             return Ok(Some(FieldValue::owned_any(page)));
         }
-        let mut request = DynamicMessage::new(join.join.method.input());
+        let mut request = DynamicMessage::new(join_plan.join.method.input());
         let key = prost_reflect::Value::String(key);
-        let key = if join.join.request_field.is_list() {
+        let key = if join_plan.join.request_field.is_list() {
             prost_reflect::Value::List(vec![key])
         } else {
             key
         };
-        request.set_field(&join.join.request_field, key);
+        request.set_field(&join_plan.join.request_field, key);
         let page = page::fetch(
             scope,
-            &join.rpc,
+            &join_plan.rpc,
             paging,
             request,
             first,
@@ -97,7 +93,7 @@ pub(super) fn connection(ctx: ResolverContext<'_>, index: usize) -> FieldFuture<
     })
 }
 
-/// What a join field needs: the plan, the request scope, the parent message and the join.
+/// What a join field needs: the plan, the request scope, the parent message and the join's plan.
 fn join_context<'a>(
     ctx: &ResolverContext<'a>,
     index: usize,
@@ -107,6 +103,13 @@ fn join_context<'a>(
         .parent_value
         .downcast_ref::<DynamicMessage>()
         .ok_or(Fault::Unwired("the message of a join"))?;
-    let join = plan.joins.get(index).ok_or(Fault::UnknownJoin(index))?;
-    Ok((plan, scope, parent, join))
+    let join_plan = plan.joins.get(index).ok_or(Fault::UnknownJoin(index))?;
+    Ok((plan, scope, parent, join_plan))
+}
+
+/// The parent's key for the join (empty when the reference is not set).
+fn parent_key(join_plan: &JoinPlan, parent: &DynamicMessage) -> Result<String, Fault> {
+    join_plan
+        .key_of(parent)
+        .ok_or_else(|| Fault::NotAString(join_plan.join.key.full_name().to_owned()))
 }

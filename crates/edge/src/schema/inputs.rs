@@ -47,14 +47,14 @@ impl Builder<'_> {
         }
     }
 
-    /// The plan of `message` read in `mode`, computed once; its key.
-    pub(super) fn plan(
+    /// The input plan of `message` read in `mode`, computed once; its key.
+    pub(super) fn input_plan(
         &mut self,
         message: &MessageDescriptor,
         mode: Mode,
     ) -> Result<String, CatalogError> {
         let key = format!("{}#{mode:?}", message.full_name());
-        if self.plans.contains_key(&key) || !self.in_progress.insert(key.clone()) {
+        if self.input_plans.contains_key(&key) || !self.in_progress.insert(key.clone()) {
             return Ok(key);
         }
         let mask_field = (mode == Mode::Request)
@@ -143,7 +143,7 @@ impl Builder<'_> {
             }
             _ => None,
         };
-        self.plans.insert(
+        self.input_plans.insert(
             key.clone(),
             InputPlan {
                 message: message.clone(),
@@ -215,7 +215,7 @@ impl Builder<'_> {
                 let Some(name) = self.input_object(message, mode)? else {
                     return Ok(None);
                 };
-                let key = self.plan(message, mode)?;
+                let key = self.input_plan(message, mode)?;
                 Ok(Some((InputKind::Message(key), name)))
             }
             _ => {
@@ -239,7 +239,7 @@ impl Builder<'_> {
         if self.in_progress.contains(&key) {
             return Ok(Some(name));
         }
-        let key = self.plan(message, mode)?;
+        let key = self.input_plan(message, mode)?;
         let Some(fields) = self.plan_fields.get(&key).map(|plan| plan.fields.clone()) else {
             return Ok(Some(name));
         };

@@ -5,7 +5,7 @@
 //! connections for List RPCs (`connections`); the custom scalars are `crate::scalars`. No type
 //! here is written by hand for a proto message.
 //!
-//! The builder wires each field to a [`Resolver`] decided here, once, and fills the [`Plan`] the
+//! The builder wires each field to a `crate::resolve::Resolver` decided here, once, and fills the [`Plan`] the
 //! resolvers share; what a field does at request time is in `crate::resolve`.
 //!
 //! Root and join fields are nullable, so a backend that is down costs only its own fields
@@ -69,7 +69,7 @@ pub fn build(
         claimed: HashMap::new(),
         inputs: BTreeMap::new(),
         plan_fields: HashMap::new(),
-        plans: HashMap::new(),
+        input_plans: HashMap::new(),
         in_progress: HashSet::new(),
         enums: BTreeMap::new(),
         unions: BTreeMap::new(),
@@ -126,7 +126,7 @@ pub fn build(
         return Err(CatalogError("no RPC becomes a query".to_owned()));
     }
     let plan = Arc::new(Plan {
-        inputs: InputPlans(builder.plans),
+        inputs: InputPlans(builder.input_plans),
         joins: builder.joins,
         rpcs: builder.rpcs,
         max_page_size: options.max_page_size,
@@ -190,7 +190,7 @@ struct Builder<'a> {
     claimed: HashMap<String, String>,
     inputs: BTreeMap<String, InputObject>,
     plan_fields: HashMap<String, PlanFields>,
-    plans: HashMap<String, InputPlan>,
+    input_plans: HashMap<String, InputPlan>,
     in_progress: HashSet<String>,
     enums: BTreeMap<String, Enum>,
     unions: BTreeMap<String, Union>,

@@ -43,7 +43,7 @@ impl Builder<'_> {
     ) -> Result<Field, CatalogError> {
         let rpc = self.rpc(method)?;
         let request = method.input();
-        let key = self.plan(&request, Mode::Request)?;
+        let key = self.input_plan(&request, Mode::Request)?;
         let paging = (!mutation).then(|| Paging::of(method)).flatten();
         let mut field = if let Some(paging) = paging {
             let item = paging.items.kind();
@@ -157,7 +157,7 @@ impl Builder<'_> {
         name: &str,
     ) -> Result<SubscriptionField, CatalogError> {
         let rpc = self.rpc(method)?;
-        let key = self.plan(&method.input(), Mode::Request)?;
+        let key = self.input_plan(&method.input(), Mode::Request)?;
         let (output, shape) = self.root_output(&method.output())?;
         let resolver_key = key.clone();
         let mut field = SubscriptionField::new(name, TypeRef::named_nn(output), move |ctx| {
