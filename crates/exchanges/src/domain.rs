@@ -19,10 +19,8 @@ const MAX_REASON_LEN: usize = 1000;
 
 /// Checks `raw` (the value of `field`) by the one id rule of `crowdcrunch_proto::rules`.
 fn checked_id(raw: &str, field: &str) -> Result<String, FieldViolation> {
-    match id_problem(raw) {
-        Some(description) => Err(FieldViolation::new(field, description)),
-        None => Ok(raw.to_owned()),
-    }
+    FieldViolation::check(field, id_problem(raw))?;
+    Ok(raw.to_owned())
 }
 
 /// Declares an id newtype, taken as it is where this service stored it or another service minted
@@ -96,10 +94,8 @@ pub struct Sku(String);
 impl Sku {
     /// Checks `raw` as the value of `field`.
     pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
-        match sku_problem(raw) {
-            Some(description) => Err(FieldViolation::new(field, description)),
-            None => Ok(Self(raw.to_owned())),
-        }
+        FieldViolation::check(field, sku_problem(raw))?;
+        Ok(Self(raw.to_owned()))
     }
 
     /// A SKU that was checked before it was stored.
