@@ -127,6 +127,27 @@ async fn backend_errors_become_coded_graphql_errors_with_their_details() {
 }
 
 #[tokio::test]
+async fn a_bad_cursor_is_the_clients_error_not_the_backends() {
+    let app = spawn_app(EdgeSettings::default(), &[]).await;
+    let response = app
+        .graphql(
+            "{ customers(first: 2, after: \"not a cursor\") { nodes { email } } }",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(codes(&response), ["BAD_USER_INPUT"], "{response}");
+    assert_eq!(response["data"]["customers"], Value::Null, "{response}");
+    let extensions = &response["errors"][0]["extensions"];
+    assert!(extensions.get("service").is_none(), "{response}");
+    assert_eq!(
+        app.edge.backend_calls()["crowdcrunch.customers.v1.CustomerService.ListCustomers"],
+        0,
+        "no call for a cursor the edge never made"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_backend_that_is_down_leaves_the_other_fields_resolved() {
     let app = spawn_app(EdgeSettings::default(), &["inventory"]).await;
     create(&app, "alan@example.com", "Alan").await;
