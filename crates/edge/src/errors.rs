@@ -4,67 +4,15 @@
 //! GraphQL input path, PreconditionFailure, ResourceInfo); messages of failures the services did
 //! not describe themselves (transport errors, INTERNAL) are replaced, so no address or cause
 //! chain leaks. The client's: bad input caught before any call (`BAD_USER_INPUT`). The edge's own:
-//! a [`Fault`], a broken invariant of the edge, answered as `INTERNAL_SERVER_ERROR` with a
-//! generic message and logged with its cause, so a client is never told that a backend failed
-//! when the edge did.
+//! a fault (`crate::fault`), never reported as a backend's or the client's.
 
-use async_graphql::{Error, ErrorExtensionValues, ServerError, Value};
+use async_graphql::{Error, ErrorExtensionValues, Value};
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
-use crate::convert::InputError;
+use crate::convert::{InputError, InputFailure};
+use crate::fault::INTERNAL;
 use crate::plan::catalog::camel_case;
-
-/// The `extensions.code` of the edge's own faults, and of a backend's INTERNAL.
-pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
-
-/// What a client is told of a [`Fault`].
-pub const FAULT_MESSAGE: &str = "the GraphQL edge failed; the failure has been logged";
-
-/// A fault of the edge itself: an invariant of its plan or of a request's state that does not
-/// hold. No backend is at fault, so none is named; the client gets [`INTERNAL`] and
-/// [`FAULT_MESSAGE`], the log gets the cause.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fault {
-    /// A resolver ran without the parent value or request data it was wired to.
-    #[error("{0} is missing")]
-    Unwired(&'static str),
-    /// A join index that the plan does not hold.
-    #[error("join #{0} is not in the plan")]
-    UnknownJoin(usize),
-    /// A join that the plan made without something it needs.
-    #[error("join {join}: {what}")]
-    Misplanned {
-        /// The join's GraphQL field.
-        join: String,
-        /// What is missing.
-        what: &'static str,
-    },
-    /// A field that holds no string where the plan checked for a string field at start.
-    #[error("the field {0} does not hold a string")]
-    NotAString(String),
-    /// The loader did not answer a key it was given.
-    #[error("the join loader lost a key: {0}")]
-    LoaderLostKey(&'static str),
-}
-
-/// Tells the client of each edge fault among `errors` only that the edge failed
-/// ([`INTERNAL`], [`FAULT_MESSAGE`], no service named), and logs the fault. A fault travels as
-/// the source of its GraphQL error (async-graphql keeps it through every resolver), so a
-/// resolver just returns it with `?`; this is the one place that decides what the client sees,
-/// run on every response before it leaves the edge.
-pub fn conceal_faults(errors: &mut [ServerError]) {
-    for error in errors {
-        let Some(fault) = error.source::<Fault>() else {
-            continue;
-        };
-        tracing::error!(%fault, path = ?error.path, "the edge failed");
-        error.message = FAULT_MESSAGE.to_owned();
-        let mut extensions = ErrorExtensionValues::default();
-        extensions.set("code", INTERNAL);
-        error.extensions = Some(extensions);
-    }
-}
 
 /// The `extensions.code` of a gRPC status code.
 pub fn code_name(code: Code) -> &'static str {
@@ -188,8 +136,17 @@ pub fn from_status(status: &Status, backend: &str, root: InputRoot) -> Error {
     }
 }
 
+/// An input that could not become a request message: the client's bad value, or the edge's
+/// fault.
+pub fn from_input_failure(failure: InputFailure, root: InputRoot) -> Error {
+    match failure {
+        InputFailure::Input(error) => from_input(&error, root),
+        InputFailure::Fault(fault) => fault.into(),
+    }
+}
+
 /// A bad input value caught before any call (a value the schema's types let through).
-pub fn from_input(error: &InputError, root: InputRoot) -> Error {
+fn from_input(error: &InputError, root: InputRoot) -> Error {
     let mut path: Vec<Value> = Vec::new();
     if root == InputRoot::Input {
         path.push(Value::from("input"));
@@ -271,6 +228,7 @@ mod tests {
     use tonic_types::ErrorDetails;
 
     use super::*;
+    use crate::fault::{FAULT_MESSAGE, Fault, conceal_faults};
 
     fn extensions(error: &Error) -> serde_json::Value {
         serde_json::to_value(error.extensions.as_ref().expect("extensions")).expect("json")

@@ -16,14 +16,15 @@
 //!   `page`);
 //! - `loader`: the request scope and the edge's own batching loader for join fields;
 //! - `grpc`: dynamic calls over one balanced channel per backend;
-//! - `errors`: who failed, as GraphQL errors: a backend's status, the client's input, or the
-//!   edge's own `errors::Fault`;
+//! - `errors`: who failed, as GraphQL errors: a backend's status or the client's input;
+//!   `fault`: the edge's own faults, which never pass for either;
 //! - `request`: the [`Gateway`] and one request's path (persisted queries, documents and their
 //!   cache, variables, validation cache, error propagation);
 //! - `http`: the axum router.
 
 mod convert;
 mod errors;
+mod fault;
 mod grpc;
 mod http;
 mod loader;

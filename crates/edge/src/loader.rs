@@ -19,7 +19,8 @@ use prost_reflect::{DynamicMessage, Value};
 use tonic::Status;
 use tonic_types::StatusExt as _;
 
-use crate::errors::{self, Fault, InputRoot};
+use crate::errors::{self, InputRoot};
+use crate::fault::Fault;
 use crate::grpc::{Backends, CallContext, Rpc};
 use crate::plan::catalog::Cardinality;
 use crate::plan::{JoinPlan, Plan};
@@ -111,7 +112,7 @@ impl LoadError {
     fn into_graphql(self, backend: &str) -> async_graphql::Error {
         match self {
             Self::Backend(status) => errors::from_status(&status, backend, InputRoot::None),
-            // Concealed, with the others, before the response leaves (`errors::conceal_faults`).
+            // Concealed, with the others, before the response leaves (`fault::conceal_faults`).
             Self::Fault(fault) => fault.into(),
             // A plain list is answered whole or not at all, never cut short in silence.
             too_many @ Self::TooManyItems { .. } => {

@@ -9,6 +9,7 @@ use indexmap_like::ObjectMap;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor};
 
 use super::{Shape, is_id};
+use crate::fault::Fault;
 use crate::scalars;
 
 /// GraphQL's object map (async-graphql re-exports indexmap through `Value::Object`).
@@ -25,6 +26,21 @@ pub struct InputError {
     pub path: Vec<String>,
     /// What is wrong.
     pub message: String,
+}
+
+/// Why an input could not become a protobuf message: the client's bad value, or a plan the
+/// edge made wrong.
+#[derive(Debug)]
+pub enum InputFailure {
+    /// The client's value does not fit.
+    Input(InputError),
+    /// The edge's own fault.
+    Fault(Fault),
+}
+
+/// The fault of an input plan made wrong.
+fn misplanned(what: impl Into<String>) -> InputFailure {
+    InputFailure::Fault(Fault::InputMisplanned(what.into()))
 }
 
 /// How to build one message from a GraphQL input object.
@@ -102,11 +118,11 @@ impl InputPlans {
         key: &str,
         object: &ObjectMap,
         path: &mut Vec<String>,
-    ) -> Result<DynamicMessage, InputError> {
-        let plan = self.0.get(key).ok_or_else(|| InputError {
-            path: path.clone(),
-            message: format!("no input plan {key}"),
-        })?;
+    ) -> Result<DynamicMessage, InputFailure> {
+        let plan = self
+            .0
+            .get(key)
+            .ok_or_else(|| misplanned(format!("no input plan {key}")))?;
         let mut message = DynamicMessage::new(plan.message.clone());
         for input in &plan.fields {
             let Some(value) = object.get(&input.name) else {
@@ -162,19 +178,16 @@ impl InputPlans {
                     .filter(|name| !mask.keys.contains(name))
                     .collect();
                 let field_mask = prost_types::FieldMask { paths };
-                let mut dynamic =
-                    DynamicMessage::new(mask.mask_field.kind().as_message().cloned().ok_or_else(
-                        || InputError {
-                            path: path.clone(),
-                            message: "update_mask is not a message".to_owned(),
-                        },
-                    )?);
+                let mask_message = mask
+                    .mask_field
+                    .kind()
+                    .as_message()
+                    .cloned()
+                    .ok_or_else(|| misplanned("the update mask is not a message"))?;
+                let mut dynamic = DynamicMessage::new(mask_message);
                 dynamic
                     .transcode_from(&field_mask)
-                    .map_err(|error| InputError {
-                        path: path.clone(),
-                        message: error.to_string(),
-                    })?;
+                    .map_err(|error| misplanned(format!("the update mask: {error}")))?;
                 message.set_field(&mask.mask_field, prost_reflect::Value::Message(dynamic));
             }
         }
@@ -187,7 +200,7 @@ impl InputPlans {
         kind: &InputKind,
         value: &Value,
         path: &mut Vec<String>,
-    ) -> Result<prost_reflect::Value, InputError> {
+    ) -> Result<prost_reflect::Value, InputFailure> {
         if let InputKind::Map {
             key,
             value: value_kind,
@@ -198,7 +211,7 @@ impl InputPlans {
             let entry = field.kind();
             let entry = entry
                 .as_message()
-                .ok_or_else(|| error(path, "a map without entries"))?;
+                .ok_or_else(|| misplanned("a map without entries"))?;
             let value_field = entry.map_entry_value_field();
             for (index, item) in entries.iter().enumerate() {
                 path.push(index.to_string());
@@ -236,7 +249,7 @@ impl InputPlans {
         kind: &InputKind,
         value: &Value,
         path: &mut Vec<String>,
-    ) -> Result<prost_reflect::Value, InputError> {
+    ) -> Result<prost_reflect::Value, InputFailure> {
         match kind {
             // An `ID` takes an integer too, as GraphQL's input coercion says.
             InputKind::Scalar(Shape::String)
@@ -263,7 +276,7 @@ impl InputPlans {
                 )),
                 _ => Err(error(path, "expected an object")),
             },
-            InputKind::Map { .. } => Err(error(path, "a map inside a map")),
+            InputKind::Map { .. } => Err(misplanned("a map inside a map")),
         }
     }
 }
@@ -277,11 +290,12 @@ fn as_list(value: &Value) -> Vec<Value> {
     }
 }
 
-fn error(path: &[String], message: &str) -> InputError {
-    InputError {
+/// The client's bad value at `path`.
+fn error(path: &[String], message: &str) -> InputFailure {
+    InputFailure::Input(InputError {
         path: path.to_vec(),
         message: message.to_owned(),
-    }
+    })
 }
 
 fn map_key(shape: &Shape, value: &Value) -> Option<MapKey> {

@@ -5,7 +5,9 @@
 
 mod input;
 
-pub use input::{InputError, InputField, InputKind, InputPlan, InputPlans, InputTarget, MaskPlan};
+pub use input::{
+    InputError, InputFailure, InputField, InputKind, InputPlan, InputPlans, InputTarget, MaskPlan,
+};
 
 use std::collections::HashMap;
 use std::sync::Arc;

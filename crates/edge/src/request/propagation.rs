@@ -18,7 +18,7 @@ use async_graphql::{Name, PathSegment, Request, Response, ServerError, Value};
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 
-use crate::errors;
+use crate::fault;
 
 /// Executes `request` on `schema` (built with the edge's extension) and makes the response say
 /// what the spec says of failed fields; answers whether execution started.
@@ -29,7 +29,7 @@ pub(super) async fn run(
     let outcome = Arc::new(Outcome::default());
     let mut response = schema.execute(request.data(outcome.clone())).await;
     outcome.null_failed_fields(&mut response);
-    errors::conceal_faults(&mut response.errors);
+    fault::conceal_faults(&mut response.errors);
     (response, outcome.executed.load(Ordering::Relaxed))
 }
 
@@ -50,7 +50,7 @@ pub(super) fn run_stream(
             outcome.restore_errors(&mut response);
             outcome.null_failed_fields(&mut response);
             outcome.clear();
-            errors::conceal_faults(&mut response.errors);
+            fault::conceal_faults(&mut response.errors);
             response
         })
         .boxed()

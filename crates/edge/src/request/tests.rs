@@ -13,7 +13,7 @@ use serde_json::json;
 use super::hooks::RequestHooksFactory;
 use super::propagation::{run, run_stream};
 use super::validation::ValidationCache;
-use crate::errors::{FAULT_MESSAGE, Fault, INTERNAL};
+use crate::fault::{FAULT_MESSAGE, Fault, INTERNAL};
 
 /// `Query { item: Item, items: [Item!], strict: Item!, faulty: String }` and `Subscription { items: Item }`
 /// (two events) over `Item { name: String!, broken: String!, maybe: String }`, where

@@ -10,7 +10,7 @@ use prost_reflect::{DynamicMessage, FieldDescriptor};
 
 use super::{fail, unshowable};
 use crate::convert::{Shape, output, shape_of};
-use crate::errors::Fault;
+use crate::fault::Fault;
 use crate::scalars;
 
 /// An entry of a protobuf map, as the parent of its entry object.

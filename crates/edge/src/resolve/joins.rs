@@ -11,7 +11,8 @@ use prost_reflect::DynamicMessage;
 use super::page::{self, Page};
 use super::plan_and_scope;
 use super::prefetch::{prefetch_joins, prefetch_page};
-use crate::errors::{Fault, InputRoot};
+use crate::errors::InputRoot;
+use crate::fault::Fault;
 use crate::loader::{JoinKey, RequestScope};
 use crate::plan::{JoinPlan, Plan};
 

@@ -29,7 +29,8 @@ use async_graphql::dynamic::{FieldFuture, ResolverContext};
 use prost_reflect::FieldDescriptor;
 
 use crate::convert::Shape;
-use crate::errors::{self, Fault, InputRoot};
+use crate::errors::{self, InputRoot};
+use crate::fault::{self, Fault};
 use crate::grpc::Rpc;
 use crate::loader::RequestScope;
 use crate::plan::{Paging, Plan};
@@ -122,7 +123,7 @@ fn fail<'a>(error: impl Into<async_graphql::Error>) -> FieldFuture<'a> {
 /// A value the backend answered that its GraphQL type cannot show (an enum left unset, a
 /// timestamp out of range): an internal error that says which.
 fn unshowable(message: impl Into<String>) -> async_graphql::Error {
-    errors::coded(errors::INTERNAL, message)
+    errors::coded(fault::INTERNAL, message)
 }
 
 /// The plan and the request scope every call-making resolver reads.

@@ -14,6 +14,7 @@ use super::plan_and_scope;
 use super::prefetch::{prefetch_joins, prefetch_page};
 use crate::convert::{Shape, output};
 use crate::errors::{self, InputRoot};
+use crate::fault::Fault;
 use crate::grpc::Rpc;
 use crate::plan::{Paging, Plan};
 
@@ -88,7 +89,7 @@ pub fn subscribe<'a>(
                 .map_err(|status| errors::from_status(&status, &backend, InputRoot::Arguments))?;
             // A root's value is never None: an object, `true` for an empty message, or a scalar.
             root_value(message, &shape)?
-                .ok_or_else(|| errors::Fault::Unwired("the value of an event").into())
+                .ok_or_else(|| Fault::Unwired("the value of an event").into())
         }))
     })
 }
@@ -113,7 +114,7 @@ fn build_request(
     let mut message = plan
         .inputs
         .build(key, object, &mut Vec::new())
-        .map_err(|error| errors::from_input(&error, root))?;
+        .map_err(|failure| errors::from_input_failure(failure, root))?;
     // AIP-155: a mutation with an idempotency key the client left empty gets one, so that a
     // retry after UNAVAILABLE cannot apply it twice.
     if root == InputRoot::Input
