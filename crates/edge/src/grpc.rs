@@ -62,6 +62,7 @@ impl Encoder for DynamicEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        // prost fails only on a buffer too small, and tonic's buffer grows: this cannot fail.
         item.encode(dst)
             .map_err(|error| Status::internal(format!("cannot encode the request: {error}")))
     }

@@ -20,6 +20,7 @@ fn the_checked_in_sdl_matches_the_protos() {
     if std::env::var_os("CROWDCRUNCH_UPDATE_SDL").is_some() {
         std::fs::write(checked_in(), &sdl).expect("write schema.graphql");
     }
+    // A missing file compares unequal, and the assertion says how to write it.
     let on_disk = std::fs::read_to_string(checked_in()).unwrap_or_default();
     assert!(
         on_disk == sdl,
