@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::time::Duration;
 
-use crowdcrunch_outbox::{Event, Outbox};
+use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::customers::v1 as customers;
 use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::orders::v1 as pb;
@@ -28,6 +28,7 @@ use tonic_types::StatusExt as _;
 use crate::clients::Clients;
 use crate::domain::{self, CustomerId, OrderId, OrderQuery, OrderStatus, PlaceOrder};
 use crate::error::Error;
+use crate::events;
 use crate::order::{CardOnFile, Line, Order, Progress};
 use crate::saga::Saga;
 use crate::storage;
@@ -283,24 +284,12 @@ impl OrderApi {
             create_time: now,
             update_time: now,
         };
-        let placed_event = serde_json::json!({
-            "order_id": order.id.as_str(),
-            "customer_id": order.customer_id.as_str(),
-            "currency_code": order.currency_code,
-            "total_minor": order.total_minor,
-            "lines": order.lines.iter().map(|line| serde_json::json!({
-                "sku": line.sku.as_str(), "quantity": line.quantity.get(), "unit_price_minor": line.unit_price_minor,
-            })).collect::<Vec<_>>(),
-        });
         let outbox = &self.outbox;
         let inserted = outbox
             .transaction(None, async |connection| {
                 storage::insert(connection, &order).await?;
                 outbox
-                    .enqueue(
-                        connection,
-                        Event::new("OrderPlaced", order.id.to_string(), placed_event),
-                    )
+                    .enqueue(connection, events::order_placed(&order))
                     .await?;
                 Ok::<_, Error>(())
             })
@@ -420,12 +409,10 @@ impl OrderService for OrderApi {
             outbox
                 .transaction(None, async |connection| {
                     storage::request_cancel(connection, &order.id).await?;
-                    let data =
-                        serde_json::json!({ "order_id": order.id.as_str(), "reason": reason });
                     outbox
                         .enqueue(
                             connection,
-                            Event::new("OrderCancellationRequested", order.id.to_string(), data),
+                            events::cancellation_requested(&order.id, &reason),
                         )
                         .await?;
                     Ok::<_, Error>(())

@@ -11,6 +11,7 @@ mod api;
 mod clients;
 mod domain;
 mod error;
+mod events;
 mod order;
 pub mod saga;
 mod shipments;

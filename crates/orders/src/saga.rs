@@ -30,6 +30,7 @@ use tracing::Instrument as _;
 use crate::clients::Clients;
 use crate::domain::{OrderId, OrderStatus, PaymentId, ShipmentId};
 use crate::error::Error;
+use crate::events;
 use crate::order::{Compensation, Order, PaymentProgress, Progress, ShipmentProgress};
 use crate::storage;
 use crate::watch::OrderHub;
@@ -296,13 +297,8 @@ impl Saga {
                     if refused_cancel {
                         storage::clear_cancel(connection, &order.id).await?;
                     }
-                    if let Some((event_type, data)) = event {
-                        outbox
-                            .enqueue(
-                                connection,
-                                Event::new(event_type, order.id.to_string(), data),
-                            )
-                            .await?;
+                    if let Some(event) = event {
+                        outbox.enqueue(connection, event).await?;
                     }
                     Ok::<_, Error>(storage::get(connection, &order.id).await?.to_proto())
                 })
@@ -657,40 +653,17 @@ fn upstream_id<T>(
 }
 
 /// The order event a completed step produces, if any.
-fn step_event(
-    step: &Step,
-    before: &Order,
-    after: &Order,
-) -> Option<(&'static str, serde_json::Value)> {
-    let ending = match step {
-        Step::Confirm => OrderStatus::Confirmed,
-        Step::Finish(compensation) => compensation.status(),
+fn step_event(step: &Step, before: &Order, after: &Order) -> Option<Event> {
+    match step {
+        Step::Confirm => Some(events::order_confirmed(after)),
+        Step::Finish(compensation) => Some(events::order_compensated(after, *compensation)),
         Step::CancelShipment(_)
             if before.progress.cancel_requested && !after.progress.cancel_requested =>
         {
-            return Some((
-                "OrderCancellationRefused",
-                serde_json::json!({ "order_id": after.id.as_str(), "reason": "the shipment has already left" }),
-            ));
+            Some(events::cancellation_refused(&after.id))
         }
-        _ => return None,
-    };
-    let event_type = match ending {
-        OrderStatus::Confirmed => "OrderConfirmed",
-        OrderStatus::Rejected => "OrderRejected",
-        OrderStatus::PaymentDeclined => "OrderPaymentDeclined",
-        _ => "OrderCancelled",
-    };
-    Some((
-        event_type,
-        serde_json::json!({
-            "order_id": after.id.as_str(),
-            "status": ending.name(),
-            "failure_reason": after.failure_reason,
-            "payment_id": after.progress.payment.as_ref().map_or("", |payment| payment.id.as_str()),
-            "shipment_id": after.progress.shipment.as_ref().map_or("", |shipment| shipment.id.as_str()),
-        }),
-    ))
+        _ => None,
+    }
 }
 
 fn step_name(step: &Step) -> &'static str {

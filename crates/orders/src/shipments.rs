@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crowdcrunch_outbox::{Event, Outbox};
+use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_runtime::client::UpstreamError;
 use crowdcrunch_runtime::{Database, Shutdown};
@@ -15,6 +15,7 @@ use crowdcrunch_runtime::{Database, Shutdown};
 use crate::clients::Clients;
 use crate::domain::{OrderId, OrderStatus};
 use crate::error::Error;
+use crate::events;
 use crate::storage;
 use crate::watch::OrderHub;
 
@@ -86,20 +87,13 @@ async fn consume(
         };
         checkpoint = event.sequence;
         match order_change(&event) {
-            Some((order_id, from, to, event_type)) => {
-                let data =
-                    serde_json::json!({ "order_id": order_id.as_str(), "status": to.name() });
+            Some((order_id, from, to, order_event)) => {
                 let mut changed = None;
                 outbox
                     .transaction(None, async |connection| {
                         let moved = storage::set_status(connection, &order_id, from, to).await?;
                         if moved {
-                            outbox
-                                .enqueue(
-                                    connection,
-                                    Event::new(event_type, order_id.to_string(), data),
-                                )
-                                .await?;
+                            outbox.enqueue(connection, order_event(&order_id)).await?;
                         }
                         storage::set_checkpoint(connection, CONSUMER, checkpoint).await?;
                         if moved {
@@ -127,24 +121,28 @@ async fn consume(
     }
 }
 
-/// The order change an event causes: (order id, from statuses, to status, order event type). An
+/// The constructor of the order event a change causes.
+type OrderEvent = fn(&OrderId) -> crowdcrunch_outbox::Event;
+
+/// The order change an event causes: (order id, from statuses, to status, the order's event). An
 /// event whose order id is malformed names no order of ours.
 fn order_change(
     event: &ledger::Event,
-) -> Option<(OrderId, &'static [OrderStatus], OrderStatus, &'static str)> {
-    let (from, to, event_type): (&'static [OrderStatus], _, _) = match event.r#type.as_str() {
-        "ShipmentShipped" => (
-            &[OrderStatus::Confirmed],
-            OrderStatus::Shipped,
-            "OrderShipped",
-        ),
-        "ShipmentDelivered" => (
-            &[OrderStatus::Confirmed, OrderStatus::Shipped],
-            OrderStatus::Delivered,
-            "OrderDelivered",
-        ),
-        _ => return None,
-    };
+) -> Option<(OrderId, &'static [OrderStatus], OrderStatus, OrderEvent)> {
+    let (from, to, order_event): (&'static [OrderStatus], _, OrderEvent) =
+        match event.r#type.as_str() {
+            "ShipmentShipped" => (
+                &[OrderStatus::Confirmed],
+                OrderStatus::Shipped,
+                events::order_shipped,
+            ),
+            "ShipmentDelivered" => (
+                &[OrderStatus::Confirmed, OrderStatus::Shipped],
+                OrderStatus::Delivered,
+                events::order_delivered,
+            ),
+            _ => return None,
+        };
     let text = |key: &str| {
         event
             .data
@@ -160,5 +158,5 @@ fn order_change(
     }
     let order_id = text("order_id").unwrap_or_else(|| event.subject.clone());
     let order_id = OrderId::parse(&order_id, "order_id").ok()?;
-    Some((order_id, from, to, event_type))
+    Some((order_id, from, to, order_event))
 }
