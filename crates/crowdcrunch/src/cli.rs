@@ -1,16 +1,15 @@
 //! The command line: every flag also reads a `CROWDCRUNCH_*` variable (see `--help`).
 
 use anyhow::Context as _;
+use crowdcrunch::roster::{self, Service, UpstreamArgs};
+use crowdcrunch::services::Upstreams;
 use crowdcrunch_runtime::Shutdown;
-use crowdcrunch_runtime::config::{
-    MetricsArgs, ServerArgs, StorageArgs, TelemetryArgs, UpstreamArgs,
-};
+use crowdcrunch_runtime::config::{MetricsArgs, ServerArgs, StorageArgs, TelemetryArgs};
 use crowdcrunch_runtime::edge::EdgeArgs;
 use crowdcrunch_runtime::metrics::MetricsServer;
 
 use crate::dev::DevArgs;
 use crate::load::LoadArgs;
-use crate::services::{ServiceName, Upstreams};
 use crate::smoke::SmokeArgs;
 
 /// CrowdCrunch: an order-management backend of gRPC services behind a GraphQL edge.
@@ -21,10 +20,6 @@ pub struct Cli {
     command: Command,
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once at start and consumed at once: boxing the larger variant would buy nothing"
-)]
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Run one service (what a Kubernetes pod runs).
@@ -42,10 +37,10 @@ enum Command {
 }
 
 /// What `serve` runs: a service, or the GraphQL edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Served {
     /// One of the gRPC services.
-    Service(ServiceName),
+    Service(&'static Service),
     /// The GraphQL edge in front of them.
     Edge,
 }
@@ -55,24 +50,19 @@ impl clap::ValueEnum for Served {
         static VARIANTS: std::sync::OnceLock<Vec<Served>> = std::sync::OnceLock::new();
         VARIANTS.get_or_init(|| {
             std::iter::once(Served::Edge)
-                .chain(
-                    ServiceName::value_variants()
-                        .iter()
-                        .copied()
-                        .map(Served::Service),
-                )
+                .chain(roster::by_port().into_iter().map(Served::Service))
                 .collect()
         })
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        match self {
-            Self::Service(service) => service.to_possible_value(),
-            Self::Edge => Some(
-                clap::builder::PossibleValue::new("edge")
-                    .help("The GraphQL edge, over HTTP and WebSocket"),
-            ),
-        }
+        Some(match self {
+            Self::Service(service) => {
+                clap::builder::PossibleValue::new(service.name).help(service.about)
+            }
+            Self::Edge => clap::builder::PossibleValue::new("edge")
+                .help("The GraphQL edge, over HTTP and WebSocket"),
+        })
     }
 }
 
@@ -119,7 +109,7 @@ fn print_schema() -> anyhow::Result<()> {
 
 /// `serve edge`: the GraphQL edge in front of the services named by the endpoint flags.
 async fn serve_edge(args: ServeArgs) -> anyhow::Result<()> {
-    let default_listen = ([0, 0, 0, 0], crate::edge::DEFAULT_PORT).into();
+    let default_listen = ([0, 0, 0, 0], roster::EDGE_PORT).into();
     let server = args.server.settings(default_listen)?;
     let settings = args.edge.settings()?;
     let telemetry = args.telemetry.settings()?;
@@ -146,19 +136,19 @@ async fn serve_edge(args: ServeArgs) -> anyhow::Result<()> {
     edge
 }
 
-async fn serve(service: ServiceName, args: ServeArgs) -> anyhow::Result<()> {
-    let default_listen = ([0, 0, 0, 0], service.default_port()).into();
+async fn serve(service: &'static Service, args: ServeArgs) -> anyhow::Result<()> {
+    let default_listen = ([0, 0, 0, 0], service.default_port).into();
     let server = args.server.settings(default_listen)?;
     let storage = args.storage.settings()?;
     let telemetry = args.telemetry.settings()?;
     let upstreams = Upstreams::resolve(service, &args.upstream, server.tls.as_ref())?;
-    let _telemetry = crowdcrunch_runtime::telemetry::init(service.as_str(), &telemetry)?;
+    let _telemetry = crowdcrunch_runtime::telemetry::init(service.name, &telemetry)?;
 
     let shutdown = Shutdown::on_signals();
     let metrics = MetricsServer::bind(args.metrics.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {} for metrics", args.metrics.metrics_addr))?;
-    let service = crate::services::bind(service, server, &storage, &upstreams).await?;
+    let service = crowdcrunch::services::bind(service, server, &storage, &upstreams).await?;
     let (metrics, service) = tokio::join!(metrics.serve(shutdown.clone()), service.serve(shutdown));
     metrics.context("metrics server failed")?;
     service

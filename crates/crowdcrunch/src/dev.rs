@@ -2,15 +2,18 @@
 //! real gRPC to each other, with embedded SQLite under `--data-dir` and demo data seeded on the
 //! first start only.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use crowdcrunch::roster::{self, Service, UpstreamArgs};
+use crowdcrunch::services::{BoundService, Upstreams};
 use crowdcrunch_proto::customers::v1 as customers;
 use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_runtime::client::Endpoints;
-use crowdcrunch_runtime::config::{TelemetryArgs, UpstreamArgs};
+use crowdcrunch_runtime::config::TelemetryArgs;
 use crowdcrunch_runtime::edge::EdgeSettings;
 use crowdcrunch_runtime::metrics::MetricsServer;
 use crowdcrunch_runtime::{ServerSettings, Shutdown, StorageSettings};
@@ -18,7 +21,6 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
 use crate::edge::BoundEdge;
-use crate::services::{BoundService, ServiceName, Upstreams};
 
 /// The file whose presence in the data dir says the demo data was seeded once already.
 const SEEDED_MARKER: &str = ".demo-seeded";
@@ -32,29 +34,11 @@ pub struct DevArgs {
     /// Address every server listens on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// Port of the customers service.
-    #[arg(long, default_value_t = ServiceName::Customers.default_port())]
-    customers_port: u16,
-    /// Port of the inventory service.
-    #[arg(long, default_value_t = ServiceName::Inventory.default_port())]
-    inventory_port: u16,
-    /// Port of the orders service.
-    #[arg(long, default_value_t = ServiceName::Orders.default_port())]
-    orders_port: u16,
-    /// Port of the payments service.
-    #[arg(long, default_value_t = ServiceName::Payments.default_port())]
-    payments_port: u16,
-    /// Port of the fulfillment service.
-    #[arg(long, default_value_t = ServiceName::Fulfillment.default_port())]
-    fulfillment_port: u16,
-    /// Port of the exchanges service.
-    #[arg(long, default_value_t = ServiceName::Exchanges.default_port())]
-    exchanges_port: u16,
-    /// Port of the ledger service.
-    #[arg(long, default_value_t = ServiceName::Ledger.default_port())]
-    ledger_port: u16,
+    /// The port of each service.
+    #[command(flatten)]
+    ports: ServicePorts,
     /// Port of the GraphQL edge (GraphiQL at `/`, the API at `/graphql`).
-    #[arg(long, default_value_t = crate::edge::DEFAULT_PORT)]
+    #[arg(long, default_value_t = roster::EDGE_PORT)]
     edge_port: u16,
     /// Port of the Prometheus `/metrics` endpoint.
     #[arg(long, default_value_t = 9090)]
@@ -63,17 +47,59 @@ pub struct DevArgs {
     telemetry: TelemetryArgs,
 }
 
-impl DevArgs {
-    fn port(&self, service: ServiceName) -> u16 {
-        match service {
-            ServiceName::Customers => self.customers_port,
-            ServiceName::Inventory => self.inventory_port,
-            ServiceName::Orders => self.orders_port,
-            ServiceName::Payments => self.payments_port,
-            ServiceName::Fulfillment => self.fulfillment_port,
-            ServiceName::Exchanges => self.exchanges_port,
-            ServiceName::Ledger => self.ledger_port,
+/// The port of each service in `dev`: one `--<name>-port` flag per row of the roster, its
+/// default port by default.
+#[derive(Debug, Clone, Default)]
+struct ServicePorts(BTreeMap<&'static str, u16>);
+
+impl ServicePorts {
+    fn flag(service: &Service) -> String {
+        format!("{}-port", service.name)
+    }
+
+    fn port(&self, service: &Service) -> u16 {
+        self.0
+            .get(service.name)
+            .copied()
+            .unwrap_or(service.default_port)
+    }
+}
+
+impl clap::FromArgMatches for ServicePorts {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut ports = Self::default();
+        ports.update_from_arg_matches(matches)?;
+        Ok(ports)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for service in &roster::SERVICES {
+            if let Some(port) = matches.get_one::<u16>(&Self::flag(service)) {
+                self.0.insert(service.name, *port);
+            }
         }
+        Ok(())
+    }
+}
+
+impl clap::Args for ServicePorts {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        roster::by_port()
+            .into_iter()
+            .fold(command, |command, service| {
+                command.arg(
+                    clap::Arg::new(Self::flag(service))
+                        .long(Self::flag(service))
+                        .value_name(format!("{}_PORT", service.name.to_uppercase()))
+                        .value_parser(clap::value_parser!(u16))
+                        .default_value(service.default_port.to_string())
+                        .help(format!("Port of the {} service", service.name)),
+                )
+            })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }
 
@@ -93,14 +119,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // Each service calls the ones bound before it at the addresses they really got.
     let mut upstream = UpstreamArgs::default();
     let mut services = Vec::new();
-    for name in ServiceName::ALL {
-        let settings = ServerSettings::new(SocketAddr::new(args.host, args.port(name)));
-        let upstreams = Upstreams::resolve(name, &upstream, None)?;
-        let service = crate::services::bind(name, settings, &storage, &upstreams).await?;
-        upstream.set(name.upstream(), local_endpoints(service.addr())?);
-        services.push(service);
+    for service in &roster::SERVICES {
+        let settings = ServerSettings::new(SocketAddr::new(args.host, args.ports.port(service)));
+        let upstreams = Upstreams::resolve(service, &upstream, None)?;
+        let bound = crowdcrunch::services::bind(service, settings, &storage, &upstreams).await?;
+        upstream.set(service.name, local_endpoints(bound.addr())?)?;
+        services.push(bound);
     }
-    services.sort_by_key(|service| service.name().default_port());
+    services.sort_by_key(|bound| bound.service().default_port);
     // The edge calls every service bound above.
     let edge = BoundEdge::bind(
         SocketAddr::new(args.host, args.edge_port),
@@ -112,14 +138,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .await?;
     let metrics_addr = metrics.local_addr().unwrap_or(metrics_addr);
     print_table(&services, edge.addr(), metrics_addr, &args.data_dir);
-    let addr_of = |name: ServiceName| {
+    let addr_of = |name: &str| {
         services
             .iter()
-            .find(|service| service.name() == name)
+            .find(|bound| bound.service().name == name)
             .map(BoundService::addr)
+            .with_context(|| format!("{name} is not running"))
     };
-    let customers_addr = addr_of(ServiceName::Customers).context("customers is not running")?;
-    let inventory_addr = addr_of(ServiceName::Inventory).context("inventory is not running")?;
+    let customers_addr = addr_of("customers")?;
+    let inventory_addr = addr_of("inventory")?;
 
     let shutdown = Shutdown::on_signals();
     let mut running: FuturesUnordered<_> = services
@@ -180,7 +207,10 @@ fn local_endpoints(addr: SocketAddr) -> anyhow::Result<Endpoints> {
     Ok(Endpoints::single(url.parse().context("a local URL")?))
 }
 
-#[expect(clippy::print_stdout, reason = "the table of addresses is what `dev` shows its user")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the table of addresses is what `dev` shows its user"
+)]
 fn print_table(
     services: &[BoundService],
     edge_addr: SocketAddr,
@@ -192,7 +222,7 @@ fn print_table(
     for service in services {
         println!(
             "  {:<12} {:<22} gRPC (reflection, health)",
-            service.name().as_str(),
+            service.service().name,
             service.addr()
         );
     }

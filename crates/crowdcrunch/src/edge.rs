@@ -6,35 +6,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use crowdcrunch::roster::UpstreamArgs;
 use crowdcrunch_runtime::Shutdown;
 use crowdcrunch_runtime::client::Endpoints;
-use crowdcrunch_runtime::config::{TlsSettings, Upstream, UpstreamArgs};
+use crowdcrunch_runtime::config::TlsSettings;
 use crowdcrunch_runtime::edge::EdgeSettings;
 use crowdcrunch_runtime::http::HttpServer;
 
-/// The edge's port in `dev` (and the default of `serve edge`).
-pub const DEFAULT_PORT: u16 = 8080;
-
-/// Every service the edge may call.
-const BACKENDS: [Upstream; 7] = [
-    Upstream::Customers,
-    Upstream::Inventory,
-    Upstream::Orders,
-    Upstream::Payments,
-    Upstream::Fulfillment,
-    Upstream::Exchanges,
-    Upstream::Ledger,
-];
-
-/// The configured backends' endpoints, by service name. A service left out answers UNAVAILABLE
-/// for its fields; the others still resolve.
+/// The configured services' endpoints, by service name: the edge calls every service of the
+/// roster. A service left out answers UNAVAILABLE for its fields; the others still resolve.
 pub fn endpoints(upstream: &UpstreamArgs) -> HashMap<String, Endpoints> {
-    BACKENDS
-        .into_iter()
-        .filter_map(|backend| {
-            let endpoints = upstream.require("edge", backend).ok()?;
-            Some((backend.as_str().to_owned(), endpoints))
-        })
+    upstream
+        .configured()
+        .map(|(name, endpoints)| (name.to_owned(), endpoints.clone()))
         .collect()
 }
 

@@ -11,7 +11,6 @@ mod dev;
 mod edge;
 mod http_client;
 mod load;
-mod services;
 mod smoke;
 
 use std::process::ExitCode;

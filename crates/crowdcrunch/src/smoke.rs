@@ -19,41 +19,11 @@ pub struct SmokeArgs {
     patience: Duration,
 }
 
-/// One query per service, each through its List RPC.
-const QUERIES: [(&str, &str); 8] = [
-    ("schema", "{ __typename }"),
-    (
-        "customers",
-        "{ customers(first: 1) { pageInfo { hasNextPage } } }",
-    ),
-    (
-        "inventory",
-        "{ products(first: 1) { pageInfo { hasNextPage } } }",
-    ),
-    (
-        "orders",
-        "{ orders(first: 1) { pageInfo { hasNextPage } } }",
-    ),
-    (
-        "payments",
-        "{ payments(first: 1) { pageInfo { hasNextPage } } }",
-    ),
-    (
-        "fulfillment",
-        "{ shipments(first: 1) { pageInfo { hasNextPage } } }",
-    ),
-    (
-        "exchanges",
-        "{ returns(first: 1) { pageInfo { hasNextPage } } }",
-    ),
-    (
-        "ledger",
-        "{ events(first: 1) { pageInfo { hasNextPage } } }",
-    ),
-];
-
 /// Runs the checks; an error names the first step that never passed.
-#[expect(clippy::print_stdout, reason = "each passed step is the report `helm test` shows")]
+#[expect(
+    clippy::print_stdout,
+    reason = "each passed step is the report `helm test` shows"
+)]
 pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
     let client = HttpClient::new(1);
     let base = origin(&args.url)?;
@@ -68,7 +38,17 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
         .await?;
         println!("ok   {path}");
     }
-    for (name, query) in QUERIES {
+    let queries = std::iter::once(("schema", "__typename".to_owned())).chain(
+        crowdcrunch::roster::by_port().into_iter().map(|service| {
+            let list = format!(
+                "{}(first: 1) {{ pageInfo {{ hasNextPage }} }}",
+                service.listed_by
+            );
+            (service.name, list)
+        }),
+    );
+    for (name, selection) in queries {
+        let query = format!("{{ {selection} }}");
         let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "query": query }))?);
         retry(deadline, name, || async {
             let (status, body) = client.post_json(&args.url, body.clone()).await?;

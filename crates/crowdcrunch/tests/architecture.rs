@@ -195,3 +195,33 @@ fn only_the_runtime_reads_the_environment() {
         }
     }
 }
+
+/// Whether `text` holds `word` as a whole word (not inside a longer identifier), in any case.
+fn holds_word(text: &str, word: &str) -> bool {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|token| token.eq_ignore_ascii_case(word))
+}
+
+#[test]
+fn the_runtime_names_no_service() {
+    let runtime = workspace()
+        .remove("crowdcrunch-runtime")
+        .expect("the runtime package");
+    let files = sources(&runtime.source_dir);
+    assert!(
+        !files.is_empty(),
+        "no sources under {}",
+        runtime.source_dir.display()
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for service in &crowdcrunch::roster::SERVICES {
+            assert!(
+                !holds_word(&text, service.name),
+                "{} names the {} service: the runtime takes service names as data from the binary",
+                file.display(),
+                service.name
+            );
+        }
+    }
+}

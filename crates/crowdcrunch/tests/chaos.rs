@@ -6,7 +6,10 @@
 //! conserved with nothing oversold or left reserved; the ledger holds every event exactly once.
 //! Runs on SQLite, and on PostgreSQL when `CROWDCRUNCH_TEST_DATABASE_URL` is set.
 
-#[expect(dead_code, reason = "this test uses a part of the shared support module")]
+#[expect(
+    dead_code,
+    reason = "this test uses a part of the shared support module"
+)]
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -28,15 +31,12 @@ use support::{Process, binary};
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
-const SERVICES: [&str; 7] = [
-    "ledger",
-    "customers",
-    "inventory",
-    "payments",
-    "fulfillment",
-    "orders",
-    "exchanges",
-];
+/// Every service, in start order (as the roster lists them).
+fn services() -> impl Iterator<Item = &'static str> {
+    crowdcrunch::roster::SERVICES
+        .iter()
+        .map(|service| service.name)
+}
 /// The services killed besides orders (always killed).
 const ALSO_KILLED: [&str; 4] = ["payments", "inventory", "fulfillment", "exchanges"];
 const SKUS: [&str; 4] = ["CHAOS-A", "CHAOS-B", "CHAOS-C", "CHAOS-D"];
@@ -62,12 +62,11 @@ fn free_port() -> u16 {
 
 impl Cluster {
     fn new(data_dir: &Path, database_url: Option<String>) -> Self {
-        let addrs: HashMap<&'static str, SocketAddr> = SERVICES
-            .iter()
-            .map(|service| (*service, SocketAddr::from(([127, 0, 0, 1], free_port()))))
+        let addrs: HashMap<&'static str, SocketAddr> = services()
+            .map(|service| (service, SocketAddr::from(([127, 0, 0, 1], free_port()))))
             .collect();
         let mut binary_args = HashMap::new();
-        for service in SERVICES {
+        for service in services() {
             let mut args = vec![
                 "serve".to_owned(),
                 service.to_owned(),
@@ -80,7 +79,7 @@ impl Cluster {
                 "--data-dir".to_owned(),
                 data_dir.display().to_string(),
             ];
-            for upstream in SERVICES.iter().filter(|upstream| **upstream != service) {
+            for upstream in services().filter(|upstream| *upstream != service) {
                 args.push(format!("--{upstream}-endpoints"));
                 args.push(format!("http://{}", addrs[upstream]));
             }
@@ -108,7 +107,7 @@ impl Cluster {
     }
 
     async fn start_all(&self) {
-        for service in SERVICES {
+        for service in services() {
             let process = tokio::task::block_in_place(|| self.spawn(service));
             self.processes.lock().await.insert(service, process);
         }

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crowdcrunch::roster;
 use serde::Deserialize as _;
 use serde_norway::Value;
 
@@ -26,55 +27,22 @@ const NAMESPACE: &str = "crowdcrunch";
 /// Kubernetes version passed to `helm template`, so the result does not depend on helm's own.
 const KUBE_VERSION: &str = "1.33.0";
 
-/// Every process of the system: the edge and the seven services.
-const SERVICES: [&str; 8] = [
-    "edge",
-    "customers",
-    "inventory",
-    "orders",
-    "payments",
-    "fulfillment",
-    "exchanges",
-    "ledger",
-];
+/// The edge's name in the chart. It is a process but not a row of the roster: it calls every
+/// service.
+const EDGE: &str = "edge";
 
-/// The call graph as the issue states it: each process and the services it calls.
-const CALL_GRAPH: &[(&str, &[&str])] = &[
-    (
-        "edge",
-        &[
-            "customers",
-            "inventory",
-            "orders",
-            "payments",
-            "fulfillment",
-            "exchanges",
-            "ledger",
-        ],
-    ),
-    (
-        "orders",
-        &[
-            "customers",
-            "inventory",
-            "payments",
-            "fulfillment",
-            "ledger",
-        ],
-    ),
-    (
-        "exchanges",
-        &["orders", "inventory", "payments", "fulfillment", "ledger"],
-    ),
-    ("customers", &["ledger"]),
-    ("inventory", &["ledger"]),
-    ("payments", &["ledger"]),
-    ("fulfillment", &["ledger"]),
-    ("ledger", &[]),
-];
+/// Every process of the system: the edge and the services of the roster.
+fn processes() -> BTreeSet<&'static str> {
+    std::iter::once(EDGE).chain(service_names()).collect()
+}
 
-/// Headline facts of the authorization graph, stated on their own so a wrong `CALL_GRAPH`
-/// cannot hide a wrong chart.
+/// The names of the roster's services, the one list of the services (`crowdcrunch::roster`).
+fn service_names() -> impl Iterator<Item = &'static str> {
+    roster::SERVICES.iter().map(|service| service.name)
+}
+
+/// Headline facts of the authorization graph, stated on their own so a wrong roster cannot
+/// hide a wrong chart.
 const HEADLINE_CALLERS: &[(&str, &[&str])] = &[
     ("payments", &["edge", "exchanges", "orders"]),
     (
@@ -91,6 +59,9 @@ const HEADLINE_CALLERS: &[(&str, &[&str])] = &[
     ),
     ("edge", &[]),
 ];
+
+/// The port every gRPC service listens on in its pod (`CROWDCRUNCH_LISTEN_ADDR`).
+const GRPC_PORT: u16 = 50051;
 
 /// Port-name prefixes from which Istio infers a protocol.
 const ISTIO_PORT_PROTOCOLS: &[&str] = &[
@@ -285,22 +256,35 @@ fn selects(match_labels: &Value, labels: &Value) -> bool {
     }
 }
 
-/// The services that call `service`, according to `CALL_GRAPH`.
+/// The processes that call `service`, according to the roster.
 fn callers_of(service: &str) -> BTreeSet<&'static str> {
-    CALL_GRAPH
-        .iter()
-        .filter(|(_, callees)| callees.contains(&service))
-        .map(|(caller, _)| *caller)
+    processes()
+        .into_iter()
+        .filter(|caller| callees_of(caller).contains(service))
         .collect()
 }
 
-/// The services `service` calls, according to `CALL_GRAPH`.
-fn callees_of(service: &str) -> BTreeSet<&'static str> {
-    CALL_GRAPH
+/// The services `process` calls, according to the roster (the edge calls every service).
+fn callees_of(process: &str) -> BTreeSet<&'static str> {
+    if process == EDGE {
+        return service_names().collect();
+    }
+    roster::service(process)
+        .unwrap_or_else(|| panic!("{process} is not in the roster"))
+        .calls
         .iter()
-        .find(|(caller, _)| *caller == service)
-        .map(|(_, callees)| callees.iter().copied().collect())
-        .unwrap_or_else(|| panic!("{service} is missing from CALL_GRAPH"))
+        .copied()
+        .collect()
+}
+
+/// The port a process's API listens on in its pod: the edge's own port (as `serve edge`
+/// defaults to), and one port for every gRPC service.
+fn api_port(process: &str) -> u16 {
+    if process == EDGE {
+        roster::EDGE_PORT
+    } else {
+        GRPC_PORT
+    }
 }
 
 /// The container of a Deployment that runs `service`.
@@ -347,7 +331,7 @@ enum ExpectedProbe {
 
 /// The startup, readiness and liveness probes a service must have.
 fn expected_probes(service: &str) -> [(&'static str, ExpectedProbe); 3] {
-    if service == "edge" {
+    if service == EDGE {
         [
             ("startupProbe", ExpectedProbe::Http("/healthz")),
             ("readinessProbe", ExpectedProbe::Http("/readyz")),
@@ -355,9 +339,9 @@ fn expected_probes(service: &str) -> [(&'static str, ExpectedProbe); 3] {
         ]
     } else {
         [
-            ("startupProbe", ExpectedProbe::Grpc(50051)),
-            ("readinessProbe", ExpectedProbe::Grpc(50051)),
-            ("livenessProbe", ExpectedProbe::Grpc(50051)),
+            ("startupProbe", ExpectedProbe::Grpc(GRPC_PORT.into())),
+            ("readinessProbe", ExpectedProbe::Grpc(GRPC_PORT.into())),
+            ("livenessProbe", ExpectedProbe::Grpc(GRPC_PORT.into())),
         ]
     }
 }
@@ -371,7 +355,7 @@ fn every_service_is_probed_rolled_and_drained() {
         let deployments = r.deployments();
         assert_eq!(
             deployments.keys().copied().collect::<BTreeSet<_>>(),
-            SERVICES.into_iter().collect::<BTreeSet<_>>(),
+            processes(),
             "[{}] one Deployment per service",
             r.case.name
         );
@@ -450,10 +434,15 @@ fn every_service_is_probed_rolled_and_drained() {
                 "{ctx}: CROWDCRUNCH_<CALLEE>_ENDPOINTS follow the call graph"
             );
             for (callee, url) in endpoints {
-                let host = url
+                let (host, port) = url
                     .strip_prefix("http://")
-                    .and_then(|rest| rest.split(':').next())
+                    .and_then(|rest| rest.split_once(':'))
                     .unwrap_or_else(|| panic!("{ctx}: endpoint {url} is http://host:port"));
+                assert_eq!(
+                    port,
+                    api_port(&callee).to_string(),
+                    "{ctx}: endpoint {url} is {callee}'s API port"
+                );
                 let svc = r
                     .named("Service", host)
                     .unwrap_or_else(|| panic!("{ctx}: endpoint {url} names no rendered Service"));
@@ -465,7 +454,7 @@ fn every_service_is_probed_rolled_and_drained() {
             }
 
             let database = env.get("CROWDCRUNCH_DATABASE_URL");
-            if service == "edge" {
+            if service == EDGE {
                 assert!(database.is_none(), "{ctx}: the edge has no database");
             } else {
                 let from_secret = database.map(|v| at(v, &["valueFrom", "secretKeyRef", "name"]));
@@ -600,7 +589,7 @@ fn every_service_port_is_protocol_tagged() {
                 .iter()
                 .filter_map(|p| str_at(p, &["name"]))
                 .collect();
-            let api = if service == "edge" { "http" } else { "grpc" };
+            let api = if service == EDGE { "http" } else { "grpc" };
             assert!(
                 names.contains(api) && names.contains("http-metrics"),
                 "[{}] {service} ports: {names:?}",
@@ -726,7 +715,7 @@ fn authorization_policies_admit_exactly_the_call_graph() {
         let mut admitted: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for (&service, d) in &deployments {
             let labels = at(d, &["spec", "template", "metadata", "labels"]);
-            let api_port = if service == "edge" { "8080" } else { "50051" };
+            let api_port = api_port(service).to_string();
             let mut callers = BTreeSet::new();
             let mut others = BTreeSet::new();
             for p in policies.iter().copied().filter(|p| !is_deny_all(p)) {
@@ -758,7 +747,7 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                         }
                         assert_eq!(
                             ports,
-                            BTreeSet::from([api_port]),
+                            BTreeSet::from([api_port.as_str()]),
                             "{ctx}: callers reach the API port only"
                         );
                         for principal in principals.iter().filter_map(Value::as_str) {
@@ -770,7 +759,7 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                                 });
                             match accounts
                                 .get(sa)
-                                .filter(|app| ns == NAMESPACE && SERVICES.contains(*app))
+                                .filter(|app| ns == NAMESPACE && processes().contains(*app))
                             {
                                 Some(app) => callers.insert(*app),
                                 None => others.insert(principal),
@@ -784,7 +773,7 @@ fn authorization_policies_admit_exactly_the_call_graph() {
                 callers_of(service),
                 "[{case}] {service} admits exactly its callers"
             );
-            if service == "edge" {
+            if service == EDGE {
                 if r.of_kind("Gateway").next().is_some() {
                     assert!(
                         others
@@ -827,7 +816,7 @@ fn only_the_edge_is_exposed() {
     for r in all.iter().filter(|r| r.case.istio) {
         let edge_host = r
             .of_kind("Service")
-            .find(|s| str_at(s, &["metadata", "labels", "app"]) == Some("edge"))
+            .find(|s| str_at(s, &["metadata", "labels", "app"]) == Some(EDGE))
             .map(name_of)
             .unwrap_or_else(|| panic!("[{}] the edge Service is rendered", r.case.name));
         let exposed: Vec<&Value> = r
@@ -863,7 +852,7 @@ fn helm_test_runs_a_smoke_query_through_the_edge() {
     for r in all {
         let edge_host = r
             .of_kind("Service")
-            .find(|s| str_at(s, &["metadata", "labels", "app"]) == Some("edge"))
+            .find(|s| str_at(s, &["metadata", "labels", "app"]) == Some(EDGE))
             .map(name_of)
             .unwrap_or_else(|| panic!("[{}] the edge Service is rendered", r.case.name));
         let hook = r
@@ -875,7 +864,7 @@ fn helm_test_runs_a_smoke_query_through_the_edge() {
             .flat_map(|c| seq_at(c, &["args"]))
             .filter_map(Value::as_str)
             .collect();
-        let url = format!("http://{edge_host}:8080/graphql");
+        let url = format!("http://{edge_host}:{}/graphql", roster::EDGE_PORT);
         assert_eq!(
             args,
             ["smoke", "--url", url.as_str()],
@@ -883,4 +872,46 @@ fn helm_test_runs_a_smoke_query_through_the_edge() {
             r.case.name
         );
     }
+}
+
+/// `values.schema.json` admits exactly the roster's services (and the edge) as `services` and
+/// as callees, so a service added to the roster and not to the chart fails here.
+#[test]
+fn the_values_schema_names_exactly_the_roster() {
+    let path = repo_root().join("chart/values.schema.json");
+    let text = std::fs::read_to_string(&path).expect("read chart/values.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
+    let names = |value: &serde_json::Value| -> BTreeSet<String> {
+        value
+            .as_array()
+            .expect("a list of names")
+            .iter()
+            .map(|name| name.as_str().expect("a name").to_owned())
+            .collect()
+    };
+    let owned = |names: BTreeSet<&str>| -> BTreeSet<String> {
+        names.into_iter().map(str::to_owned).collect()
+    };
+    assert_eq!(
+        names(&schema["definitions"]["serviceName"]["enum"]),
+        owned(service_names().collect()),
+        "the callees the schema admits"
+    );
+    let services = &schema["properties"]["services"];
+    assert_eq!(
+        names(&services["required"]),
+        owned(processes()),
+        "the services the schema requires"
+    );
+    let properties: BTreeSet<String> = services["properties"]
+        .as_object()
+        .expect("the services' properties")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        properties,
+        owned(processes()),
+        "the services the schema admits"
+    );
 }

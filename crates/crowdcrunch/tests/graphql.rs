@@ -4,7 +4,10 @@
 //! return is received and refunded. And pages of orders and of customers with their orders cost
 //! a small, fixed number of gRPC calls whatever their size, counted on the process's metrics.
 
-#[expect(dead_code, reason = "this test uses a part of the shared support module")]
+#[expect(
+    dead_code,
+    reason = "this test uses a part of the shared support module"
+)]
 mod support;
 
 use std::collections::HashMap;

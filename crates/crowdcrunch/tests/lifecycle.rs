@@ -2,13 +2,17 @@
 //! on its own free port, embedded storage): placing, paying, shipping, cancelling, returning and
 //! exchanging, and the story the ledger tells of each order.
 
-#[expect(dead_code, reason = "this test uses a part of the shared support module")]
+#[expect(
+    dead_code,
+    reason = "this test uses a part of the shared support module"
+)]
 mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crowdcrunch::roster;
 use crowdcrunch_proto::customers::v1 as customers;
 use crowdcrunch_proto::exchanges::v1 as exchanges;
 use crowdcrunch_proto::fulfillment::v1 as fulfillment;
@@ -17,7 +21,7 @@ use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
-use support::{Process, SERVICES};
+use support::Process;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
@@ -63,8 +67,9 @@ impl System {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut process = Process::start(support::dev(data_dir.path()));
         let mut addrs = HashMap::new();
-        for service in SERVICES {
-            addrs.insert(service, process.wait_for_table_addr(service));
+        // In the order of the table `dev` prints.
+        for service in roster::by_port() {
+            addrs.insert(service.name, process.wait_for_table_addr(service.name));
         }
         process.wait_for_line("demo data seeded");
         Self {

@@ -1,24 +1,16 @@
 //! The README's grpcurl session, run as written against `crowdcrunch dev` (on free ports: each
 //! `localhost:<default port>` is pointed at the port the service really got).
 
-#[expect(dead_code, reason = "this test uses a part of the shared support module")]
+#[expect(
+    dead_code,
+    reason = "this test uses a part of the shared support module"
+)]
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::Process;
-
-/// The services of the README session with their default ports, as `dev` names them.
-const SERVICES: [(&str, u16); 7] = [
-    ("customers", 50051),
-    ("inventory", 50052),
-    ("orders", 50053),
-    ("payments", 50054),
-    ("fulfillment", 50055),
-    ("exchanges", 50056),
-    ("ledger", 50057),
-];
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -68,9 +60,11 @@ fn the_readme_grpcurl_session_works_against_dev() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut dev = Process::start(support::dev(data_dir.path()));
     let mut script = session();
-    for (service, port) in SERVICES {
-        let addr = dev.wait_for_table_addr(service);
-        script = script.replace(&format!("localhost:{port}"), &addr.to_string());
+    // In the order of the table `dev` prints.
+    for service in crowdcrunch::roster::by_port() {
+        let addr = dev.wait_for_table_addr(service.name);
+        let default = format!("localhost:{}", service.default_port);
+        script = script.replace(&default, &addr.to_string());
     }
     dev.wait_for_line("demo data seeded");
 

@@ -7,7 +7,10 @@
 //! start the new one, wait until it is ready, withdraw the old one from the endpoints (the
 //! `preStop` pause), SIGTERM it. Not one request may fail.
 
-#[expect(dead_code, reason = "this test uses a part of the shared support module")]
+#[expect(
+    dead_code,
+    reason = "this test uses a part of the shared support module"
+)]
 mod support;
 
 use std::net::SocketAddr;

@@ -183,18 +183,18 @@ mod tests {
             (Code::FailedPrecondition, Code::Internal, "INTERNAL"),
         ];
         for (answered, code, reason) in cases {
-            let status = UpstreamError::from_status("ledger", Status::new(answered, "no"))
+            let status = UpstreamError::from_status("billing", Status::new(answered, "no"))
                 .into_status("test.crowdcrunch.dev", "the same request id");
             assert_eq!(status.code(), code, "{answered:?}");
             let info = status.get_details_error_info().expect("an ErrorInfo");
             assert_eq!(info.reason, reason, "{answered:?}");
             assert_eq!(info.domain, "test.crowdcrunch.dev");
         }
-        let status = UpstreamError::from_status("ledger", Status::unavailable("down"))
+        let status = UpstreamError::from_status("billing", Status::unavailable("down"))
             .into_status("test.crowdcrunch.dev", "the same request id");
         assert_eq!(
             status.message(),
-            "ledger is unavailable; retry with the same request id"
+            "billing is unavailable; retry with the same request id"
         );
     }
 }

@@ -5,7 +5,9 @@
 //! line before any port is bound. Tests build the `*Settings` values directly and never touch the
 //! process environment.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -239,96 +241,113 @@ pub enum StorageSettings {
     },
 }
 
-/// A service another one calls: its endpoints come from `--<service>-endpoints` or
-/// `CROWDCRUNCH_<SERVICE>_ENDPOINTS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upstream {
-    /// The customers service.
-    Customers,
-    /// The inventory service.
-    Inventory,
-    /// The orders service.
-    Orders,
-    /// The payments service.
-    Payments,
-    /// The fulfillment service.
-    Fulfillment,
-    /// The exchanges service.
-    Exchanges,
-    /// The ledger service.
-    Ledger,
+/// The names of the services a process may call, as the binary gives them: the runtime names no
+/// service. Each name `n` is read from the flag `--n-endpoints` and the variable
+/// `CROWDCRUNCH_N_ENDPOINTS` (upper case, `-` as `_`).
+pub trait UpstreamNames {
+    /// Every name, lower case.
+    fn upstream_names() -> impl Iterator<Item = &'static str>;
 }
 
-impl Upstream {
-    /// The service's name, as in its flag and variable.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Customers => "customers",
-            Self::Inventory => "inventory",
-            Self::Orders => "orders",
-            Self::Payments => "payments",
-            Self::Fulfillment => "fulfillment",
-            Self::Exchanges => "exchanges",
-            Self::Ledger => "ledger",
-        }
-    }
-}
-
-/// Where the services this process calls are: one optional endpoint list per service
+/// Where the services this process calls are: one optional endpoint list per name of `N`
 /// (comma-separated `http://` or `https://` URLs, balanced client-side).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct UpstreamArgs {
-    /// Endpoints of the customers service.
-    #[arg(long = "customers-endpoints", env = "CROWDCRUNCH_CUSTOMERS_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
-    pub customers: Option<Endpoints>,
-    /// Endpoints of the inventory service.
-    #[arg(long = "inventory-endpoints", env = "CROWDCRUNCH_INVENTORY_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
-    pub inventory: Option<Endpoints>,
-    /// Endpoints of the orders service.
-    #[arg(long = "orders-endpoints", env = "CROWDCRUNCH_ORDERS_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
-    pub orders: Option<Endpoints>,
-    /// Endpoints of the payments service.
-    #[arg(long = "payments-endpoints", env = "CROWDCRUNCH_PAYMENTS_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
-    pub payments: Option<Endpoints>,
-    /// Endpoints of the fulfillment service.
-    #[arg(long = "fulfillment-endpoints", env = "CROWDCRUNCH_FULFILLMENT_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
-    pub fulfillment: Option<Endpoints>,
-    /// Endpoints of the exchanges service.
-    #[arg(long = "exchanges-endpoints", env = "CROWDCRUNCH_EXCHANGES_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
-    pub exchanges: Option<Endpoints>,
-    /// Endpoints of the ledger service.
-    #[arg(long = "ledger-endpoints", env = "CROWDCRUNCH_LEDGER_ENDPOINTS", value_name = "URLS", value_parser = Endpoints::parse)]
-    pub ledger: Option<Endpoints>,
+#[derive(Debug, Clone)]
+pub struct UpstreamArgs<N> {
+    endpoints: BTreeMap<&'static str, Endpoints>,
+    names: PhantomData<fn() -> N>,
 }
 
-impl UpstreamArgs {
-    fn slot(&mut self, upstream: Upstream) -> &mut Option<Endpoints> {
-        match upstream {
-            Upstream::Customers => &mut self.customers,
-            Upstream::Inventory => &mut self.inventory,
-            Upstream::Orders => &mut self.orders,
-            Upstream::Payments => &mut self.payments,
-            Upstream::Fulfillment => &mut self.fulfillment,
-            Upstream::Exchanges => &mut self.exchanges,
-            Upstream::Ledger => &mut self.ledger,
+impl<N> Default for UpstreamArgs<N> {
+    fn default() -> Self {
+        Self {
+            endpoints: BTreeMap::new(),
+            names: PhantomData,
         }
     }
+}
 
-    /// Sets the endpoints of `upstream` (as `dev` does with the addresses it bound).
-    pub fn set(&mut self, upstream: Upstream, endpoints: Endpoints) {
-        *self.slot(upstream) = Some(endpoints);
+impl<N: UpstreamNames> UpstreamArgs<N> {
+    /// Sets the endpoints of the service `name` (as `dev` does with the addresses it bound).
+    pub fn set(&mut self, name: &'static str, endpoints: Endpoints) -> Result<(), ConfigError> {
+        let name = Self::known(name)?;
+        self.endpoints.insert(name, endpoints);
+        Ok(())
     }
 
-    /// The endpoints of `upstream`, which `caller` cannot run without; when they are not set, the
-    /// one-line error that says which variable to set.
-    pub fn require(&self, caller: &str, upstream: Upstream) -> Result<Endpoints, ConfigError> {
-        self.clone().slot(upstream).take().ok_or_else(|| {
-            let name = upstream.as_str();
+    /// The endpoints of the service `name`, which `caller` cannot run without; when they are not
+    /// set, the one-line error that says which variable to set.
+    pub fn require(&self, caller: &str, name: &str) -> Result<Endpoints, ConfigError> {
+        let name = Self::known(name)?;
+        self.endpoints.get(name).cloned().ok_or_else(|| {
             ConfigError::new(format!(
-                "{caller} needs CROWDCRUNCH_{}_ENDPOINTS (or --{name}-endpoints): the URLs of the {name} service",
-                name.to_uppercase()
+                "{caller} needs {} (or --{}): the URLs of the {name} service",
+                endpoints_variable(name),
+                endpoints_flag(name)
             ))
         })
+    }
+
+    /// The services whose endpoints are set, by name.
+    pub fn configured(&self) -> impl Iterator<Item = (&'static str, &Endpoints)> {
+        self.endpoints
+            .iter()
+            .map(|(name, endpoints)| (*name, endpoints))
+    }
+
+    /// `name` as `N` gives it; an error when `N` does not name it.
+    fn known(name: &str) -> Result<&'static str, ConfigError> {
+        N::upstream_names()
+            .find(|known| *known == name)
+            .ok_or_else(|| ConfigError::new(format!("there is no {name} service to call")))
+    }
+}
+
+/// The flag of the endpoints of `name`, without its dashes.
+fn endpoints_flag(name: &str) -> String {
+    format!("{name}-endpoints")
+}
+
+/// The variable of the endpoints of `name`.
+fn endpoints_variable(name: &str) -> String {
+    format!(
+        "CROWDCRUNCH_{}_ENDPOINTS",
+        name.to_uppercase().replace('-', "_")
+    )
+}
+
+impl<N: UpstreamNames> clap::FromArgMatches for UpstreamArgs<N> {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for name in N::upstream_names() {
+            if let Some(endpoints) = matches.get_one::<Endpoints>(&endpoints_flag(name)) {
+                self.endpoints.insert(name, endpoints.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<N: UpstreamNames> clap::Args for UpstreamArgs<N> {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        N::upstream_names().fold(command, |command, name| {
+            command.arg(
+                clap::Arg::new(endpoints_flag(name))
+                    .long(endpoints_flag(name))
+                    .env(endpoints_variable(name))
+                    .value_name("URLS")
+                    .value_parser(Endpoints::parse)
+                    .help(format!("Endpoints of the {name} service")),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }
 

@@ -3,8 +3,9 @@
 //! drain, gRPC client channels that carry the trace context, storage on SQLite or PostgreSQL,
 //! idempotency records, pagination tokens, and the one mapping from errors to `tonic::Status`.
 //!
-//! This crate is infrastructure only. It must never hold a domain type (no customers, orders or
-//! money here) and it is the only crate that reads the process environment (through `clap`).
+//! This crate is infrastructure only. It must never hold a domain type (no money here) nor name a
+//! service (the binary gives it the names of the services a process calls, as data), and it is
+//! the only crate that reads the process environment (through `clap`).
 
 pub mod client;
 pub mod config;

@@ -28,17 +28,6 @@ pub fn binary() -> Command {
     command
 }
 
-/// Every service `crowdcrunch dev` runs, by the name its table prints.
-pub const SERVICES: [&str; 7] = [
-    "customers",
-    "inventory",
-    "orders",
-    "payments",
-    "fulfillment",
-    "exchanges",
-    "ledger",
-];
-
 /// `crowdcrunch dev` over `data_dir` with every server on a free port (tests run side by side).
 pub fn dev(data_dir: &std::path::Path) -> Command {
     let mut command = binary();
@@ -52,8 +41,8 @@ pub fn dev(data_dir: &std::path::Path) -> Command {
             "--data-dir",
         ])
         .arg(data_dir);
-    for service in SERVICES {
-        command.args([format!("--{service}-port"), "0".to_owned()]);
+    for service in &crowdcrunch::roster::SERVICES {
+        command.args([format!("--{}-port", service.name), "0".to_owned()]);
     }
     command
 }
