@@ -55,6 +55,8 @@ const SERVICES: [&str; 7] = [
 struct System {
     /// Which backend, for messages.
     backend: &'static str,
+    /// The exchanges service's own database, to break what it stores.
+    exchanges_database: Database,
     /// The servers, in start order.
     servers: Vec<TestServer>,
     /// Stops the outbox relays.
@@ -113,7 +115,7 @@ impl System {
             relays_stop: Shutdown::new(),
             relays: Vec::new(),
         };
-        let customers = system
+        let (customers, _) = system
             .start(
                 crowdcrunch_customers::DATABASE_NAME,
                 &customers_db,
@@ -121,7 +123,7 @@ impl System {
                 |db, outbox, _| crowdcrunch_customers::service(db, outbox),
             )
             .await;
-        let inventory = system
+        let (inventory, _) = system
             .start(
                 crowdcrunch_inventory::DATABASE_NAME,
                 &inventory_db,
@@ -129,7 +131,7 @@ impl System {
                 |db, outbox, _| crowdcrunch_inventory::service(db, outbox),
             )
             .await;
-        let payments = system
+        let (payments, _) = system
             .start(
                 crowdcrunch_payments::DATABASE_NAME,
                 &payments_db,
@@ -137,7 +139,7 @@ impl System {
                 |db, outbox, _| crowdcrunch_payments::service(db, outbox),
             )
             .await;
-        let fulfillment = system
+        let (fulfillment, _) = system
             .start(
                 crowdcrunch_fulfillment::DATABASE_NAME,
                 &fulfillment_db,
@@ -152,7 +154,7 @@ impl System {
             fulfillment: FulfillmentServiceClient::new(upstream(&fulfillment)),
             ledger: LedgerServiceClient::new(system.ledger.clone()),
         };
-        let orders = system
+        let (orders, _) = system
             .start(
                 crowdcrunch_orders::DATABASE_NAME,
                 &orders_db,
@@ -168,7 +170,7 @@ impl System {
             payments: PaymentServiceClient::new(upstream(&payments)),
             fulfillment: FulfillmentServiceClient::new(upstream(&fulfillment)),
         };
-        let exchanges = system
+        let (exchanges, exchanges_database) = system
             .start(
                 crowdcrunch_exchanges::DATABASE_NAME,
                 &exchanges_db,
@@ -178,6 +180,7 @@ impl System {
             .await;
         Self {
             backend,
+            exchanges_database,
             exchanges: ExchangeServiceClient::new(exchanges.channel().await),
             orders: OrderServiceClient::new(orders.channel().await),
             customers: CustomerServiceClient::new(customers.channel().await),
@@ -476,14 +479,14 @@ struct Starting {
 
 impl Starting {
     /// Serves the service `make` builds over `database` and its outbox (events from `name`), whose
-    /// relay delivers to the ledger.
+    /// relay delivers to the ledger; the server, and the database it serves.
     async fn start<S: GrpcService>(
         &mut self,
         name: &'static str,
         database: &TestDatabase,
         migrator: &'static sqlx::migrate::Migrator,
         make: impl FnOnce(Database, Outbox, Shutdown) -> ServiceDefinition<S>,
-    ) -> TestServer {
+    ) -> (TestServer, Database) {
         let connected = database.connect(migrator).await;
         let outbox = Outbox::open(&connected, name)
             .await
@@ -492,7 +495,9 @@ impl Starting {
             .relay(self.ledger.clone())
             .run(self.relays_stop.clone());
         self.relays.push(tokio::spawn(relay));
-        TestServer::start_with(|shutdown| make(connected, outbox, shutdown)).await
+        let database = connected.clone();
+        let server = TestServer::start_with(|shutdown| make(connected, outbox, shutdown)).await;
+        (server, database)
     }
 }
 
@@ -921,6 +926,52 @@ async fn returns_are_read_alone_in_batches_and_in_pages() {
         assert_eq!(of_first, expected, "only the first order's");
         let of_both = system.list_all(1, &[&second.id, &first.id]).await.concat();
         assert_eq!(of_both, created, "{}", system.backend);
+        system.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stored_return_that_breaks_the_rules_is_an_error_never_a_default() {
+    for databases in backends() {
+        let system = System::start(databases).await;
+        system.product("MUG", 1250, 10).await;
+        let order = system.delivered_order(&[("MUG", 2)]).await;
+        for sql in [
+            "UPDATE returns SET status = 99 WHERE id = $1",
+            "UPDATE returns SET kind = 0 WHERE id = $1",
+            "UPDATE return_lines SET quantity = 0 WHERE return_id = $1",
+            "DELETE FROM return_lines WHERE return_id = $1",
+        ] {
+            let requested = system
+                .request(return_of(&order.id, ReturnKind::Return, &[("MUG", 1)]))
+                .await
+                .expect("request");
+            sqlx::query(sql)
+                .bind(&requested.id)
+                .execute(system.exchanges_database.pool())
+                .await
+                .expect("break the stored return");
+            let refused = system.get(&requested.id).await.expect_err(sql);
+            assert_eq!(
+                refused.code(),
+                Code::Internal,
+                "{sql}: {}",
+                refused.message()
+            );
+            // Rejected, it claims nothing, so the next case can ask for the same mug.
+            sqlx::query("UPDATE returns SET status = 3 WHERE id = $1")
+                .bind(&requested.id)
+                .execute(system.exchanges_database.pool())
+                .await
+                .expect("set aside the broken return");
+        }
+        let refused = system
+            .exchanges
+            .clone()
+            .list_returns(pb::ListReturnsRequest::default())
+            .await
+            .expect_err("a page with the broken returns");
+        assert_eq!(refused.code(), Code::Internal, "{}", system.backend);
         system.stop().await;
     }
 }
