@@ -136,7 +136,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Duration::from_secs(10),
     )
     .await?;
-    let metrics_addr = metrics.local_addr().unwrap_or(metrics_addr);
+    let metrics_addr = metrics
+        .local_addr()
+        .with_context(|| format!("cannot read the address bound for {metrics_addr}"))?;
     print_table(&services, edge.addr(), metrics_addr, &args.data_dir);
     let addr_of = |name: &str| {
         services

@@ -128,7 +128,7 @@ impl System {
                 .nth(1)
                 .and_then(|rest| rest.split('"').next())
                 .and_then(|rpc| rpc.rsplit('.').next())
-                .unwrap_or_default()
+                .unwrap_or_else(|| panic!("{line}: a backend call metric names its rpc"))
                 .to_owned();
             let count: u64 = line
                 .rsplit(' ')

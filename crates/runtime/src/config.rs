@@ -422,3 +422,63 @@ pub struct MetricsArgs {
     )]
     pub metrics_addr: SocketAddr,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    /// The services a test process calls.
+    struct Neighbours;
+
+    impl UpstreamNames for Neighbours {
+        fn upstream_names() -> impl Iterator<Item = &'static str> {
+            ["billing", "audit-log"].into_iter()
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        upstream: UpstreamArgs<Neighbours>,
+    }
+
+    #[test]
+    fn each_upstream_is_read_from_its_own_flag_and_variable() {
+        let help = Cli::command().render_long_help().to_string();
+        for expected in [
+            "--billing-endpoints",
+            "CROWDCRUNCH_BILLING_ENDPOINTS",
+            "--audit-log-endpoints",
+            "CROWDCRUNCH_AUDIT_LOG_ENDPOINTS",
+        ] {
+            assert!(help.contains(expected), "{expected} in:\n{help}");
+        }
+        let cli = Cli::try_parse_from([
+            "test",
+            "--billing-endpoints",
+            "http://127.0.0.1:1, http://127.0.0.1:2",
+        ])
+        .expect("the flags parse");
+        let billing = cli.upstream.require("caller", "billing").expect("billing");
+        assert_eq!(billing.uris().len(), 2);
+        assert_eq!(
+            cli.upstream
+                .require("caller", "audit-log")
+                .expect_err("audit-log is not set")
+                .to_string(),
+            "caller needs CROWDCRUNCH_AUDIT_LOG_ENDPOINTS (or --audit-log-endpoints): \
+             the URLs of the audit-log service"
+        );
+        assert!(cli.upstream.require("caller", "nowhere").is_err());
+        let configured: Vec<_> = cli.upstream.configured().map(|(name, _)| name).collect();
+        assert_eq!(configured, ["billing"]);
+    }
+
+    #[test]
+    fn an_endpoint_list_of_no_url_is_refused() {
+        assert!(Cli::try_parse_from(["test", "--billing-endpoints", "ftp://host"]).is_err());
+        assert!(Cli::try_parse_from(["test", "--billing-endpoints", " , "]).is_err());
+    }
+}
