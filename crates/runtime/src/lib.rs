@@ -6,6 +6,7 @@
 //! This crate is infrastructure only. It must never hold a domain type (no customers, orders or
 //! money here) and it is the only crate that reads the process environment (through `clap`).
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod context;
