@@ -122,13 +122,12 @@ impl JwksClient {
     }
 
     async fn fetch_body(&self, url: &http::Uri) -> Result<Bytes, JwksError> {
-        let request = http::Request::get(url.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|error| JwksError::Body {
-                url: url.clone(),
-                message: error.to_string(),
-            })?;
+        let mut request = http::Request::new(Empty::new());
+        *request.uri_mut() = url.clone();
+        request.headers_mut().insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
         let response = self
             .client
             .request(request)

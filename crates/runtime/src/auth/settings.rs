@@ -7,6 +7,7 @@
 //! (its issuer, its audience and the URL where it publishes its JWKS).
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use crate::config::ConfigError;
@@ -63,6 +64,9 @@ pub struct AuthArgs {
     pub auth_token_cache_size: usize,
 }
 
+/// The default of `--auth-token-cache-size`.
+const DEFAULT_TOKEN_CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(10_000).expect("not zero");
+
 impl AuthArgs {
     /// Validates the flags; every missing or bad value is a one-line error naming its variable.
     pub fn settings(&self) -> Result<AuthSettings, ConfigError> {
@@ -94,7 +98,9 @@ impl AuthArgs {
                 min_refresh_interval: self.auth_jwks_min_refresh_interval,
                 timeout: self.auth_jwks_timeout,
             },
-            token_cache_size: self.auth_token_cache_size,
+            token_cache_size: NonZeroUsize::new(self.auth_token_cache_size).ok_or_else(|| {
+                ConfigError::from_display("CROWDCRUNCH_AUTH_TOKEN_CACHE_SIZE must be at least 1")
+            })?,
         };
         settings.check_limits()?;
         Ok(settings)
@@ -122,7 +128,7 @@ pub struct AuthSettings {
     /// Where the keys come from and how often they are fetched.
     pub jwks: JwksSettings,
     /// Verified tokens remembered until they expire.
-    pub token_cache_size: usize,
+    pub token_cache_size: NonZeroUsize,
 }
 
 impl AuthSettings {
@@ -137,7 +143,7 @@ impl AuthSettings {
                 min_refresh_interval: Duration::from_secs(30),
                 timeout: Duration::from_secs(5),
             },
-            token_cache_size: 10_000,
+            token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
         }
     }
 
@@ -170,11 +176,6 @@ impl AuthSettings {
             return Err(ConfigError::from_display(
                 "CROWDCRUNCH_AUTH_JWKS_MIN_REFRESH_INTERVAL must not be longer than \
                  CROWDCRUNCH_AUTH_JWKS_REFRESH_INTERVAL",
-            ));
-        }
-        if self.token_cache_size == 0 {
-            return Err(ConfigError::from_display(
-                "CROWDCRUNCH_AUTH_TOKEN_CACHE_SIZE must be at least 1",
             ));
         }
         Ok(())

@@ -1,7 +1,6 @@
 //! The verifier: tokens checked against the issuer's JWKS, the keys kept fresh in the background,
 //! and each verified token remembered until it expires.
 
-use std::num::NonZeroUsize;
 use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
@@ -86,16 +85,13 @@ impl Verifier {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::from_display("the token verifier needs a running Tokio runtime")
         })?;
-        let cache_size = NonZeroUsize::new(settings.token_cache_size).ok_or_else(|| {
-            ConfigError::from_display("CROWDCRUNCH_AUTH_TOKEN_CACHE_SIZE must be at least 1")
-        })?;
         let shared = Arc::new(Shared {
             client: JwksClient::new(settings.jwks.clone())?,
             rules: settings.rules,
             jwks: settings.jwks,
             keys: RwLock::new(None),
             last_fetch: tokio::sync::Mutex::new(None),
-            tokens: Mutex::new(LruCache::new(cache_size)),
+            tokens: Mutex::new(LruCache::new(settings.token_cache_size)),
             fetched: watch::Sender::new(0),
             counts: Counts::default(),
         });
@@ -272,7 +268,7 @@ impl Shared {
     }
 }
 
-/// Locks the token cache. A panic while it was held cannot leave an entry half-written (the LRU
+/// Locks the token cache. A panic while it was held cannot have left it half-written (the LRU's
 /// operations do not panic midway), so a poisoned lock is used as it is.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
