@@ -24,7 +24,7 @@ pub use bearer::{bearer_token, bearer_token_from_value};
 pub use error::{AuthError, DOMAIN, bearer_challenge};
 pub use identity::{Identity, STAFF_ROLE};
 pub use settings::{
-    AuthArgs, AuthSettings, ClaimPath, JwksSettings, JwksUrl, SettingError, TokenRules,
+    AuthArgs, AuthSettings, ClaimPath, JwksSettings, JwksUrl, SettingError, TokenRules, TrustedCa,
 };
 pub use signing::{Grant, SIGNING_KEY_FILE, SigningKey, SigningKeyError};
 pub use verifier::{Verifier, VerifierCounts};

@@ -3,6 +3,7 @@
 //! refresh rate limit; the cache of verified tokens; the `dev` signing key round trip; and bad
 //! settings as one-line errors.
 
+use std::future::IntoFuture as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,10 +16,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::Parser as _;
 use crowdcrunch_runtime::auth::{
     AuthArgs, AuthError, AuthSettings, ClaimPath, Grant, Identity, JwksUrl, SIGNING_KEY_FILE,
-    SigningKey, SigningKeyError, TokenRules, Verifier, bearer_challenge,
+    SigningKey, SigningKeyError, TokenRules, TrustedCa, Verifier, bearer_challenge,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tonic_types::StatusExt as _;
 
@@ -39,23 +42,56 @@ struct JwksServer {
 }
 
 impl JwksServer {
+    /// Serves over plain HTTP.
     async fn start(keys: Vec<Value>) -> Self {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("bind the JWKS server");
+        let server = Self::new(keys, "http", &listener);
+        tokio::spawn(axum::serve(listener, server.app()).into_future());
+        server
+    }
+
+    /// Serves over HTTPS with a certificate for 127.0.0.1 (PEM chain and key).
+    async fn start_tls(keys: Vec<Value>, certificate: &str, key: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the JWKS server");
+        let server = Self::new(keys, "https", &listener);
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(certificate.as_bytes()).expect("certificate")],
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key"),
+        )
+        .expect("TLS configuration");
+        let listener = TlsListener {
+            tcp: listener,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+        };
+        tokio::spawn(axum::serve(listener, server.app()).into_future());
+        server
+    }
+
+    fn new(keys: Vec<Value>, scheme: &str, listener: &tokio::net::TcpListener) -> Self {
         let address = listener.local_addr().expect("address");
-        let server = Self {
+        Self {
             document: Arc::new(Mutex::new(json!({ "keys": keys }))),
             fetches: Arc::new(AtomicUsize::new(0)),
             failing: Arc::new(AtomicBool::new(false)),
-            url: JwksUrl::parse(&format!("http://{address}/.well-known/jwks.json"))
+            url: JwksUrl::parse(&format!("{scheme}://{address}/.well-known/jwks.json"))
                 .expect("JWKS URL"),
-        };
-        let app = axum::Router::new()
+        }
+    }
+
+    fn app(&self) -> axum::Router {
+        axum::Router::new()
             .route("/.well-known/jwks.json", axum::routing::get(serve_jwks))
-            .with_state(server.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        server
+            .with_state(self.clone())
     }
 
     fn publish(&self, keys: Vec<Value>) {
@@ -64,6 +100,32 @@ impl JwksServer {
 
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// A TCP listener that hands axum TLS streams (connections that fail the handshake are dropped).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, address)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
@@ -239,6 +301,45 @@ async fn es256_and_rs256_tokens_are_accepted_from_headers_metadata_and_values() 
             "{value:?} is not a bearer token"
         );
     }
+}
+
+/// A CA (PEM) and a server certificate for 127.0.0.1 that it signed (PEM chain, PEM key).
+fn certificate_authority() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &issuer)
+        .expect("server certificate");
+    (ca.pem(), server.pem(), server_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn the_jwks_is_fetched_over_https_from_a_server_the_configured_ca_vouches_for() {
+    let ec = EcKey::generate();
+    let (ca, certificate, key) = certificate_authority();
+    let server = JwksServer::start_tls(vec![ec.jwk()], &certificate, &key).await;
+    let token = ec.sign(&claims("cus_tls", json!({})));
+
+    let mut trusting = settings(&server);
+    trusting.jwks.trusted_ca = Some(TrustedCa::from_pem(ca.as_bytes()).expect("CA"));
+    let verifier = Verifier::start(trusting).expect("verifier");
+    assert_eq!(verifier.verify(&token).await, Ok(customer("cus_tls")));
+
+    let (other_ca, _, _) = certificate_authority();
+    let mut distrusting = settings(&server);
+    distrusting.jwks.trusted_ca = Some(TrustedCa::from_pem(other_ca.as_bytes()).expect("CA"));
+    let verifier = Verifier::start(distrusting).expect("verifier");
+    assert_eq!(
+        verifier.verify(&token).await,
+        Err(AuthError::KeysUnavailable),
+        "a server that another CA vouches for is not trusted"
+    );
 }
 
 #[tokio::test]
@@ -738,6 +839,23 @@ fn bad_settings_are_one_line_errors_naming_the_variable() {
         (
             with("--auth-jwks-refresh-interval", "0s"),
             "CROWDCRUNCH_AUTH_JWKS_REFRESH_INTERVAL must be longer than zero",
+        ),
+        (
+            vec![
+                "--auth-issuer",
+                ISSUER,
+                "--auth-audience",
+                AUDIENCE,
+                "--auth-jwks-url",
+                "http://id.test/certs",
+                "--auth-jwks-ca",
+                "/nonexistent/ca.pem",
+            ],
+            "CROWDCRUNCH_AUTH_JWKS_CA: is for an https:// JWKS URL, not `http://id.test/certs`",
+        ),
+        (
+            with("--auth-jwks-ca", "/nonexistent/ca.pem"),
+            "CROWDCRUNCH_AUTH_JWKS_CA: cannot read /nonexistent/ca.pem",
         ),
         (
             with("--auth-token-cache-size", "0"),

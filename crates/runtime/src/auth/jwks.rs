@@ -72,25 +72,38 @@ pub(super) struct JwksClient {
 }
 
 impl JwksClient {
-    /// A client for `settings.url`; https:// trusts the system's CA certificates.
+    /// A client for `settings.url`; https:// trusts `settings.trusted_ca`, else the system's CAs.
     pub(super) fn new(settings: JwksSettings) -> Result<Self, ConfigError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = if settings.url.uri().scheme_str() == Some("https") {
-            HttpsConnectorBuilder::new()
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(ConfigError::from_display)?;
+        let builder = match (&settings.trusted_ca, settings.url.uri().scheme_str()) {
+            (Some(trusted_ca), _) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for certificate in trusted_ca.certificates() {
+                    roots.add(certificate.clone()).map_err(|error| {
+                        ConfigError::from_display(format_args!(
+                            "CROWDCRUNCH_AUTH_JWKS_CA: not a usable CA certificate: {error}"
+                        ))
+                    })?;
+                }
+                HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.with_root_certificates(roots).with_no_client_auth())
+            }
+            (None, Some("https")) => HttpsConnectorBuilder::new()
                 .with_provider_and_native_roots(provider)
                 .map_err(|error| {
                     ConfigError::from_display(format_args!(
                         "CROWDCRUNCH_AUTH_JWKS_URL is https:// but no trusted CA certificate \
-                         could be loaded from this system: {error}"
+                         could be loaded from this system (set CROWDCRUNCH_AUTH_JWKS_CA): {error}"
                     ))
-                })?
-        } else {
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(ConfigError::from_display)?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            HttpsConnectorBuilder::new().with_tls_config(tls)
+                })?,
+            // Plain http: the TLS configuration is never used.
+            (None, _) => HttpsConnectorBuilder::new().with_tls_config(
+                tls.with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
         };
         let connector = builder.https_or_http().enable_http1().build();
         Ok(Self {

@@ -8,7 +8,11 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 
 use crate::config::ConfigError;
 
@@ -27,6 +31,10 @@ pub struct AuthArgs {
     /// The http:// or https:// URL of the issuer's JSON Web Key Set.
     #[arg(long, env = "CROWDCRUNCH_AUTH_JWKS_URL", value_name = "URL")]
     pub auth_jwks_url: Option<String>,
+    /// PEM CA certificate(s) that an https:// JWKS server must chain to, instead of the system's
+    /// trusted CAs (an issuer behind a private CA).
+    #[arg(long, env = "CROWDCRUNCH_AUTH_JWKS_CA", value_name = "PATH")]
+    pub auth_jwks_ca: Option<PathBuf>,
     /// The claim (a dotted path) that holds the customer id of a customer's token.
     #[arg(
         long,
@@ -81,6 +89,14 @@ impl AuthArgs {
             "CROWDCRUNCH_AUTH_JWKS_URL",
             "the JWKS URL",
         )?;
+        let url = JwksUrl::parse(&jwks_url)
+            .map_err(|error| error.for_setting("CROWDCRUNCH_AUTH_JWKS_URL"))?;
+        let trusted_ca = self
+            .auth_jwks_ca
+            .as_ref()
+            .map(|path| TrustedCa::read(path, &url))
+            .transpose()
+            .map_err(|error| error.for_setting("CROWDCRUNCH_AUTH_JWKS_CA"))?;
         let settings = AuthSettings {
             rules: TokenRules {
                 issuer,
@@ -92,8 +108,8 @@ impl AuthArgs {
                 leeway: self.auth_leeway,
             },
             jwks: JwksSettings {
-                url: JwksUrl::parse(&jwks_url)
-                    .map_err(|error| error.for_setting("CROWDCRUNCH_AUTH_JWKS_URL"))?,
+                url,
+                trusted_ca,
                 refresh_interval: self.auth_jwks_refresh_interval,
                 min_refresh_interval: self.auth_jwks_min_refresh_interval,
                 timeout: self.auth_jwks_timeout,
@@ -139,6 +155,7 @@ impl AuthSettings {
             rules: TokenRules::new(issuer, audience),
             jwks: JwksSettings {
                 url: jwks_url,
+                trusted_ca: None,
                 refresh_interval: Duration::from_secs(300),
                 min_refresh_interval: Duration::from_secs(30),
                 timeout: Duration::from_secs(5),
@@ -216,6 +233,8 @@ impl TokenRules {
 pub struct JwksSettings {
     /// The URL of the key set.
     pub url: JwksUrl,
+    /// The CAs an https:// URL's server must chain to; `None`: the system's trusted CAs.
+    pub trusted_ca: Option<TrustedCa>,
     /// The periodic refresh.
     pub refresh_interval: Duration,
     /// The least time between two fetches (bounds the refreshes that unknown key ids cause).
@@ -274,6 +293,46 @@ impl fmt::Display for JwksUrl {
 impl fmt::Debug for JwksUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "JwksUrl({})", self.0)
+    }
+}
+
+/// CA certificates that an https:// JWKS server's certificate must chain to.
+#[derive(Clone)]
+pub struct TrustedCa(Vec<CertificateDer<'static>>);
+
+impl TrustedCa {
+    /// The certificates of a PEM bundle; at least one.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, SettingError> {
+        let certificates = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| SettingError(format!("not PEM certificates: {error}")))?;
+        if certificates.is_empty() {
+            return Err(SettingError("holds no PEM certificate".to_owned()));
+        }
+        Ok(Self(certificates))
+    }
+
+    fn read(path: &std::path::Path, url: &JwksUrl) -> Result<Self, SettingError> {
+        if url.uri().scheme_str() != Some("https") {
+            return Err(SettingError(format!(
+                "is for an https:// JWKS URL, not `{url}`"
+            )));
+        }
+        let pem = std::fs::read(path)
+            .map_err(|error| SettingError(format!("cannot read {}: {error}", path.display())))?;
+        Self::from_pem(&pem)
+            .map_err(|error| SettingError(format!("{}: {}", path.display(), error.0)))
+    }
+
+    /// The certificates, DER-encoded.
+    pub fn certificates(&self) -> &[CertificateDer<'static>] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TrustedCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TrustedCa({} certificates)", self.0.len())
     }
 }
 
