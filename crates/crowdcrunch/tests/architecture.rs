@@ -4,16 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The service crates: each owns one service and never depends on another.
-const SERVICE_CRATES: [&str; 7] = [
-    "crowdcrunch-customers",
-    "crowdcrunch-inventory",
-    "crowdcrunch-orders",
-    "crowdcrunch-payments",
-    "crowdcrunch-fulfillment",
-    "crowdcrunch-exchanges",
-    "crowdcrunch-ledger",
-];
+/// The service crates, one per row of the roster: each owns one service and never depends on
+/// another.
+fn service_crates() -> Vec<String> {
+    crowdcrunch::roster::SERVICES
+        .iter()
+        .map(|service| format!("crowdcrunch-{}", service.name))
+        .collect()
+}
 
 struct Package {
     dependencies: Vec<String>,
@@ -91,14 +89,22 @@ fn workspace() -> BTreeMap<String, Package> {
 
 #[test]
 fn service_crates_never_depend_on_each_other() {
-    for (name, package) in workspace() {
-        if !SERVICE_CRATES.contains(&name.as_str()) {
+    let service_crates = service_crates();
+    let workspace = workspace();
+    for name in &service_crates {
+        assert!(
+            workspace.contains_key(name),
+            "the roster's {name} is not a workspace crate"
+        );
+    }
+    for (name, package) in workspace {
+        if !service_crates.contains(&name) {
             continue;
         }
         let services: Vec<_> = package
             .dependencies
             .iter()
-            .filter(|dependency| SERVICE_CRATES.contains(&dependency.as_str()))
+            .filter(|dependency| service_crates.contains(dependency))
             .collect();
         assert!(
             services.is_empty(),

@@ -24,7 +24,7 @@ pub enum Identity {
     },
     /// Another CrowdCrunch service calling on its own behalf (by the name of the service).
     Peer {
-        /// The calling service's name, e.g. `orders`.
+        /// The calling service's name, e.g. `billing`.
         service: String,
     },
 }
