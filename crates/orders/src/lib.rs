@@ -1,7 +1,7 @@
 //! The orders service: orders and their saga, served as `crowdcrunch.orders.v1.OrderService`.
 //!
 //! PlaceOrder validates everything it can up front (through customers, inventory and payments),
-//! saves the order with a card token (never the card), and the [`saga`] carries it through
+//! saves the order with a card token (never the card), and the saga (`saga.rs`) carries it through
 //! reserve → authorize → capture → commit → ship, or compensates. The saga's progress is persisted
 //! after every step, so the process can die at any moment and resume on start. Orders follow their
 //! shipments by consuming the ledger. This crate never calls the others' code, only their gRPC
@@ -13,7 +13,7 @@ mod domain;
 mod error;
 mod events;
 mod order;
-pub mod saga;
+mod saga;
 mod shipments;
 mod storage;
 mod watch;
