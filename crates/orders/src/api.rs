@@ -12,7 +12,6 @@ use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::orders::v1::order_service_server::OrderService;
 use crowdcrunch_proto::payments::v1 as payments;
-use crowdcrunch_proto::r#type::v1::PaymentCard;
 use crowdcrunch_runtime::client::{UpstreamError, request};
 use crowdcrunch_runtime::context::current_traceparent;
 use crowdcrunch_runtime::idempotency::RequestId;
@@ -214,9 +213,8 @@ impl OrderApi {
         &self,
         order: &PlaceOrder,
     ) -> Result<Result<payments::CardToken, Vec<FieldViolation>>, Error> {
-        let card: &PaymentCard = &order.card;
         let message = payments::TokenizeCardRequest {
-            card: Some(card.clone()),
+            card: Some(order.card.clone()),
             // Without a request id of its own, the tokenization is not idempotent either.
             request_id: order
                 .request_id
