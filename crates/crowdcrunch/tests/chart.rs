@@ -664,7 +664,8 @@ fn mesh_mtls_is_strict_or_absent() {
                 "[{}] {service}: probes are rewritten to the sidecar agent",
                 r.case.name
             );
-            let proxy_config = str_at(annotations, &["proxy.istio.io/config"]).unwrap_or_default();
+            let proxy_config = str_at(annotations, &["proxy.istio.io/config"])
+                .unwrap_or_else(|| panic!("[{}] {service}: no proxy config", r.case.name));
             assert!(
                 proxy_config.contains("\"holdApplicationUntilProxyStarts\":true"),
                 "[{}] {service}: the app waits for the sidecar",

@@ -21,10 +21,10 @@ use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
+use crowdcrunch_runtime::testing::violated_fields;
 use support::Process;
 use tonic::Code;
 use tonic::transport::Channel;
-use tonic_types::StatusExt as _;
 
 const APPROVED: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
@@ -321,18 +321,6 @@ fn place_request(
         card: Some(card(number)),
         shipping_address: Some(address()),
     }
-}
-
-fn violated_fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .into_iter()
-                .map(|violation| violation.field)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
