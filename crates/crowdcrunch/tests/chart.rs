@@ -4,6 +4,10 @@
 //! the grace period, hardened non-root pods, protocol-tagged Service ports, config/secret
 //! checksums, STRICT mTLS, and AuthorizationPolicies that admit exactly the call graph.
 //!
+//! The services, their call graph (each caller's `CROWDCRUNCH_<CALLEE>_ENDPOINTS`, each callee's
+//! admitted callers) and the edge's port are compared against the binary's roster
+//! (`crowdcrunch::roster`), never against a copy of it.
+//!
 //! Schema validation of the rendered objects is `.ci/chart-check`'s job; this test reads the
 //! rendered objects for meaning. Helm is taken from `PATH` or from `<repo>/.tools/bin/helm`
 //! (where `.ci/chart-check` installs it); without helm every check prints one line and passes,
