@@ -6,20 +6,22 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use std::num::NonZeroU32;
+
 use crate::status::FieldViolation;
 
 /// Page size when the client asks for none.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const DEFAULT_PAGE_SIZE: NonZeroU32 = NonZeroU32::new(50).expect("50 is not zero");
 /// The largest page served; larger requests are coerced to it.
-pub const MAX_PAGE_SIZE: u32 = 1000;
+pub const MAX_PAGE_SIZE: NonZeroU32 = NonZeroU32::new(1000).expect("1000 is not zero");
 
 const TOKEN_PREFIX: &str = "v1:";
 
 /// A validated page request: how many items, after which key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
-    /// Items to return.
-    pub size: u32,
+    /// Items to return: at least one.
+    pub size: NonZeroU32,
     /// The last key of the previous page; `None` on the first page.
     pub after: Option<String>,
     /// Fingerprint of the filter values the tokens are bound to.
@@ -42,8 +44,9 @@ impl PageRequest {
     ) -> Result<Self, FieldViolation> {
         let size = match u32::try_from(page_size) {
             Err(_) => return Err(FieldViolation::new("page_size", "must not be negative")),
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) => size.min(MAX_PAGE_SIZE),
+            Ok(size) => {
+                NonZeroU32::new(size).map_or(DEFAULT_PAGE_SIZE, |size| size.min(MAX_PAGE_SIZE))
+            }
         };
         let filter = fingerprint(filter);
         let after = if page_token.is_empty() {
@@ -74,22 +77,19 @@ impl PageRequest {
 
     /// The SQL `LIMIT` to use: one more than the page, to learn whether another page follows.
     pub fn fetch_limit(&self) -> i64 {
-        i64::from(self.size) + 1
+        i64::from(self.size.get()) + 1
     }
 
     /// Trims a fetched batch (of up to [`Self::fetch_limit`] items) to the page and returns the
     /// `next_page_token`: the key of the page's last item when more follow, else empty.
     pub fn finish<T>(&self, items: &mut Vec<T>, key: impl Fn(&T) -> String) -> String {
-        let size = self.size as usize;
-        if items.len() > size {
-            items.truncate(size);
-            items
-                .last()
-                .map(|item| self.encode_token(&key(item)))
-                .unwrap_or_default()
-        } else {
-            String::new()
+        let size = self.size.get() as usize;
+        if items.len() <= size {
+            return String::new();
         }
+        items.truncate(size);
+        // `size` is at least one, so the page has a last item.
+        self.encode_token(&key(&items[size - 1]))
     }
 
     fn encode_token(&self, key: &str) -> String {
@@ -204,13 +204,15 @@ mod tests {
     #[test]
     fn sizes_follow_aip_158() {
         let cases = [
-            (0, Some(DEFAULT_PAGE_SIZE)),
+            (0, Some(DEFAULT_PAGE_SIZE.get())),
             (7, Some(7)),
-            (5000, Some(MAX_PAGE_SIZE)),
+            (5000, Some(MAX_PAGE_SIZE.get())),
             (-1, None),
         ];
         for (asked, expected) in cases {
-            let parsed = PageRequest::parse(asked, "").ok().map(|page| page.size);
+            let parsed = PageRequest::parse(asked, "")
+                .ok()
+                .map(|page| page.size.get());
             assert_eq!(parsed, expected, "page_size {asked}");
         }
     }

@@ -297,6 +297,8 @@ where
 
 /// Microseconds since the Unix epoch: how timestamps are stored (`BIGINT`, portable).
 pub fn now_micros() -> i64 {
+    // Only a host clock set before 1970 fails here; it stamps the epoch rather than stopping
+    // every write.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
