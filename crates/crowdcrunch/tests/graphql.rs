@@ -596,6 +596,7 @@ async fn a_dangling_reference_fails_only_its_own_field() {
         .authorize_payment(payments::AuthorizePaymentRequest {
             request_id: String::new(),
             order_id: "no-such-order".into(),
+            customer_id: "no-such-customer".into(),
             amount: Some(crowdcrunch_proto::r#type::v1::Money {
                 currency_code: "USD".into(),
                 minor_units: 100,

@@ -19,6 +19,7 @@ pub fn customer_created(customer: &pb::Customer) -> Event {
         &customer.id,
         json!({ "customer": customer_json(customer) }),
     )
+    .about_customer(&customer.id)
 }
 
 /// A customer's email or display name changed.
@@ -28,4 +29,5 @@ pub fn customer_updated(customer: &pb::Customer) -> Event {
         &customer.id,
         json!({ "customer": customer_json(customer) }),
     )
+    .about_customer(&customer.id)
 }

@@ -263,6 +263,7 @@ impl ExchangeApi {
             .map_err(|status| UpstreamError::from_status("inventory", status))?;
         let shipment = fulfillment::Shipment {
             order_id: record.order_id.to_string(),
+            customer_id: order.customer_id.clone(),
             return_id: record.id.to_string(),
             lines: record
                 .lines

@@ -243,6 +243,9 @@ pub struct Return {
     pub id: ReturnId,
     /// The order the goods came from.
     pub order_id: OrderId,
+    /// The customer who returns them: the order's (empty for returns stored before returns
+    /// named their customer).
+    pub customer_id: String,
     /// Refund or replacement.
     pub kind: ReturnKind,
     /// Where it is in its life.
@@ -271,6 +274,7 @@ impl Return {
         pb::ReturnRequest {
             id: self.id.to_string(),
             order_id: self.order_id.to_string(),
+            customer_id: self.customer_id.clone(),
             kind: self.kind.to_proto().into(),
             lines: self.lines.iter().map(ReturnLine::to_proto).collect(),
             status: self.status.to_proto().into(),
@@ -545,6 +549,8 @@ pub struct PaidLine {
 pub struct PaidOrder {
     /// The order.
     pub id: OrderId,
+    /// Who placed it.
+    pub customer_id: String,
     /// The currency of its prices and total.
     pub currency_code: String,
     /// What was bought.
@@ -580,6 +586,7 @@ impl TryFrom<orders::Order> for PaidOrder {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             id: OrderId(order.id),
+            customer_id: order.customer_id,
             currency_code: total.currency_code,
             lines,
             payment_id: (!order.payment_id.is_empty()).then_some(PaymentId(order.payment_id)),
@@ -625,6 +632,7 @@ impl NewReturn {
         Ok(Return {
             id: ReturnId::mint(),
             order_id: order.id.clone(),
+            customer_id: order.customer_id.clone(),
             kind: self.kind,
             status: ReturnStatus::Requested,
             reason: self.reason.clone(),

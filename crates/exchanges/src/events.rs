@@ -23,6 +23,7 @@ pub fn return_requested(requested: &Return) -> Event {
         "currency_code": requested.refund.currency_code,
     });
     Event::new("ReturnRequested", requested.order_id.as_str(), data)
+        .about_customer(&requested.customer_id)
 }
 
 /// Staff decided on a return: `ReturnApproved`, or `ReturnRejected` with the reason (empty for an
@@ -37,7 +38,7 @@ pub fn return_decided(decided: &Return, decision: &Decision) -> Event {
         "order_id": decided.order_id.as_str(),
         "reason": decision.rejection_reason(),
     });
-    Event::new(event_type, decided.order_id.as_str(), data)
+    Event::new(event_type, decided.order_id.as_str(), data).about_customer(&decided.customer_id)
 }
 
 /// A return's goods arrived and were restocked, then refunded (the payment refunded) or replaced
@@ -55,4 +56,5 @@ pub fn return_received(received: &Return) -> Event {
             .map_or("", ShipmentId::as_str),
     });
     Event::new("ReturnReceived", received.order_id.as_str(), data)
+        .about_customer(&received.customer_id)
 }

@@ -20,6 +20,7 @@ use crate::error::Error;
 struct ReturnRow {
     id: String,
     order_id: String,
+    customer_id: String,
     kind: i64,
     status: i64,
     reason: String,
@@ -55,6 +56,7 @@ impl ReturnRow {
         Ok(Return {
             id: ReturnId::known(self.id),
             order_id: OrderId::known(self.order_id),
+            customer_id: self.customer_id,
             kind,
             status,
             reason: self.reason,
@@ -80,12 +82,13 @@ fn corrupt(id: &str, problem: String) -> Error {
 }
 
 const COLUMNS: &str = "id, order_id, kind, status, reason, rejection_reason, currency_code, refund_minor, \
-    refund_payment_id, replacement_shipment_id, create_time, update_time";
+    refund_payment_id, replacement_shipment_id, create_time, update_time, customer_id";
 
 /// Inserts a new return request and its lines.
 pub async fn insert(connection: &mut AnyConnection, record: &Return) -> Result<(), Error> {
     sqlx::query(&format!(
-        "INSERT INTO returns ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO returns ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))
     .bind(record.id.as_str())
     .bind(record.order_id.as_str())
@@ -109,6 +112,7 @@ pub async fn insert(connection: &mut AnyConnection, record: &Return) -> Result<(
     )
     .bind(record.create_time)
     .bind(record.update_time)
+    .bind(&record.customer_id)
     .execute(&mut *connection)
     .await?;
     for (line_no, line) in (0_i64..).zip(&record.lines) {

@@ -115,6 +115,8 @@ impl ShippingAddress {
 pub struct NewShipment {
     /// The order the goods belong to.
     pub order_id: OrderId,
+    /// The customer they go to: the order's.
+    pub customer_id: String,
     /// The exchange whose replacement goods these are; `None` for an order's own shipment.
     pub return_id: Option<String>,
     /// What is in the parcel: at least one line, each SKU once.
@@ -141,6 +143,9 @@ impl TryFrom<&pb::CreateShipmentRequest> for NewShipment {
         let order_id = OrderId::parse(&shipment.order_id, "shipment.order_id")
             .map_err(|v| violations.push(v))
             .ok();
+        let customer_id = checked_id(&shipment.customer_id, "shipment.customer_id")
+            .map_err(|v| violations.push(v))
+            .ok();
         let return_id = if shipment.return_id.is_empty() {
             None
         } else {
@@ -152,14 +157,17 @@ impl TryFrom<&pb::CreateShipmentRequest> for NewShipment {
         let address = ShippingAddress::parse(shipment.address.as_ref(), "shipment.address")
             .map_err(|v| violations.extend(v))
             .ok();
-        match (order_id, address) {
-            (Some(order_id), Some(address)) if violations.is_empty() => Ok(Self {
-                order_id,
-                return_id,
-                lines,
-                address,
-                request_id,
-            }),
+        match (order_id, customer_id, address) {
+            (Some(order_id), Some(customer_id), Some(address)) if violations.is_empty() => {
+                Ok(Self {
+                    order_id,
+                    customer_id,
+                    return_id,
+                    lines,
+                    address,
+                    request_id,
+                })
+            }
             _ => Err(violations),
         }
     }

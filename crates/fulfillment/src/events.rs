@@ -31,7 +31,7 @@ pub fn shipment_created(shipment: &pb::Shipment) -> Event {
         .iter()
         .map(|line| json!({ "sku": line.sku, "quantity": line.quantity }))
         .collect();
-    Event::new("ShipmentCreated", &shipment.order_id, data)
+    Event::new("ShipmentCreated", &shipment.order_id, data).about_customer(&shipment.customer_id)
 }
 
 /// A shipment moved to its current status: `ShipmentPacked`, `ShipmentShipped`,
@@ -46,4 +46,5 @@ pub fn status_changed(shipment: &pb::Shipment) -> Event {
         pb::ShipmentStatus::Pending | pb::ShipmentStatus::Unspecified => "ShipmentCreated",
     };
     Event::new(event_type, &shipment.order_id, shipment_json(shipment))
+        .about_customer(&shipment.customer_id)
 }

@@ -18,13 +18,15 @@ use crate::domain::{
 };
 use crate::error::Error;
 
-const COLUMNS: &str = "id, order_id, return_id, status, tracking_number, recipient, line1, line2, \
-                       city, region, postal_code, country_code, create_time, update_time";
+const COLUMNS: &str = "id, order_id, customer_id, return_id, status, tracking_number, recipient, \
+                       line1, line2, city, region, postal_code, country_code, create_time, \
+                       update_time";
 
 #[derive(Clone, sqlx::FromRow)]
 struct ShipmentRow {
     id: String,
     order_id: String,
+    customer_id: String,
     return_id: String,
     status: String,
     tracking_number: String,
@@ -54,6 +56,7 @@ impl ShipmentRow {
         Ok(pb::Shipment {
             id: self.id,
             order_id: self.order_id,
+            customer_id: self.customer_id,
             return_id: self.return_id,
             lines,
             address: Some(Address {
@@ -89,8 +92,10 @@ pub async fn insert(
     let address = shipment.address.as_proto();
     let row: ShipmentRow = sqlx::query_as(&format!(
         "INSERT INTO shipments (id, order_id, return_id, status, tracking_number, recipient, \
-         line1, line2, city, region, postal_code, country_code, create_time, update_time) \
-         VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING {COLUMNS}"
+         line1, line2, city, region, postal_code, country_code, create_time, update_time, \
+         customer_id) \
+         VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) \
+         RETURNING {COLUMNS}"
     ))
     .bind(&id)
     .bind(shipment.order_id.as_str())
@@ -104,6 +109,7 @@ pub async fn insert(
     .bind(&address.postal_code)
     .bind(&address.country_code)
     .bind(now_micros())
+    .bind(&shipment.customer_id)
     .fetch_one(&mut *connection)
     .await?;
     let mut lines = Vec::with_capacity(shipment.lines.len());

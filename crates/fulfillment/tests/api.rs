@@ -52,10 +52,14 @@ fn line(sku: &str, quantity: i32) -> pb::ShipmentLine {
     }
 }
 
+/// The customer every shipment of these tests goes to.
+const CUSTOMER: &str = "0190b6e2-7c1a-7d4e-9f00-1a2b3c4d5e6f";
+
 fn new_shipment(order_id: &str, return_id: &str, request_id: &str) -> pb::CreateShipmentRequest {
     pb::CreateShipmentRequest {
         shipment: Some(pb::Shipment {
             order_id: order_id.into(),
+            customer_id: CUSTOMER.into(),
             return_id: return_id.into(),
             lines: vec![line("TSHIRT-BLK-M", 2), line("MUG-01", 1)],
             address: Some(address()),
@@ -478,6 +482,10 @@ async fn bad_input_is_refused_with_field_violations() {
             (
                 with(&|shipment| shipment.order_id.clear()),
                 vec!["shipment.order_id"],
+            ),
+            (
+                with(&|shipment| shipment.customer_id.clear()),
+                vec!["shipment.customer_id"],
             ),
             (
                 with(&|shipment| shipment.return_id = "r".repeat(65)),

@@ -32,6 +32,8 @@ pub struct NewEvent {
     pub data: Option<String>,
     /// W3C trace id, or empty.
     pub trace_id: String,
+    /// The customer it is about, or empty.
+    pub customer_id: String,
 }
 
 /// A valid AppendEvents request.
@@ -87,6 +89,7 @@ impl NewEvent {
         check("source", &event.source, name_problem);
         check("subject", &event.subject, subject_problem);
         check("trace_id", &event.trace_id, trace_id_problem);
+        check("customer_id", &event.customer_id, customer_id_problem);
         let time_micros = match event.time.as_ref().map(micros) {
             Some(Ok(micros)) => Some(micros),
             Some(Err(problem)) => {
@@ -110,6 +113,7 @@ impl NewEvent {
                     .as_ref()
                     .map(|data| crowdcrunch_proto::json::json_from_struct(data).to_string()),
                 trace_id: event.trace_id.clone(),
+                customer_id: event.customer_id.clone(),
             }),
             _ => Err(violations),
         }
@@ -145,6 +149,15 @@ fn check_subject(value: &str) -> Result<(), &'static str> {
         Err("must be at most 256 bytes without control characters")
     } else {
         Ok(())
+    }
+}
+
+/// Empty, or a customer id by the one id rule.
+fn customer_id_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        None
+    } else {
+        crowdcrunch_proto::rules::id_problem(value)
     }
 }
 

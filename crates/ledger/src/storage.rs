@@ -8,7 +8,8 @@ use sqlx::AnyConnection;
 
 use crate::domain::{NewEvent, Subjects};
 
-const COLUMNS: &str = "sequence, id, event_type, source, subject, event_time, data, trace_id";
+const COLUMNS: &str =
+    "sequence, id, event_type, source, subject, event_time, data, trace_id, customer_id";
 
 #[derive(sqlx::FromRow)]
 struct EventRow {
@@ -20,6 +21,7 @@ struct EventRow {
     event_time: i64,
     data: Option<String>,
     trace_id: String,
+    customer_id: String,
 }
 
 impl From<EventRow> for pb::Event {
@@ -36,6 +38,7 @@ impl From<EventRow> for pb::Event {
                 .and_then(|text| serde_json::from_str(&text).ok())
                 .map(crowdcrunch_proto::json::struct_from_json),
             trace_id: row.trace_id,
+            customer_id: row.customer_id,
         }
     }
 }
@@ -76,7 +79,8 @@ pub async fn append(
         head += 1;
         let row: EventRow = sqlx::query_as(&format!(
             "INSERT INTO events (sequence, id, event_type, source, subject, event_time, data, \
-             trace_id, append_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+             trace_id, append_time, customer_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             RETURNING {COLUMNS}"
         ))
         .bind(head)
         .bind(&event.id)
@@ -87,6 +91,7 @@ pub async fn append(
         .bind(event.data.as_deref())
         .bind(&event.trace_id)
         .bind(now)
+        .bind(&event.customer_id)
         .fetch_one(&mut *connection)
         .await?;
         let event = pb::Event::from(row);

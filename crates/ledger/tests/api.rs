@@ -42,6 +42,7 @@ fn event(id: &str, subject: &str, n: i64) -> pb::Event {
         )),
         trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
         sequence: 0,
+        customer_id: String::new(),
     }
 }
 

@@ -408,10 +408,7 @@ impl OrderService for OrderApi {
                 .transaction(None, async |connection| {
                     storage::request_cancel(connection, &order.id).await?;
                     outbox
-                        .enqueue(
-                            connection,
-                            events::cancellation_requested(&order.id, &reason),
-                        )
+                        .enqueue(connection, events::cancellation_requested(&order, &reason))
                         .await?;
                     Ok::<_, Error>(())
                 })

@@ -1,5 +1,6 @@
-//! The events orders' changes produce. Their subject is the order id; each names the order, and
-//! statuses are the API's enum names (`ORDER_STATUS_CONFIRMED`).
+//! The events orders' changes produce. Their subject is the order id and they are about its
+//! customer; each names the order, and statuses are the API's enum names
+//! (`ORDER_STATUS_CONFIRMED`).
 
 use crowdcrunch_outbox::Event;
 use serde_json::json;
@@ -27,19 +28,30 @@ pub fn order_placed(order: &Order) -> Event {
         "total_minor": order.total_minor,
         "lines": lines,
     });
-    Event::new("OrderPlaced", order.id.as_str(), data)
+    about(order, Event::new("OrderPlaced", order.id.as_str(), data))
+}
+
+/// `event`, about `order`'s customer.
+fn about(order: &Order, event: Event) -> Event {
+    event.about_customer(order.customer_id.as_str())
 }
 
 /// The customer asked for the order to be cancelled, for `reason`; the saga carries it out.
-pub fn cancellation_requested(order: &OrderId, reason: &str) -> Event {
-    let data = json!({ "order_id": order.as_str(), "reason": reason });
-    Event::new("OrderCancellationRequested", order.as_str(), data)
+pub fn cancellation_requested(order: &Order, reason: &str) -> Event {
+    let data = json!({ "order_id": order.id.as_str(), "reason": reason });
+    about(
+        order,
+        Event::new("OrderCancellationRequested", order.id.as_str(), data),
+    )
 }
 
 /// The cancellation cannot happen: the shipment has already left, and the order goes on.
-pub fn cancellation_refused(order: &OrderId) -> Event {
-    let data = json!({ "order_id": order.as_str(), "reason": "the shipment has already left" });
-    Event::new("OrderCancellationRefused", order.as_str(), data)
+pub fn cancellation_refused(order: &Order) -> Event {
+    let data = json!({ "order_id": order.id.as_str(), "reason": "the shipment has already left" });
+    about(
+        order,
+        Event::new("OrderCancellationRefused", order.id.as_str(), data),
+    )
 }
 
 /// The saga confirmed `order`: paid, committed and handed to fulfillment.
@@ -68,21 +80,26 @@ fn order_ended(event_type: &'static str, order: &Order, status: OrderStatus) -> 
         "payment_id": progress.payment.as_ref().map_or("", |payment| payment.id.as_str()),
         "shipment_id": progress.shipment.as_ref().map_or("", |shipment| shipment.id.as_str()),
     });
-    Event::new(event_type, order.id.as_str(), data)
+    about(order, Event::new(event_type, order.id.as_str(), data))
 }
 
-/// The order's shipment left: the order is SHIPPED.
-pub fn order_shipped(order: &OrderId) -> Event {
-    order_followed("OrderShipped", order, OrderStatus::Shipped)
+/// The order's shipment left: the order of `customer_id` is SHIPPED.
+pub fn order_shipped(order: &OrderId, customer_id: &str) -> Event {
+    order_followed("OrderShipped", order, customer_id, OrderStatus::Shipped)
 }
 
-/// The order's shipment arrived: the order is DELIVERED.
-pub fn order_delivered(order: &OrderId) -> Event {
-    order_followed("OrderDelivered", order, OrderStatus::Delivered)
+/// The order's shipment arrived: the order of `customer_id` is DELIVERED.
+pub fn order_delivered(order: &OrderId, customer_id: &str) -> Event {
+    order_followed("OrderDelivered", order, customer_id, OrderStatus::Delivered)
 }
 
-/// The order followed its shipment into `status`.
-fn order_followed(event_type: &'static str, order: &OrderId, status: OrderStatus) -> Event {
+/// The order of `customer_id` followed its shipment into `status`.
+fn order_followed(
+    event_type: &'static str,
+    order: &OrderId,
+    customer_id: &str,
+    status: OrderStatus,
+) -> Event {
     let data = json!({ "order_id": order.as_str(), "status": status.name() });
-    Event::new(event_type, order.as_str(), data)
+    Event::new(event_type, order.as_str(), data).about_customer(customer_id)
 }

@@ -418,6 +418,7 @@ impl Saga {
         let message = payments::AuthorizePaymentRequest {
             request_id: format!("{}:authorize", order.id),
             order_id: order.id.to_string(),
+            customer_id: order.customer_id.to_string(),
             amount: Some(order.money(order.total_minor)),
             card_token: order.card.token.clone(),
         };
@@ -471,6 +472,7 @@ impl Saga {
     async fn ship(&self, order: &mut Order) -> Result<(), tonic::Status> {
         let shipment = fulfillment::Shipment {
             order_id: order.id.to_string(),
+            customer_id: order.customer_id.to_string(),
             lines: order
                 .lines
                 .iter()
@@ -660,7 +662,7 @@ fn step_event(step: &Step, before: &Order, after: &Order) -> Option<Event> {
         Step::CancelShipment(_)
             if before.progress.cancel_requested && !after.progress.cancel_requested =>
         {
-            Some(events::cancellation_refused(&after.id))
+            Some(events::cancellation_refused(after))
         }
         _ => None,
     }

@@ -93,13 +93,13 @@ async fn consume(
                     .transaction(None, async |connection| {
                         let moved = storage::set_status(connection, &order_id, from, to).await?;
                         if moved {
-                            outbox.enqueue(connection, order_event(&order_id)).await?;
+                            let order = storage::get(connection, &order_id).await?;
+                            let event = order_event(&order_id, order.customer_id.as_str());
+                            outbox.enqueue(connection, event).await?;
+                            // The order as it is now, announced once committed.
+                            changed = Some(order.to_proto());
                         }
                         storage::set_checkpoint(connection, CONSUMER, checkpoint).await?;
-                        if moved {
-                            // The order as it is now, announced once committed.
-                            changed = Some(storage::get(connection, &order_id).await?.to_proto());
-                        }
                         Ok::<_, Error>(())
                     })
                     .await?;
@@ -122,7 +122,7 @@ async fn consume(
 }
 
 /// The constructor of the order event a change causes.
-type OrderEvent = fn(&OrderId) -> crowdcrunch_outbox::Event;
+type OrderEvent = fn(&OrderId, &str) -> crowdcrunch_outbox::Event;
 
 /// The order change an event causes: (order id, from statuses, to status, the order's event). An
 /// event whose order id is malformed names no order of ours.

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     subject TEXT NOT NULL,
     data TEXT NOT NULL,
     trace_id TEXT NOT NULL,
-    event_time BIGINT NOT NULL
+    event_time BIGINT NOT NULL,
+    customer_id TEXT NOT NULL DEFAULT ''
 )";
 
 /// What a state change produced, as the service states it.
@@ -48,6 +49,9 @@ pub struct Event {
     pub subject: String,
     /// The payload, a JSON object.
     pub data: serde_json::Value,
+    /// The customer it is about, who may read it; `None` for events about no customer (the
+    /// catalog, stock), which only staff read.
+    pub customer_id: Option<String>,
 }
 
 impl Event {
@@ -61,7 +65,16 @@ impl Event {
             event_type,
             subject: subject.into(),
             data,
+            customer_id: None,
         }
+    }
+
+    /// This event, about the customer `customer_id`; an empty id names no customer (a resource
+    /// stored before resources named their owner), and the event is then for staff only.
+    #[must_use]
+    pub fn about_customer(mut self, customer_id: &str) -> Self {
+        self.customer_id = (!customer_id.is_empty()).then(|| customer_id.to_owned());
+        self
     }
 }
 
@@ -77,6 +90,15 @@ impl Outbox {
     /// The outbox of the service `source` in `database`, creating its table when missing.
     pub async fn open(database: &Database, source: &'static str) -> Result<Self, StorageError> {
         database.ensure_tables("outbox", OUTBOX_TABLE).await?;
+        // Outboxes created before events named their customer.
+        database
+            .ensure_column(
+                "outbox",
+                "outbox",
+                "customer_id",
+                "TEXT NOT NULL DEFAULT ''",
+            )
+            .await?;
         Ok(Self {
             database: database.clone(),
             source,
@@ -92,8 +114,9 @@ impl Outbox {
         event: Event,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO outbox (id, source, event_type, subject, data, trace_id, event_time) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO outbox \
+             (id, source, event_type, subject, data, trace_id, event_time, customer_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(self.source)
@@ -102,6 +125,7 @@ impl Outbox {
         .bind(event.data.to_string())
         .bind(current_trace_id())
         .bind(now_micros())
+        .bind(event.customer_id.as_deref().unwrap_or(""))
         .execute(connection)
         .await?;
         Ok(())

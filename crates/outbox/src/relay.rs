@@ -61,6 +61,7 @@ struct OutboxRow {
     data: String,
     trace_id: String,
     event_time: i64,
+    customer_id: String,
 }
 
 impl TryFrom<OutboxRow> for pb::Event {
@@ -84,6 +85,7 @@ impl TryFrom<OutboxRow> for pb::Event {
             time: Some(timestamp_from_micros(row.event_time)),
             data: Some(crowdcrunch_proto::json::struct_from_json(data)),
             trace_id: row.trace_id,
+            customer_id: row.customer_id,
         })
     }
 }
@@ -177,7 +179,8 @@ impl Relay {
     /// Delivers the oldest events, at most a batch; how many.
     async fn deliver_batch(&mut self) -> Result<usize, DeliveryError> {
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, source, event_type, subject, data, trace_id, event_time FROM outbox \
+            "SELECT id, source, event_type, subject, data, trace_id, event_time, customer_id \
+             FROM outbox \
              ORDER BY id LIMIT $1",
         )
         .bind(i64::try_from(BATCH).unwrap_or(i64::MAX))
@@ -225,6 +228,7 @@ mod tests {
             data: data.into(),
             trace_id: String::new(),
             event_time: 0,
+            customer_id: String::new(),
         }
     }
 

@@ -390,6 +390,16 @@ async fn every_change_reaches_the_ledger_once_in_order_with_its_subject() {
             "{}",
             backend.name
         );
+        assert!(
+            mine.iter().all(|event| event.customer_id == event.subject),
+            "{}: a customer's events are about that customer: {mine:?}",
+            backend.name
+        );
+        assert!(
+            theirs.iter().all(|event| event.customer_id.is_empty()),
+            "{}: catalog and stock events are about no customer: {theirs:?}",
+            backend.name
+        );
         let reserved =
             crowdcrunch_proto::json::json_from_struct(theirs[4].data.as_ref().expect("a payload"));
         assert_eq!(

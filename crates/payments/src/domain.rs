@@ -335,6 +335,22 @@ impl OrderId {
     }
 }
 
+/// The id of a customer (another service's); only its shape is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerId(String);
+
+impl CustomerId {
+    /// Checks `raw` as the value of `field`.
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldViolation> {
+        checked_id(raw, field).map(Self)
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A card token as given; whether TokenizeCard made it is found out later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenId(String);
@@ -399,6 +415,8 @@ pub fn money(currency_code: &str, minor_units: i64) -> types::Money {
 pub struct NewPayment {
     /// The order paid for.
     pub order_id: OrderId,
+    /// The customer who pays: the order's.
+    pub customer_id: CustomerId,
     /// The amount to authorise.
     pub amount: Amount,
     /// The card to charge.
@@ -419,19 +437,27 @@ impl TryFrom<&pb::AuthorizePaymentRequest> for NewPayment {
         let order_id = OrderId::parse(&request.order_id, "order_id")
             .map_err(|v| violations.push(v))
             .ok();
+        let customer_id = CustomerId::parse(&request.customer_id, "customer_id")
+            .map_err(|v| violations.push(v))
+            .ok();
         let amount = Amount::parse_positive(request.amount.as_ref(), "amount")
             .map_err(|v| violations.extend(v))
             .ok();
         let card_token = TokenId::parse(&request.card_token, "card_token")
             .map_err(|v| violations.push(v))
             .ok();
-        match (order_id, amount, card_token) {
-            (Some(order_id), Some(amount), Some(card_token)) if violations.is_empty() => Ok(Self {
-                order_id,
-                amount,
-                card_token,
-                request_id,
-            }),
+        match (order_id, customer_id, amount, card_token) {
+            (Some(order_id), Some(customer_id), Some(amount), Some(card_token))
+                if violations.is_empty() =>
+            {
+                Ok(Self {
+                    order_id,
+                    customer_id,
+                    amount,
+                    card_token,
+                    request_id,
+                })
+            }
             _ => Err(violations),
         }
     }

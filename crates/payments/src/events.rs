@@ -47,7 +47,7 @@ pub fn payment_authorized(payment: &pb::Payment) -> Event {
     } else {
         "PaymentAuthorized"
     };
-    Event::new(event_type, &payment.order_id, data)
+    Event::new(event_type, &payment.order_id, data).about_customer(&payment.customer_id)
 }
 
 /// The payment was captured (`PaymentCaptured`: the whole authorised amount was taken) or voided
@@ -58,6 +58,7 @@ pub fn transitioned(payment: &pb::Payment, transition: Transition) -> Event {
         Transition::Void => "PaymentVoided",
     };
     Event::new(event_type, &payment.order_id, payment_json(payment))
+        .about_customer(&payment.customer_id)
 }
 
 /// `refund` of the payment was given back, for `reason`; `payment` is as it is afterwards.
@@ -71,5 +72,5 @@ pub fn refund_issued(
     data["refund_id"] = refund_id.into();
     data["refund"] = money_json(Some(refund));
     data["reason"] = reason.into();
-    Event::new("RefundIssued", &payment.order_id, data)
+    Event::new("RefundIssued", &payment.order_id, data).about_customer(&payment.customer_id)
 }

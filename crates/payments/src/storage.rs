@@ -14,13 +14,14 @@ use crate::domain::{
 };
 use crate::error::Error;
 
-const COLUMNS: &str = "id, order_id, currency_code, amount, captured, refunded, status, \
-                       decline_reason, card_brand, card_last4, create_time, update_time";
+const COLUMNS: &str = "id, order_id, customer_id, currency_code, amount, captured, refunded, \
+                       status, decline_reason, card_brand, card_last4, create_time, update_time";
 
 #[derive(Clone, sqlx::FromRow)]
 struct PaymentRow {
     id: String,
     order_id: String,
+    customer_id: String,
     currency_code: String,
     amount: i64,
     captured: i64,
@@ -46,6 +47,7 @@ impl PaymentRow {
             refunded: Some(money(&self.currency_code, self.refunded)),
             id: self.id,
             order_id: self.order_id,
+            customer_id: self.customer_id,
             status: status.to_proto().into(),
             decline_reason: self.decline_reason,
             card_brand: self.card_brand,
@@ -136,8 +138,9 @@ pub async fn insert_payment(
     };
     let row: PaymentRow = sqlx::query_as(&format!(
         "INSERT INTO payments (id, order_id, currency_code, amount, captured, refunded, status, \
-         decline_reason, card_token, card_brand, card_last4, create_time, update_time) \
-         VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $7, $8, $9, $10, $10) RETURNING {COLUMNS}"
+         decline_reason, card_token, card_brand, card_last4, create_time, update_time, \
+         customer_id) \
+         VALUES ($1, $2, $3, $4, 0, 0, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING {COLUMNS}"
     ))
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(payment.order_id.as_str())
@@ -149,6 +152,7 @@ pub async fn insert_payment(
     .bind(&token.brand)
     .bind(&token.last4)
     .bind(now_micros())
+    .bind(payment.customer_id.as_str())
     .fetch_one(connection)
     .await?;
     row.into_proto()

@@ -72,10 +72,14 @@ async fn tokenize(client: &mut PaymentServiceClient<Channel>, number: &str) -> p
         .into_inner()
 }
 
+/// The customer every payment of these tests is for.
+const CUSTOMER: &str = "0190b6e2-7c1a-7d4e-9f00-1a2b3c4d5e6f";
+
 fn authorize_request(order_id: &str, minor_units: i64, token: &str) -> pb::AuthorizePaymentRequest {
     pb::AuthorizePaymentRequest {
         request_id: String::new(),
         order_id: order_id.into(),
+        customer_id: CUSTOMER.into(),
         amount: usd(minor_units),
         card_token: token.into(),
     }

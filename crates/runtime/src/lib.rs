@@ -7,6 +7,7 @@
 //! service (the binary gives it the names of the services a process calls, as data), and it is
 //! the only crate that reads the process environment (through `clap`).
 
+pub mod access;
 pub mod auth;
 pub mod client;
 pub mod config;

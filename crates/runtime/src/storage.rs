@@ -184,6 +184,41 @@ impl Database {
         Ok(())
     }
 
+    /// Adds `column` (with its SQL `definition`, e.g. `TEXT NOT NULL DEFAULT ''`) to `table` when
+    /// the table lacks it: how infrastructure tables grow a column in databases created before it.
+    /// Serialised per `owner` like [`Self::ensure_tables`].
+    pub async fn ensure_column(
+        &self,
+        owner: &str,
+        table: &str,
+        column: &str,
+        definition: &str,
+    ) -> Result<(), StorageError> {
+        let mut connection = self.pool.acquire().await?;
+        let add = format!("ALTER TABLE {table} ADD COLUMN {column} {definition}");
+        if self.backend == Backend::Sqlite {
+            let present: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2")
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one(&mut *connection)
+                    .await?;
+            if present == 0 {
+                connection.execute(add.as_str()).await?;
+            }
+            return Ok(());
+        }
+        let mut transaction = connection.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("crowdcrunch:tables:{owner}"))
+            .execute(&mut *transaction)
+            .await?;
+        let add = format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}");
+        transaction.execute(add.as_str()).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
     /// The connection pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
