@@ -343,3 +343,60 @@ fn resource_has_path(message: &MessageDescriptor, path: &str) -> bool {
     }
     search(message, path, 2)
 }
+
+/// Who is calling, as the server's admission found them: what a service reads to scope its data.
+/// Admission puts it in every admitted request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    identity: Identity,
+}
+
+impl Caller {
+    /// A caller with this identity (admission makes them; tests of admission too).
+    pub fn new(identity: Identity) -> Self {
+        Self { identity }
+    }
+
+    /// The caller of `request`, as admission recorded it. Every request a handler sees went
+    /// through admission, so its absence is the server's own fault (INTERNAL).
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Self, tonic::Status> {
+        request.extensions().get::<Self>().ok_or_else(|| {
+            tracing::error!("a request reached its handler without admission");
+            tonic::Status::internal("the request was not admitted")
+        })
+    }
+
+    /// Who they are.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The customer whose resources alone this caller may see: `Some` for a customer, `None` for
+    /// staff and peer services, who see everything. A service scopes every read of an owned
+    /// resource by it, so another customer's resource is answered exactly as one that does not
+    /// exist (the service's own NOT_FOUND, an empty page, a null join).
+    pub fn owner_scope(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::Customer { customer_id } => Some(customer_id),
+            Identity::Anonymous | Identity::Staff { .. } | Identity::Peer { .. } => None,
+        }
+    }
+
+    /// Whether this caller may act for `customer_id` (a request field that names the owner):
+    /// staff and peers for anyone, a customer for themselves, an anonymous caller for no one.
+    pub fn may_act_for(&self, customer_id: &str) -> bool {
+        match &self.identity {
+            Identity::Customer { customer_id: own } => own == customer_id,
+            Identity::Staff { .. } | Identity::Peer { .. } => true,
+            Identity::Anonymous => false,
+        }
+    }
+
+    /// The peer service calling with its own identity, if it is one.
+    pub fn peer(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::Peer { service } => Some(service),
+            Identity::Anonymous | Identity::Customer { .. } | Identity::Staff { .. } => None,
+        }
+    }
+}
