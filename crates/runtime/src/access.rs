@@ -16,6 +16,10 @@ use prost_reflect::{
 
 use crate::auth::Identity;
 
+mod admission;
+
+pub use admission::{AdmissionLayer, AdmitCalls, Gatekeeper};
+
 /// The full name of the method option that holds an RPC's rule.
 pub const RULE_OPTION: &str = "crowdcrunch.access.v1.rule";
 

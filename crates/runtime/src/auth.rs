@@ -9,12 +9,16 @@
 //!   until they expire.
 //! - [`AuthError`]: one variant per refusal, mapped to UNAUTHENTICATED (gRPC) and 401 with
 //!   `WWW-Authenticate` (HTTP); [`AuthError::KeysUnavailable`] to UNAVAILABLE / 503.
+//! - [`Verifier::identify_call`]: a call's identity: its token's, else the peer service that the
+//!   client certificate of native mTLS or (inside a trusted mesh) Istio's
+//!   `x-forwarded-client-cert` names, else anonymous.
 //! - [`SigningKey`]: the ES256 key of `dev` and `crowdcrunch token`, its JWKS, and minted tokens.
 
 mod bearer;
 mod error;
 mod identity;
 mod jwks;
+mod peer;
 mod ring_provider;
 mod settings;
 mod signing;
@@ -22,9 +26,11 @@ mod verifier;
 
 pub use bearer::{bearer_token, bearer_token_from_value};
 pub use error::{AuthError, DOMAIN, bearer_challenge};
-pub use identity::{Identity, STAFF_ROLE};
+pub use identity::{Identity, SERVICE_ROLE, STAFF_ROLE};
+pub use peer::FORWARDED_CLIENT_CERT;
 pub use settings::{
-    AuthArgs, AuthSettings, ClaimPath, JwksSettings, JwksUrl, SettingError, TokenRules, TrustedCa,
+    AuthArgs, AuthSettings, ClaimPath, JwksSettings, JwksUrl, MeshIdentity, SettingError,
+    TokenRules, TrustedCa,
 };
 pub use signing::{Grant, SIGNING_KEY_FILE, SigningKey, SigningKeyError};
 pub use verifier::{Verifier, VerifierCounts};

@@ -1,9 +1,13 @@
 //! gRPC client channels to other services: a list of endpoints balanced client-side, connected
 //! lazily (a backend that is down yields UNAVAILABLE, never a start-up failure), with TLS when
-//! configured and the trace context on every call.
+//! configured, the trace context on every call, and the calling service's own identity
+//! ([`ServiceToken`], via [`GrpcChannel::carrying`]) where no transport carries it.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use http::HeaderValue;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::config::{ConfigError, TlsSettings};
@@ -79,6 +83,88 @@ pub fn channel(
         _ => Channel::balance_list(endpoints.into_iter()),
     };
     Ok(tower_layer::Layer::layer(&PropagateLayer, channel))
+}
+
+/// How often a token file is read again, so that a rotated token is picked up without a restart
+/// (issuers and Kubernetes rotate tokens long before they expire).
+const TOKEN_FILE_RECHECK: Duration = Duration::from_secs(30);
+
+/// A service's own bearer token on its calls to other services (`authorization: Bearer …`), from
+/// `dev` or from a file (`CROWDCRUNCH_SERVICE_TOKEN_FILE`) that is read again every 30 seconds.
+/// Cheap to clone; `Debug` never prints the token.
+#[derive(Clone)]
+pub struct ServiceToken(Arc<RwLock<HeaderValue>>);
+
+impl ServiceToken {
+    /// This token, as it is.
+    pub fn new(token: &str) -> Result<Self, ConfigError> {
+        Ok(Self(Arc::new(RwLock::new(authorization(token)?))))
+    }
+
+    /// The token in the file at `path`, read now (a missing or empty file is an error at start),
+    /// then again periodically while the token is in use (needs a Tokio runtime).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let token = Self::new(&read_token(path)?)?;
+        tokio::runtime::Handle::try_current()
+            .map_err(|_| {
+                ConfigError::from_display("reading a service token file needs a Tokio runtime")
+            })?
+            .spawn(reread(Arc::downgrade(&token.0), path.to_owned()));
+        Ok(token)
+    }
+
+    /// The `authorization` value.
+    pub fn authorization(&self) -> HeaderValue {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceToken(..)")
+    }
+}
+
+fn authorization(token: &str) -> Result<HeaderValue, ConfigError> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| {
+        ConfigError::from_display("a service token must be visible ASCII without line breaks")
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn read_token(path: &Path) -> Result<String, ConfigError> {
+    let token = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::from_display(format_args!(
+            "cannot read the service token file {}: {error}",
+            path.display()
+        ))
+    })?;
+    if token.trim().is_empty() {
+        return Err(ConfigError::from_display(format_args!(
+            "the service token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token)
+}
+
+/// Reads the token file again every [`TOKEN_FILE_RECHECK`] while the token is in use; a file
+/// that cannot be read keeps the token there is (and says so).
+async fn reread(token: Weak<RwLock<HeaderValue>>, path: PathBuf) {
+    loop {
+        tokio::time::sleep(TOKEN_FILE_RECHECK).await;
+        let Some(token) = token.upgrade() else {
+            return;
+        };
+        match read_token(&path).and_then(|fresh| authorization(&fresh)) {
+            Ok(fresh) => *token.write().unwrap_or_else(PoisonError::into_inner) = fresh,
+            Err(error) => tracing::warn!(%error, "keeping the service token there is"),
+        }
+    }
 }
 
 /// The deadline of a call from one service to another unless the caller chooses another.

@@ -15,6 +15,8 @@ use tower_service::Service;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::client::ServiceToken;
+
 /// Headers an application must copy from an inbound request to its outbound calls for Envoy's
 /// tracing and request correlation (Istio "trace context propagation").
 pub const FORWARDED_HEADERS: [&str; 8] = [
@@ -213,7 +215,10 @@ impl<S> Layer<S> for PropagateLayer {
     type Service = Propagate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Propagate { inner }
+        Propagate {
+            inner,
+            identity: None,
+        }
     }
 }
 
@@ -221,6 +226,18 @@ impl<S> Layer<S> for PropagateLayer {
 #[derive(Clone, Debug)]
 pub struct Propagate<S> {
     inner: S,
+    identity: Option<ServiceToken>,
+}
+
+impl<S> Propagate<S> {
+    /// The same channel, with `token` as the `authorization` of every call: the calling
+    /// service's own identity (without one, the transport carries it: mTLS, or the mesh).
+    pub fn carrying(self, token: ServiceToken) -> Self {
+        Self {
+            identity: Some(token),
+            ..self
+        }
+    }
 }
 
 impl<S, B> Service<Request<B>> for Propagate<S>
@@ -237,6 +254,11 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         inject_current(request.headers_mut());
+        if let Some(token) = &self.identity {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, token.authorization());
+        }
         self.inner.call(request)
     }
 }

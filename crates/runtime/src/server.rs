@@ -1,5 +1,6 @@
-//! The gRPC server every service runs: the shared tower stack, the standard health service,
-//! reflection (v1 and v1alpha), optional TLS, and a graceful drain.
+//! The gRPC server every service runs: the shared tower stack (with admission: every call is
+//! identified and judged by its RPC's rule), the standard health service, reflection (v1 and
+//! v1alpha), optional TLS, and a graceful drain.
 //!
 //! [`GrpcServer::bind`] binds the port (port 0 in tests) so the address is known before serving;
 //! [`GrpcServer::serve`] serves until the [`Shutdown`] fires, then drains: health turns
@@ -21,6 +22,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
 
+use crate::access::{AdmissionLayer, Gatekeeper};
 use crate::config::ServerSettings;
 use crate::context::RequestContextLayer;
 use crate::metrics::GrpcMetricsLayer;
@@ -129,11 +131,17 @@ pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     settings: ServerSettings,
+    gatekeeper: Gatekeeper,
 }
 
 impl GrpcServer {
-    /// Checks the TLS configuration, then binds the listening port.
-    pub async fn bind(settings: ServerSettings) -> Result<Self, ServeError> {
+    /// Checks the TLS configuration, then binds the listening port. Every call it will serve is
+    /// admitted by `gatekeeper` (the access rules and the token verifier): there is no server
+    /// without one.
+    pub async fn bind(
+        settings: ServerSettings,
+        gatekeeper: Gatekeeper,
+    ) -> Result<Self, ServeError> {
         if let Some(tls) = &settings.tls {
             Server::builder()
                 .tls_config(crate::tls::server_config(tls))
@@ -144,6 +152,7 @@ impl GrpcServer {
             listener,
             local_addr,
             settings,
+            gatekeeper,
         })
     }
 
@@ -162,6 +171,7 @@ impl GrpcServer {
             listener,
             local_addr,
             settings,
+            gatekeeper,
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_status::<S>(&health, ServingStatus::NotServing).await;
@@ -196,6 +206,10 @@ impl GrpcServer {
             .layer(RequestContextLayer)
             // RED metrics: every call, with the code the client saw, including shed calls.
             .layer(GrpcMetricsLayer)
+            // Admission: who calls and whether their RPC's rule admits them, before any handler
+            // runs (health and reflection stay open); a refusal is counted above with its code,
+            // and the admitted `Caller` rides in the request's extensions.
+            .layer(AdmissionLayer::new(gatekeeper))
             // At the limit, answer RESOURCE_EXHAUSTED at once rather than queue without bound.
             .load_shed()
             // Bound the calls served at once across all connections.

@@ -1,18 +1,130 @@
 //! Test support for the services' integration tests (feature `testing`): a fresh database on each
-//! backend available here, and a real server on port 0.
+//! backend available here, a real server on port 0 that admits calls by the real access rules,
+//! and channels that carry an identity.
 //!
-//! SQLite always runs. PostgreSQL runs when `CROWDCRUNCH_TEST_DATABASE_URL` is set (CI sets it),
-//! each test in its own schema so tests run in parallel; otherwise a one-line skip is printed.
+//! # Identities in tests (issue 13)
+//!
+//! Every [`TestServer`] admits calls exactly as production does: the rules are read from the
+//! descriptor set of the [`ServiceDefinition`] it serves (`crowdcrunch_proto::FILE_DESCRIPTOR_SET`,
+//! the real rules), and tokens are verified against the process-wide test issuer ([`issuer`]: an
+//! ES256 key whose JWKS is served over real HTTP on 127.0.0.1). So:
+//!
+//! - `server.channel().await`: calls as staff (`test-staff`), so most existing tests keep working
+//!   (a `Client<Channel>` field becomes `Client<GrpcChannel>`, from `crowdcrunch_runtime::client`).
+//! - `server.channel_as(Grant::Customer("cus_…".into())).await`: calls as that customer (ownership).
+//! - `server.channel_as_peer("orders").await`: calls as the peer service `orders`; use it for
+//!   peer-only RPCs, and give it to a service under test as its channel to this upstream
+//!   (orders' channel to customers is `customers.channel_as_peer("orders").await`).
+//! - `server.anonymous_channel().await`: calls with no identity.
+//! - [`token`]`(&Grant::…)`: a raw token, for a request's own `authorization` metadata.
+//! - [`Caller::of`](crate::access::Caller::of) in a handler reads who was admitted.
 
 use std::net::SocketAddr;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use sqlx::migrate::Migrator;
 use tokio::task::JoinHandle;
 
+use crate::access::{AccessRules, Gatekeeper};
+use crate::auth::{AuthSettings, Grant, JwksUrl, SigningKey, Verifier};
+use crate::client::{GrpcChannel, ServiceToken};
+use crate::context::PropagateLayer;
 use crate::server::{GrpcService, ServiceDefinition};
 use crate::{Database, GrpcServer, ServeError, ServerSettings, Shutdown, StorageSettings};
+
+/// The audience of the test issuer's tokens.
+pub const TEST_AUDIENCE: &str = "crowdcrunch";
+
+/// The name of the staff member that [`TestServer::channel`] calls as.
+pub const TEST_STAFF: &str = "test-staff";
+
+/// The process-wide test issuer: an ES256 key and its JWKS, served over HTTP on 127.0.0.1 by a
+/// thread of its own (so it outlives every test's runtime).
+pub struct TestIssuer {
+    key: SigningKey,
+    settings: AuthSettings,
+}
+
+/// The test issuer of this process, started on first use.
+pub fn issuer() -> &'static TestIssuer {
+    static ISSUER: OnceLock<TestIssuer> = OnceLock::new();
+    ISSUER.get_or_init(TestIssuer::start)
+}
+
+/// A token of the test issuer for `grant`, valid for an hour.
+pub fn token(grant: &Grant) -> String {
+    issuer().token(grant)
+}
+
+impl TestIssuer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        // The key stays in memory; its file goes with the directory.
+        let key = SigningKey::generate(dir.path()).expect("cannot generate the test signing key");
+        let jwks = serde_json::to_string(&key.jwks()).expect("a JWKS serializes");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .expect("cannot bind the test JWKS server");
+        let addr = listener.local_addr().expect("a bound address");
+        std::thread::Builder::new()
+            .name("test-jwks".to_owned())
+            .spawn(move || serve_jwks(listener, jwks))
+            .expect("cannot start the test JWKS thread");
+        let issuer = format!("http://{addr}");
+        let jwks_url =
+            JwksUrl::parse(&format!("{issuer}/.well-known/jwks.json")).expect("a valid JWKS URL");
+        Self {
+            key,
+            settings: AuthSettings::new(issuer, TEST_AUDIENCE, jwks_url),
+        }
+    }
+
+    /// The settings that verify this issuer's tokens.
+    pub fn settings(&self) -> AuthSettings {
+        self.settings.clone()
+    }
+
+    /// A verifier of this issuer's tokens (in the current runtime).
+    pub fn verifier(&self) -> Verifier {
+        Verifier::start(self.settings()).expect("a test verifier starts")
+    }
+
+    /// A token for `grant`, valid for an hour.
+    pub fn token(&self, grant: &Grant) -> String {
+        self.key
+            .mint(&self.settings.rules, grant, Duration::from_secs(3600))
+            .expect("the test key signs")
+    }
+
+    /// Admission by the rules of `file_descriptor_set`, with this issuer's tokens.
+    pub fn gatekeeper(&self, file_descriptor_set: &[u8]) -> Gatekeeper {
+        let rules = AccessRules::from_descriptor_set(file_descriptor_set)
+            .unwrap_or_else(|error| panic!("the access rules do not load: {error}"));
+        Gatekeeper::new(rules, self.verifier())
+    }
+}
+
+fn serve_jwks(listener: std::net::TcpListener, jwks: String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot build the test JWKS runtime");
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::from_std(listener).expect("a non-blocking listener");
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get(move || {
+                std::future::ready(([(http::header::CONTENT_TYPE, "application/json")], jwks))
+            }),
+        );
+        if let Err(error) = axum::serve(listener, app).await {
+            panic!("the test JWKS server failed: {error}");
+        }
+    });
+}
 
 /// The variable naming the PostgreSQL database of the tests.
 pub const TEST_DATABASE_URL: &str = "CROWDCRUNCH_TEST_DATABASE_URL";
@@ -75,7 +187,8 @@ pub fn databases(service: &str) -> Vec<TestDatabase> {
     databases
 }
 
-/// A real server on 127.0.0.1 with a free port, serving in the background.
+/// A real server on 127.0.0.1 with a free port, serving in the background, admitting calls by
+/// the rules of the descriptor set it serves and the [`issuer`]'s tokens.
 pub struct TestServer {
     /// The bound address.
     pub addr: SocketAddr,
@@ -99,13 +212,34 @@ impl TestServer {
         settings: ServerSettings,
         make: impl FnOnce(Shutdown) -> ServiceDefinition<S>,
     ) -> Self {
+        let shutdown = Shutdown::new();
+        let definition = make(shutdown.clone());
+        let gatekeeper = issuer().gatekeeper(definition.file_descriptor_set);
+        Self::serve(settings, gatekeeper, definition, shutdown).await
+    }
+
+    /// Binds with `settings` and serves `definition`, admitting calls with `gatekeeper` (a test
+    /// of admission itself).
+    pub async fn spawn_admitting<S: GrpcService>(
+        settings: ServerSettings,
+        gatekeeper: Gatekeeper,
+        definition: ServiceDefinition<S>,
+    ) -> Self {
+        Self::serve(settings, gatekeeper, definition, Shutdown::new()).await
+    }
+
+    async fn serve<S: GrpcService>(
+        settings: ServerSettings,
+        gatekeeper: Gatekeeper,
+        definition: ServiceDefinition<S>,
+        shutdown: Shutdown,
+    ) -> Self {
         crate::telemetry::init_for_tests();
-        let server = GrpcServer::bind(settings)
+        let server = GrpcServer::bind(settings, gatekeeper)
             .await
             .expect("cannot bind the test server");
         let addr = server.local_addr();
-        let shutdown = Shutdown::new();
-        let handle = tokio::spawn(server.serve(make(shutdown.clone()), shutdown.clone()));
+        let handle = tokio::spawn(server.serve(definition, shutdown.clone()));
         Self {
             addr,
             shutdown,
@@ -130,13 +264,31 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
-    /// A plaintext channel to the server.
-    pub async fn channel(&self) -> tonic::transport::Channel {
-        tonic::transport::Endpoint::from_shared(self.url())
+    /// A plaintext channel to the server, calling as staff ([`TEST_STAFF`]).
+    pub async fn channel(&self) -> GrpcChannel {
+        self.channel_as(&Grant::Staff(TEST_STAFF.to_owned())).await
+    }
+
+    /// A plaintext channel to the server, calling with a token for `grant`.
+    pub async fn channel_as(&self, grant: &Grant) -> GrpcChannel {
+        let token = ServiceToken::new(&token(grant)).expect("a token is a header value");
+        self.anonymous_channel().await.carrying(token)
+    }
+
+    /// A plaintext channel to the server, calling as the peer service `service` (also what a
+    /// service under test is given as its channel to this server).
+    pub async fn channel_as_peer(&self, service: &str) -> GrpcChannel {
+        self.channel_as(&Grant::Service(service.to_owned())).await
+    }
+
+    /// A plaintext channel to the server, calling with no identity.
+    pub async fn anonymous_channel(&self) -> GrpcChannel {
+        let channel = tonic::transport::Endpoint::from_shared(self.url())
             .expect("a valid URL")
             .connect()
             .await
-            .expect("cannot connect to the test server")
+            .expect("cannot connect to the test server");
+        tower_layer::Layer::layer(&PropagateLayer, channel)
     }
 
     /// Drains the server and waits until it stops.
@@ -224,4 +376,51 @@ where
         }
         page_token = next_page_token;
     }
+}
+
+/// Asserts that `hidden`, the answer about another customer's resource `hidden_id`, is exactly
+/// the answer about `missing_id`, which does not exist (`missing`): the same code, message,
+/// `ErrorInfo` and field violations but for the id, so a caller cannot probe ids.
+#[track_caller]
+pub fn assert_answered_as_missing(
+    hidden: &tonic::Status,
+    hidden_id: &str,
+    missing: &tonic::Status,
+    missing_id: &str,
+) {
+    use tonic_types::StatusExt as _;
+    type Shape = (
+        tonic::Code,
+        String,
+        Option<(String, String, Vec<(String, String)>)>,
+        Vec<(String, String)>,
+    );
+    fn shape(status: &tonic::Status, id: &str) -> Shape {
+        let anonymise = |text: &str| text.replace(id, "<id>");
+        let info = status.get_details_error_info().map(|info| {
+            let mut metadata: Vec<(String, String)> = info
+                .metadata
+                .iter()
+                .map(|(key, value)| (key.clone(), anonymise(value)))
+                .collect();
+            metadata.sort();
+            (info.reason, info.domain, metadata)
+        });
+        let violations = status
+            .get_details_bad_request()
+            .map(|bad| {
+                bad.field_violations
+                    .iter()
+                    .map(|violation| (violation.field.clone(), anonymise(&violation.description)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status.code(), anonymise(status.message()), info, violations)
+    }
+    assert_ne!(
+        hidden.code(),
+        tonic::Code::Ok,
+        "the hidden resource was answered"
+    );
+    assert_eq!(shape(hidden, hidden_id), shape(missing, missing_id));
 }

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::client::{Endpoints, GrpcChannel};
 use crowdcrunch_runtime::config::TlsSettings;
 use crowdcrunch_runtime::server::{Readiness, ServiceDefinition};
 use crowdcrunch_runtime::testing::TestServer;
 use crowdcrunch_runtime::{ServerSettings, metrics::MetricsServer};
 use futures::future::BoxFuture;
-use prost::Message as _;
 use prost_types::Duration as ProtoDuration;
 use tokio::sync::Notify;
 use tonic::body::Body;
@@ -73,6 +73,14 @@ impl tonic::server::UnaryService<ProtoDuration> for Method {
                     *response.metadata_mut() = echoed.metadata().clone();
                     Ok(response)
                 }
+                "Whoami" => {
+                    let caller = Caller::of(&request)?.identity().to_string();
+                    let mut response = Response::new(ProtoDuration::default());
+                    response
+                        .metadata_mut()
+                        .insert("x-caller", caller.parse().expect("ASCII"));
+                    Ok(response)
+                }
                 other => Err(Status::unimplemented(other.to_owned())),
             }
         })
@@ -111,35 +119,46 @@ impl tower::Service<http::Request<Body>> for Probe {
     }
 }
 
-/// A file descriptor set describing the probe, for reflection.
+/// The probe's API with its access rules, compiled by protox beside the repository's
+/// `crowdcrunch/access/v1/access.proto`: `Sleep`, `Echo` and `Forward` are open to anyone;
+/// `Whoami` admits staff and the peer service `billing`.
+const PROBE_PROTO: &str = r#"
+syntax = "proto3";
+package crowdcrunch.test;
+import "google/protobuf/duration.proto";
+import "crowdcrunch/access/v1/access.proto";
+service Probe {
+  rpc Sleep(google.protobuf.Duration) returns (google.protobuf.Duration) {
+    option (crowdcrunch.access.v1.rule) = { roles: [ROLE_ANONYMOUS] };
+  }
+  rpc Echo(google.protobuf.Duration) returns (google.protobuf.Duration) {
+    option (crowdcrunch.access.v1.rule) = { roles: [ROLE_ANONYMOUS] };
+  }
+  rpc Forward(google.protobuf.Duration) returns (google.protobuf.Duration) {
+    option (crowdcrunch.access.v1.rule) = { roles: [ROLE_ANONYMOUS] };
+  }
+  rpc Whoami(google.protobuf.Duration) returns (google.protobuf.Duration) {
+    option (crowdcrunch.access.v1.rule) = { roles: [ROLE_STAFF], peers: ["billing"] };
+  }
+}
+"#;
+
+/// The encoded descriptor set of [`PROBE_PROTO`] (with its imports), for reflection and rules.
 fn probe_descriptors() -> &'static [u8] {
-    use prost_types::{
-        FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, ServiceDescriptorProto,
-    };
-    let duration = ".google.protobuf.Duration".to_owned();
-    let method = |name: &str| MethodDescriptorProto {
-        name: Some(name.to_owned()),
-        input_type: Some(duration.clone()),
-        output_type: Some(duration.clone()),
-        ..Default::default()
-    };
-    let file = FileDescriptorProto {
-        name: Some("crowdcrunch/test/probe.proto".to_owned()),
-        package: Some("crowdcrunch.test".to_owned()),
-        dependency: vec!["google/protobuf/duration.proto".to_owned()],
-        service: vec![ServiceDescriptorProto {
-            name: Some("Probe".to_owned()),
-            method: vec![method("Sleep"), method("Echo"), method("Forward")],
-            ..Default::default()
-        }],
-        syntax: Some("proto3".to_owned()),
-        ..Default::default()
-    };
-    Box::leak(
-        FileDescriptorSet { file: vec![file] }
-            .encode_to_vec()
-            .into_boxed_slice(),
-    )
+    static DESCRIPTORS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DESCRIPTORS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let probe = dir.path().join("crowdcrunch/test/probe.proto");
+        std::fs::create_dir_all(probe.parent().expect("a parent")).expect("directories");
+        std::fs::write(&probe, PROBE_PROTO).expect("write the probe proto");
+        let repository_protos = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
+        protox::Compiler::new([dir.path(), std::path::Path::new(repository_protos)])
+            .expect("a compiler")
+            .include_imports(true)
+            .open_file("crowdcrunch/test/probe.proto")
+            .expect("the probe proto compiles")
+            .encode_file_descriptor_set()
+    })
 }
 
 fn definition(probe: Probe, readiness: Readiness) -> ServiceDefinition<Probe> {

@@ -5,6 +5,10 @@ use std::fmt;
 /// The role that makes a token's holder staff.
 pub const STAFF_ROLE: &str = "staff";
 
+/// The role that makes a token's holder a peer service, named by the token's `sub` (OAuth
+/// client-credentials style: `dev` and `crowdcrunch token --service` mint such tokens).
+pub const SERVICE_ROLE: &str = "service";
+
 /// The caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {

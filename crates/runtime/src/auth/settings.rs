@@ -70,6 +70,20 @@ pub struct AuthArgs {
         default_value_t = 10_000
     )]
     pub auth_token_cache_size: usize,
+    /// Take a peer service's identity from the `x-forwarded-client-cert` header that Istio's
+    /// sidecar sets from the caller's mTLS certificate. Only inside the mesh, where the sidecar
+    /// sets the header and drops one a client sent; anywhere else a client could forge it.
+    #[arg(long, env = "CROWDCRUNCH_AUTH_TRUST_MESH_IDENTITY")]
+    pub auth_trust_mesh_identity: bool,
+    /// The prefix of the services' Kubernetes service accounts: the service account minus it is
+    /// the service's name.
+    #[arg(
+        long,
+        env = "CROWDCRUNCH_AUTH_MESH_ACCOUNT_PREFIX",
+        default_value = "crowdcrunch-",
+        value_name = "PREFIX"
+    )]
+    pub auth_mesh_account_prefix: String,
 }
 
 /// The default of `--auth-token-cache-size`.
@@ -117,6 +131,9 @@ impl AuthArgs {
             token_cache_size: NonZeroUsize::new(self.auth_token_cache_size).ok_or_else(|| {
                 ConfigError::from_display("CROWDCRUNCH_AUTH_TOKEN_CACHE_SIZE must be at least 1")
             })?,
+            mesh_identity: self.auth_trust_mesh_identity.then(|| MeshIdentity {
+                account_prefix: self.auth_mesh_account_prefix.clone(),
+            }),
         };
         settings.check_limits()?;
         Ok(settings)
@@ -145,6 +162,16 @@ pub struct AuthSettings {
     pub jwks: JwksSettings,
     /// Verified tokens remembered until they expire.
     pub token_cache_size: NonZeroUsize,
+    /// Whether (and how) a peer's mesh identity is trusted; `None` outside a mesh.
+    pub mesh_identity: Option<MeshIdentity>,
+}
+
+/// How a peer service is named by its Istio identity, trusted only where a mesh sidecar sets
+/// `x-forwarded-client-cert` (`CROWDCRUNCH_AUTH_TRUST_MESH_IDENTITY=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshIdentity {
+    /// Removed from the SPIFFE id's service account to give the service's name.
+    pub account_prefix: String,
 }
 
 impl AuthSettings {
@@ -161,6 +188,7 @@ impl AuthSettings {
                 timeout: Duration::from_secs(5),
             },
             token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
+            mesh_identity: None,
         }
     }
 

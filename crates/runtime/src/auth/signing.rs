@@ -18,8 +18,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use serde_json::{Map, Value};
 
-use super::STAFF_ROLE;
 use super::settings::TokenRules;
+use super::{SERVICE_ROLE, STAFF_ROLE};
 
 /// The file in the data dir that holds the signing key.
 pub const SIGNING_KEY_FILE: &str = "auth-signing-key.pem";
@@ -64,6 +64,9 @@ pub enum Grant {
     Customer(String),
     /// A member of staff, by name (set as `sub` and `preferred_username`, with the `staff` role).
     Staff(String),
+    /// A peer service, by its name (set as `sub`, with the `service` role): its own identity on
+    /// its calls to other services.
+    Service(String),
 }
 
 /// An ES256 signing key with its public JWK. `Debug` never prints the private key.
@@ -219,6 +222,12 @@ impl SigningKey {
                 rules
                     .roles_claim
                     .insert(&mut claims, Value::from(vec![STAFF_ROLE]));
+            }
+            Grant::Service(name) => {
+                claims.insert("sub".to_owned(), Value::from(name.clone()));
+                rules
+                    .roles_claim
+                    .insert(&mut claims, Value::from(vec![SERVICE_ROLE]));
             }
         }
         let mut header = Header::new(Algorithm::ES256);

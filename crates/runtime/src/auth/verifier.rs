@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::jwks::{JwksClient, KeySet, VerificationKey};
-use super::settings::{AuthSettings, JwksSettings, TokenRules};
-use super::{AuthError, Identity, STAFF_ROLE, bearer_token, bearer_token_from_value};
+use super::peer::{FORWARDED_CLIENT_CERT, certificate_service, mesh_service};
+use super::settings::{AuthSettings, JwksSettings, MeshIdentity, TokenRules};
+use super::{AuthError, Identity, SERVICE_ROLE, STAFF_ROLE, bearer_token, bearer_token_from_value};
 use crate::config::ConfigError;
 
 /// Verifies bearer tokens; cheap to clone (clones share keys and cache).
@@ -53,6 +54,7 @@ struct Shared {
     tokens: Mutex<LruCache<String, Remembered>>,
     fetched: watch::Sender<u64>,
     counts: Counts,
+    mesh_identity: Option<MeshIdentity>,
 }
 
 /// What the verifier has done so far (for metrics and tests).
@@ -94,6 +96,7 @@ impl Verifier {
             tokens: Mutex::new(LruCache::new(settings.token_cache_size)),
             fetched: watch::Sender::new(0),
             counts: Counts::default(),
+            mesh_identity: settings.mesh_identity,
         });
         let stop = CancellationToken::new();
         runtime.spawn(refresh_periodically(Arc::downgrade(&shared), stop.clone()));
@@ -110,6 +113,30 @@ impl Verifier {
             None => Ok(Identity::Anonymous),
             Some(token) => self.verify(token).await,
         }
+    }
+
+    /// The identity of a gRPC call with these headers over a connection whose client presented
+    /// `client_certificate` (DER). Its bearer token's identity when it carries one (a peer service
+    /// by its `service` role, or the end user): the edge forwards the user's token over its own
+    /// mTLS connection, and the user is then the caller. Without a token, the peer service its
+    /// transport names: the client certificate of native mTLS, else Istio's
+    /// `x-forwarded-client-cert` where the mesh is trusted. Else anonymous.
+    pub async fn identify_call(
+        &self,
+        headers: &HeaderMap,
+        client_certificate: Option<&[u8]>,
+    ) -> Result<Identity, AuthError> {
+        if let Some(token) = bearer_token(headers)? {
+            return self.verify(token).await;
+        }
+        let transport_peer = client_certificate
+            .and_then(certificate_service)
+            .or_else(|| {
+                let mesh = self.shared.mesh_identity.as_ref()?;
+                let xfcc = headers.get(FORWARDED_CLIENT_CERT)?.to_str().ok()?;
+                mesh_service(xfcc, mesh)
+            });
+        Ok(transport_peer.map_or(Identity::Anonymous, |service| Identity::Peer { service }))
     }
 
     /// The identity of an optional `authorization` value (the graphql-transport-ws
@@ -344,16 +371,25 @@ impl TokenRules {
         ))
     }
 
-    /// Staff when the roles include `staff`, else the customer of the customer claim.
+    /// A peer service when the roles include `service` (named by `sub`), staff when they include
+    /// `staff`, else the customer of the customer claim.
     fn identity(&self, claims: &Value) -> Result<Identity, AuthError> {
-        let has_staff_role = match self.roles_claim.lookup(claims) {
-            Some(Value::Array(roles)) => roles.iter().any(|role| role == STAFF_ROLE),
-            Some(Value::String(roles)) => roles.split_whitespace().any(|role| role == STAFF_ROLE),
+        let has_role = |wanted: &str| match self.roles_claim.lookup(claims) {
+            Some(Value::Array(roles)) => roles.iter().any(|role| role == wanted),
+            Some(Value::String(roles)) => roles.split_whitespace().any(|role| role == wanted),
             _ => false,
         };
-        if has_staff_role {
-            let subject = non_empty_string(claims.get("sub"))
-                .ok_or_else(|| AuthError::MissingClaim("sub".to_owned()))?;
+        let subject = || {
+            non_empty_string(claims.get("sub"))
+                .ok_or_else(|| AuthError::MissingClaim("sub".to_owned()))
+        };
+        if has_role(SERVICE_ROLE) {
+            return Ok(Identity::Peer {
+                service: subject()?.to_owned(),
+            });
+        }
+        if has_role(STAFF_ROLE) {
+            let subject = subject()?;
             let name = non_empty_string(claims.get("preferred_username")).unwrap_or(subject);
             return Ok(Identity::Staff {
                 subject: subject.to_owned(),
