@@ -401,6 +401,11 @@ struct Pki {
 }
 
 fn pki() -> Pki {
+    pki_with_client("client")
+}
+
+/// A [`Pki`] whose client certificate's DNS name is `client_name`.
+fn pki_with_client(client_name: &str) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -418,7 +423,7 @@ fn pki() -> Pki {
     Pki {
         ca: ca_cert.pem(),
         server: leaf(vec!["localhost".into()]),
-        client: leaf(vec!["client".into()]),
+        client: leaf(vec![client_name.into()]),
     }
 }
 
@@ -581,4 +586,189 @@ async fn metrics_count_calls_by_method_and_code() {
         .await
         .expect("task")
         .expect("metrics server stops");
+}
+
+/// The code, `ErrorInfo` reason and metadata of a refused call.
+fn refusal(status: &Status) -> (Code, String, std::collections::HashMap<String, String>) {
+    use tonic_types::StatusExt as _;
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.domain, "auth.crowdcrunch.dev", "{}", status.message());
+    (status.code(), info.reason, info.metadata)
+}
+
+/// Who `Whoami` says called it, as the handler's `Caller` has it.
+async fn whoami(channel: GrpcChannel, authorization: Option<&str>) -> Result<String, Status> {
+    let bearer = authorization.map(|token| format!("Bearer {token}"));
+    let metadata: Vec<(&'static str, &str)> = bearer
+        .as_deref()
+        .map(|value| vec![("authorization", value)])
+        .unwrap_or_default();
+    let response = call(channel, "Whoami", seconds(0), Some(&metadata)).await?;
+    Ok(response
+        .metadata()
+        .get("x-caller")
+        .expect("the caller")
+        .to_str()
+        .expect("ASCII")
+        .to_owned())
+}
+
+#[tokio::test]
+async fn admission_judges_every_call_by_its_rule_and_gives_the_handler_its_caller() {
+    use crowdcrunch_runtime::auth::Grant;
+    use crowdcrunch_runtime::testing::token;
+
+    let server = TestServer::start(definition(Probe::default(), Readiness::always())).await;
+    let anonymous = server.anonymous_channel().await;
+
+    let health = HealthClient::new(anonymous.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health is open to anyone");
+    assert_eq!(health.into_inner().status(), ServingStatus::Serving);
+    let open = call(anonymous.clone(), "Sleep", seconds(0), None).await;
+    assert!(open.is_ok(), "an RPC open to anyone refused: {open:?}");
+
+    let unknown = call(anonymous.clone(), "Unknown", seconds(0), None)
+        .await
+        .expect_err("an RPC without a rule is refused");
+    assert_eq!(unknown.code(), Code::Unimplemented);
+
+    let no_token = whoami(anonymous.clone(), None).await.expect_err("refused");
+    let (code, reason, _) = refusal(&no_token);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::Unauthenticated, "UNAUTHENTICATED")
+    );
+
+    let bad = call(
+        anonymous.clone(),
+        "Sleep",
+        seconds(0),
+        Some(&[("authorization", "Bearer not.a.token")]),
+    )
+    .await
+    .expect_err("a bad token is refused even where anyone may call");
+    let (code, reason, _) = refusal(&bad);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::Unauthenticated, "MALFORMED_TOKEN")
+    );
+
+    let customer = token(&Grant::Customer("cus_1".to_owned()));
+    let forbidden = whoami(anonymous.clone(), Some(&customer))
+        .await
+        .expect_err("a customer on a staff RPC is refused");
+    let (code, reason, metadata) = refusal(&forbidden);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::PermissionDenied, "PERMISSION_DENIED")
+    );
+    assert_eq!(
+        metadata.get("rpc").map(String::as_str),
+        Some("crowdcrunch.test.Probe.Whoami")
+    );
+    assert_eq!(metadata.get("required").map(String::as_str), Some("staff"));
+
+    let stranger = token(&Grant::Service("shipping".to_owned()));
+    let (code, _, _) = refusal(
+        &whoami(anonymous.clone(), Some(&stranger))
+            .await
+            .expect_err("a peer the rule does not name is refused"),
+    );
+    assert_eq!(code, Code::PermissionDenied);
+
+    assert_eq!(
+        whoami(server.channel().await, None).await.expect("staff"),
+        "staff test-staff"
+    );
+    assert_eq!(
+        whoami(server.channel_as_peer("billing").await, None)
+            .await
+            .expect("a named peer"),
+        "service billing"
+    );
+    server.stop().await.expect("drain");
+}
+
+#[tokio::test]
+async fn a_peer_is_named_by_its_mtls_client_certificate() {
+    let pki = pki_with_client("billing");
+    let mut settings = local_settings();
+    settings.tls = Some(TlsSettings {
+        cert_pem: pki.server.0.clone(),
+        key_pem: pki.server.1.clone(),
+        client_ca_pem: Some(pki.ca.clone()),
+    });
+    let server =
+        TestServer::spawn(settings, definition(Probe::default(), Readiness::always())).await;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(&pki.client.0, &pki.client.1));
+    let channel = Endpoint::from_shared(format!("https://localhost:{}", server.addr.port()))
+        .expect("url")
+        .tls_config(tls)
+        .expect("client TLS")
+        .connect()
+        .await
+        .expect("connect");
+    let channel = tower::Layer::layer(&crowdcrunch_runtime::context::PropagateLayer, channel);
+    assert_eq!(
+        whoami(channel, None)
+            .await
+            .expect("the certificate names billing"),
+        "service billing"
+    );
+    server.stop().await.expect("drain");
+}
+
+#[tokio::test]
+async fn istio_client_cert_header_names_a_peer_only_where_the_mesh_is_trusted() {
+    use crowdcrunch_runtime::access::{AccessRules, Gatekeeper};
+    use crowdcrunch_runtime::auth::{MeshIdentity, Verifier};
+    use crowdcrunch_runtime::testing::issuer;
+
+    let xfcc = "By=spiffe://cluster.local/ns/shop/sa/crowdcrunch-probe;Hash=00;\
+                URI=spiffe://cluster.local/ns/shop/sa/crowdcrunch-billing";
+    let untrusting = TestServer::start(definition(Probe::default(), Readiness::always())).await;
+    let forged = call(
+        untrusting.anonymous_channel().await,
+        "Whoami",
+        seconds(0),
+        Some(&[("x-forwarded-client-cert", xfcc)]),
+    )
+    .await
+    .expect_err("outside a mesh the header is anyone's to forge");
+    assert_eq!(forged.code(), Code::Unauthenticated);
+
+    let mut auth = issuer().settings();
+    auth.mesh_identity = Some(MeshIdentity {
+        account_prefix: "crowdcrunch-".to_owned(),
+    });
+    let rules = AccessRules::from_descriptor_set(probe_descriptors()).expect("rules");
+    let gatekeeper = Gatekeeper::new(rules, Verifier::start(auth).expect("a verifier"));
+    let trusting = TestServer::spawn_admitting(
+        local_settings(),
+        gatekeeper,
+        definition(Probe::default(), Readiness::always()),
+    )
+    .await;
+    let response = call(
+        trusting.anonymous_channel().await,
+        "Whoami",
+        seconds(0),
+        Some(&[("x-forwarded-client-cert", xfcc)]),
+    )
+    .await
+    .expect("the mesh names billing");
+    assert_eq!(
+        response
+            .metadata()
+            .get("x-caller")
+            .map(|value| value.to_str().expect("ASCII")),
+        Some("service billing")
+    );
+    untrusting.stop().await.expect("drain");
+    trusting.stop().await.expect("drain");
 }
