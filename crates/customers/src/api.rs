@@ -4,6 +4,7 @@ use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::customers::v1 as pb;
 use crowdcrunch_proto::customers::v1::customer_service_server::CustomerService;
 use crowdcrunch_runtime::Database;
+use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
 use crowdcrunch_runtime::pagination::PageRequest;
 use tonic::{Request, Response, Status};
@@ -58,19 +59,23 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = CustomerId::parse(&request.get_ref().id, "id")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(storage::get(&mut connection, &id).await?))
+        Ok(Response::new(
+            storage::get(&mut connection, &id, owned_by).await?,
+        ))
     }
 
     async fn batch_get_customers(
         &self,
         request: Request<pb::BatchGetCustomersRequest>,
     ) -> Result<Response<pb::BatchGetCustomersResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_ids(&request.get_ref().ids)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let customers = storage::batch_get(&mut connection, &ids).await?;
+        let customers = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetCustomersResponse { customers }))
     }
 
@@ -89,11 +94,12 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let patch = CustomerPatch::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
         let updated = self
             .outbox
             .transaction(None, async |connection| {
-                let updated = storage::update(connection, &patch).await?;
+                let updated = storage::update(connection, &patch, owned_by).await?;
                 let event = events::customer_updated(&updated);
                 self.outbox.enqueue(connection, event).await?;
                 Ok::<_, Error>(updated)

@@ -2,7 +2,7 @@
 
 use crowdcrunch_proto::customers::v1 as pb;
 use crowdcrunch_runtime::pagination::PageRequest;
-use crowdcrunch_runtime::storage::{fetch_by_keys, now_micros, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{OwnedBy, fetch_by_keys, now_micros, timestamp_from_micros};
 use sqlx::AnyConnection;
 
 use crate::domain::{CustomerId, CustomerPatch, Email, NewCustomer};
@@ -53,22 +53,35 @@ pub async fn insert(
     Ok(row.into())
 }
 
-/// One customer.
-pub async fn get(connection: &mut AnyConnection, id: &CustomerId) -> Result<pb::Customer, Error> {
-    let row: Option<CustomerRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(connection)
-            .await?;
+/// The rows a caller scoped to `customer_id` may read: their own record alone.
+pub fn owned_by(customer_id: Option<&str>) -> Option<OwnedBy<'_>> {
+    OwnedBy::scope("id", customer_id)
+}
+
+/// One customer, when `owned_by` lets the caller see it (NotFound otherwise, as for an unknown id).
+pub async fn get(
+    connection: &mut AnyConnection,
+    id: &CustomerId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<pb::Customer, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM customers WHERE id = $1{}",
+        OwnedBy::condition(owned_by, 2)
+    );
+    let query = sqlx::query_as::<_, CustomerRow>(&sql).bind(id.as_str());
+    let row = OwnedBy::bind(owned_by, query)
+        .fetch_optional(connection)
+        .await?;
     row.map(Into::into)
         .ok_or_else(|| Error::NotFound(id.as_str().to_owned()))
 }
 
 /// Customers by id, in the order asked (duplicates answered in place); NotFound names the first
-/// unknown id.
+/// unknown id (or one `owned_by` hides).
 pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[CustomerId],
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<Vec<pb::Customer>, Error> {
     let keys: Vec<&str> = ids.iter().map(CustomerId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM customers WHERE id IN");
@@ -76,6 +89,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
+        owned_by,
         |row: &CustomerRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -103,12 +117,14 @@ pub async fn list(
     })
 }
 
-/// Applies `patch`; the customer as it is afterwards.
+/// Applies `patch` to a customer `owned_by` lets the caller see (NotFound otherwise, and nothing
+/// changes); the customer as it is afterwards.
 pub async fn update(
     connection: &mut AnyConnection,
     patch: &CustomerPatch,
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<pb::Customer, Error> {
-    let current = get(connection, &patch.id).await?;
+    let current = get(connection, &patch.id, owned_by).await?;
     if let Some(email) = &patch.email {
         ensure_email_free(connection, email, Some(&patch.id)).await?;
     }

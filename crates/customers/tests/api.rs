@@ -4,17 +4,19 @@
 use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::customers::v1 as pb;
 use crowdcrunch_proto::customers::v1::customer_service_client::CustomerServiceClient;
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::GrpcChannel;
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, assert_invalid_argument, databases, violated_fields,
+    TestDatabase, TestServer, all_pages, assert_answered_as_missing, assert_invalid_argument,
+    databases, violated_fields,
 };
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
 /// A customers server over a fresh database, and a client to it.
 struct App {
     server: TestServer,
-    client: CustomerServiceClient<Channel>,
+    client: CustomerServiceClient<GrpcChannel>,
 }
 
 /// No relay runs here: the events stay in the outbox (crates/outbox/tests follow them to a ledger).
@@ -46,7 +48,7 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
 }
 
 async fn list_all(
-    client: &mut CustomerServiceClient<Channel>,
+    client: &mut CustomerServiceClient<GrpcChannel>,
     page_size: i32,
 ) -> Vec<Vec<pb::Customer>> {
     all_pages(|page_token| {
@@ -178,6 +180,107 @@ async fn customers_are_created_read_updated_and_listed_in_pages() {
             "an oversized page is coerced, not refused"
         );
 
+        server.stop().await.expect("drain");
+    }
+}
+
+/// A customer reads and updates their own record only: another's is answered exactly as an unknown
+/// id (get, batch get, update, which changes nothing), while staff read everyone's.
+#[tokio::test]
+async fn a_customer_sees_and_changes_only_their_own_record() {
+    for database in databases("customers") {
+        let App { server, mut client } = spawn_app(&database).await;
+        let mut create = async |email: &str| {
+            client
+                .create_customer(new_customer(email, "Someone", ""))
+                .await
+                .expect("create customer")
+                .into_inner()
+        };
+        let alice = create("alice@example.com").await;
+        let bob = create("bob@example.com").await;
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let mut as_alice =
+            CustomerServiceClient::new(server.channel_as(&Grant::Customer(alice.id.clone())).await);
+
+        let own = as_alice
+            .get_customer(pb::GetCustomerRequest {
+                id: alice.id.clone(),
+            })
+            .await
+            .expect("alice reads her own record")
+            .into_inner();
+        assert_eq!(own, alice, "{}", database.backend);
+        let get = |id: &str| pb::GetCustomerRequest { id: id.to_owned() };
+        let hidden = as_alice
+            .get_customer(get(&bob.id))
+            .await
+            .expect_err("bob's record is hidden");
+        let missing = as_alice
+            .get_customer(get(&unknown))
+            .await
+            .expect_err("an unknown id");
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_answered_as_missing(&hidden, &bob.id, &missing, &unknown);
+
+        let batch = |ids: &[&str]| pb::BatchGetCustomersRequest {
+            ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        };
+        let own = as_alice
+            .batch_get_customers(batch(&[&alice.id, &alice.id]))
+            .await
+            .expect("alice batch-gets her own record")
+            .into_inner()
+            .customers;
+        assert_eq!(own, [alice.clone(), alice.clone()]);
+        let hidden = as_alice
+            .batch_get_customers(batch(&[&alice.id, &bob.id]))
+            .await
+            .expect_err("bob's record is hidden in a batch");
+        let missing = as_alice
+            .batch_get_customers(batch(&[&alice.id, &unknown]))
+            .await
+            .expect_err("an unknown id in a batch");
+        assert_answered_as_missing(&hidden, &bob.id, &missing, &unknown);
+
+        let rename = |id: &str| pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                id: id.to_owned(),
+                display_name: "Mallory".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["display_name"]),
+        };
+        let hidden = as_alice
+            .update_customer(rename(&bob.id))
+            .await
+            .expect_err("bob's record cannot be changed");
+        let missing = as_alice
+            .update_customer(rename(&unknown))
+            .await
+            .expect_err("an unknown id cannot be changed");
+        assert_answered_as_missing(&hidden, &bob.id, &missing, &unknown);
+        let renamed = as_alice
+            .update_customer(rename(&alice.id))
+            .await
+            .expect("alice renames herself")
+            .into_inner();
+        assert_eq!(renamed.display_name, "Mallory");
+
+        let staff_view = client
+            .batch_get_customers(batch(&[&alice.id, &bob.id]))
+            .await
+            .expect("staff read everyone")
+            .into_inner()
+            .customers;
+        assert_eq!(staff_view[0], renamed);
+        assert_eq!(staff_view[1], bob, "bob is unchanged");
+
+        let listed = as_alice
+            .list_customers(pb::ListCustomersRequest::default())
+            .await
+            .expect_err("listing every customer is for staff");
+        assert_eq!(listed.code(), Code::PermissionDenied);
         server.stop().await.expect("drain");
     }
 }

@@ -178,6 +178,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
+        None,
         |row: &ReturnRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -198,6 +199,7 @@ pub async fn list(
         &query.page,
         "order_id",
         &order_ids,
+        None,
     )
     .await?;
     let mut records = with_lines(connection, rows).await?;

@@ -226,6 +226,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
+        None,
         |row: &ShipmentRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -246,6 +247,7 @@ pub async fn list(
         &query.page,
         "order_id",
         &order_ids,
+        None,
     )
     .await?;
     let mut shipments = with_lines(connection, rows).await?;

@@ -223,7 +223,7 @@ where
     R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + Clone + Into<T>,
 {
     let keys: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-    let rows = fetch_by_keys(connection, select, &keys, sku_of, |sku| {
+    let rows = fetch_by_keys(connection, select, &keys, None, sku_of, |sku| {
         Error::ProductNotFound(sku.to_owned())
     })
     .await?;

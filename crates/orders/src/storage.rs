@@ -510,6 +510,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
+        None,
         |row: &OrderRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )

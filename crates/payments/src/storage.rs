@@ -184,6 +184,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
+        None,
         |row: &PaymentRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -198,8 +199,15 @@ pub async fn list(
 ) -> Result<pb::ListPaymentsResponse, Error> {
     let order_ids: Vec<&str> = query.order_ids.iter().map(OrderId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM payments");
-    let rows: Vec<PaymentRow> =
-        fetch_page(connection, &select, &query.page, "order_id", &order_ids).await?;
+    let rows: Vec<PaymentRow> = fetch_page(
+        connection,
+        &select,
+        &query.page,
+        "order_id",
+        &order_ids,
+        None,
+    )
+    .await?;
     let mut payments = rows
         .into_iter()
         .map(PaymentRow::into_proto)

@@ -264,13 +264,54 @@ pub fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// A read restricted to the rows one customer owns: `<column> = <customer_id>`. A service reads
+/// with it for a customer caller (their `owner_scope`), so another's row is answered as a missing
+/// one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnedBy<'a> {
+    /// The column that names a row's owner (`customer_id`; `id` for the customers themselves).
+    pub column: &'static str,
+    /// The owning customer.
+    pub customer_id: &'a str,
+}
+
+impl<'a> OwnedBy<'a> {
+    /// The rows whose `column` is `customer_id`, when there is a scope; every row otherwise.
+    pub fn scope(column: &'static str, customer_id: Option<&'a str>) -> Option<Self> {
+        customer_id.map(|customer_id| Self {
+            column,
+            customer_id,
+        })
+    }
+
+    /// The SQL condition ` AND <column> = $<parameter>`, or nothing without a scope.
+    pub fn condition(owned_by: Option<Self>, parameter: usize) -> String {
+        owned_by.map_or_else(String::new, |owned_by| {
+            format!(" AND {} = ${parameter}", owned_by.column)
+        })
+    }
+
+    /// Binds the owner to the parameter [`OwnedBy::condition`] named, when there is a scope.
+    pub fn bind<R>(
+        owned_by: Option<Self>,
+        query: sqlx::query::QueryAs<'a, sqlx::Any, R, sqlx::any::AnyArguments<'a>>,
+    ) -> sqlx::query::QueryAs<'a, sqlx::Any, R, sqlx::any::AnyArguments<'a>> {
+        match owned_by {
+            Some(owned_by) => query.bind(owned_by.customer_id),
+            None => query,
+        }
+    }
+}
+
 /// The rows of `select` (a query ending in `WHERE <key> IN`) whose key is one of `keys`, in the
-/// order of `keys` (repeats answered in place): what an AIP-231 batch get needs. When no row has
-/// some key, the call fails with `missing` of the first such key.
+/// order of `keys` (repeats answered in place): what an AIP-231 batch get needs. With `owned_by`,
+/// only that customer's rows count. When no row has some key, the call fails with `missing` of
+/// the first such key.
 pub async fn fetch_by_keys<R, E>(
     connection: &mut AnyConnection,
     select: &str,
     keys: &[&str],
+    owned_by: Option<OwnedBy<'_>>,
     key_of: impl Fn(&R) -> &str,
     missing: impl Fn(&str) -> E,
 ) -> Result<Vec<R>, E>
@@ -281,11 +322,16 @@ where
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("{select} ({})", placeholders(1, keys.len()));
+    let sql = format!(
+        "{select} ({}){}",
+        placeholders(1, keys.len()),
+        OwnedBy::condition(owned_by, keys.len() + 1)
+    );
     let mut query = sqlx::query_as::<_, R>(&sql);
     for key in keys {
         query = query.bind(*key);
     }
+    let query = OwnedBy::bind(owned_by, query);
     let rows = query.fetch_all(connection).await?;
     let found: std::collections::HashMap<&str, &R> =
         rows.iter().map(|row| (key_of(row), row)).collect();
@@ -300,14 +346,16 @@ where
 }
 
 /// One page of `select` (a query `SELECT ... FROM <table>` whose rows are keyed by `id`): the rows
-/// after `page`'s last key in `id` order, at most [`PageRequest::fetch_limit`] of them, and only
-/// those whose `filter_column` is one of `filter_values` unless that list is empty.
+/// after `page`'s last key in `id` order, at most [`PageRequest::fetch_limit`] of them, only
+/// those whose `filter_column` is one of `filter_values` unless that list is empty, and with
+/// `owned_by` only that customer's.
 pub async fn fetch_page<R>(
     connection: &mut AnyConnection,
     select: &str,
     page: &PageRequest,
     filter_column: &str,
     filter_values: &[&str],
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<Vec<R>, sqlx::Error>
 where
     R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
@@ -320,13 +368,15 @@ where
             placeholders(3, filter_values.len())
         )
     };
-    let sql = format!("{select} WHERE id > $1 {filter} ORDER BY id LIMIT $2");
+    let owner = OwnedBy::condition(owned_by, 3 + filter_values.len());
+    let sql = format!("{select} WHERE id > $1 {filter}{owner} ORDER BY id LIMIT $2");
     let mut query = sqlx::query_as::<_, R>(&sql)
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(page.fetch_limit());
     for value in filter_values {
         query = query.bind(*value);
     }
+    let query = OwnedBy::bind(owned_by, query);
     query.fetch_all(connection).await
 }
 
