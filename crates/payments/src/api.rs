@@ -4,6 +4,7 @@ use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::payments::v1 as pb;
 use crowdcrunch_proto::payments::v1::payment_service_server::PaymentService;
 use crowdcrunch_runtime::Database;
+use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
 use tonic::{Request, Response, Status};
 
@@ -178,19 +179,23 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::GetPaymentRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = PaymentId::parse(&request.get_ref().id, "id")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(storage::get(&mut connection, &id).await?))
+        Ok(Response::new(
+            storage::get(&mut connection, &id, owned_by).await?,
+        ))
     }
 
     async fn batch_get_payments(
         &self,
         request: Request<pb::BatchGetPaymentsRequest>,
     ) -> Result<Response<pb::BatchGetPaymentsResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_payment_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let payments = storage::batch_get(&mut connection, &ids).await?;
+        let payments = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetPaymentsResponse { payments }))
     }
 
@@ -198,8 +203,11 @@ impl PaymentService for PaymentApi {
         &self,
         request: Request<pb::ListPaymentsRequest>,
     ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = PaymentQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(storage::list(&mut connection, &query).await?))
+        Ok(Response::new(
+            storage::list(&mut connection, &query, owned_by).await?,
+        ))
     }
 }

@@ -5,7 +5,9 @@
 //! finds the row changed and is answered from what it finds.
 
 use crowdcrunch_proto::payments::v1 as pb;
-use crowdcrunch_runtime::storage::{fetch_by_keys, fetch_page, now_micros, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{
+    OwnedBy, fetch_by_keys, fetch_page, now_micros, timestamp_from_micros,
+};
 use sqlx::AnyConnection;
 
 use crate::domain::{
@@ -158,25 +160,42 @@ pub async fn insert_payment(
     row.into_proto()
 }
 
-async fn get_row(connection: &mut AnyConnection, id: &PaymentId) -> Result<PaymentRow, Error> {
-    let row: Option<PaymentRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(connection)
-            .await?;
+/// The payments a caller scoped to `customer_id` may read: their own.
+pub fn owned_by(customer_id: Option<&str>) -> Option<OwnedBy<'_>> {
+    OwnedBy::scope("customer_id", customer_id)
+}
+
+async fn get_row(
+    connection: &mut AnyConnection,
+    id: &PaymentId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<PaymentRow, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM payments WHERE id = $1{}",
+        OwnedBy::condition(owned_by, 2)
+    );
+    let query = sqlx::query_as::<_, PaymentRow>(&sql).bind(id.as_str());
+    let row = OwnedBy::bind(owned_by, query)
+        .fetch_optional(connection)
+        .await?;
     row.ok_or_else(|| Error::NotFound(id.as_str().to_owned()))
 }
 
-/// One payment.
-pub async fn get(connection: &mut AnyConnection, id: &PaymentId) -> Result<pb::Payment, Error> {
-    get_row(connection, id).await?.into_proto()
+/// One payment, when `owned_by` lets the caller see it (NotFound otherwise, as for an unknown id).
+pub async fn get(
+    connection: &mut AnyConnection,
+    id: &PaymentId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<pb::Payment, Error> {
+    get_row(connection, id, owned_by).await?.into_proto()
 }
 
 /// Payments by id, in the order asked (duplicates answered in place); NotFound names the first
-/// unknown id.
+/// unknown id (or one `owned_by` hides).
 pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[PaymentId],
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<Vec<pb::Payment>, Error> {
     let keys: Vec<&str> = ids.iter().map(PaymentId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM payments WHERE id IN");
@@ -184,7 +203,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
-        None,
+        owned_by,
         |row: &PaymentRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -192,10 +211,12 @@ pub async fn batch_get(
     rows.into_iter().map(PaymentRow::into_proto).collect()
 }
 
-/// One page of payments (of some orders, or all) in creation order (ids are UUIDv7).
+/// One page of payments (of some orders, or all; only those `owned_by` lets the caller see) in
+/// creation order (ids are UUIDv7).
 pub async fn list(
     connection: &mut AnyConnection,
     query: &PaymentQuery,
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<pb::ListPaymentsResponse, Error> {
     let order_ids: Vec<&str> = query.order_ids.iter().map(OrderId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM payments");
@@ -205,7 +226,7 @@ pub async fn list(
         &query.page,
         "order_id",
         &order_ids,
-        None,
+        owned_by,
     )
     .await?;
     let mut payments = rows
@@ -256,7 +277,7 @@ pub async fn transition(
             changed: true,
         });
     }
-    let current = get_row(connection, id).await?;
+    let current = get_row(connection, id, None).await?;
     let status = current.status()?;
     if transition.already_done(status) {
         Ok(Applied {
@@ -316,7 +337,7 @@ async fn refund_refused(
     connection: &mut AnyConnection,
     refund: &NewRefund,
 ) -> Result<Error, Error> {
-    let current = get_row(connection, &refund.payment_id).await?;
+    let current = get_row(connection, &refund.payment_id, None).await?;
     let status = current.status()?;
     if refund.amount.currency_code != current.currency_code {
         return Ok(Error::invalid(

@@ -11,23 +11,27 @@ use crowdcrunch_proto::payments::v1 as pb;
 use crowdcrunch_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use crowdcrunch_proto::r#type::v1::{Money, PaymentCard};
 use crowdcrunch_runtime::Database;
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::GrpcChannel;
 use crowdcrunch_runtime::storage::Backend;
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, assert_invalid_argument, databases, failed_precondition,
-    violated_fields,
+    TestDatabase, TestServer, all_pages, assert_answered_as_missing, assert_invalid_argument,
+    databases, failed_precondition, violated_fields,
 };
 use pb::PaymentStatus;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const APPROVED: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
 const INSUFFICIENT_FUNDS: &str = "4000000000009995";
 
-/// A payments server over a fresh database, a client to it, and the database itself.
+/// A payments server over a fresh database, clients to it, and the database itself.
 struct App {
     server: TestServer,
-    client: PaymentServiceClient<Channel>,
+    /// Calls as the orders service, the one peer that moves money.
+    client: PaymentServiceClient<GrpcChannel>,
+    /// Calls as staff, who read every payment.
+    staff: PaymentServiceClient<GrpcChannel>,
     database: Database,
 }
 
@@ -37,10 +41,12 @@ async fn spawn_app(database: &TestDatabase) -> App {
         .await
         .expect("open the outbox");
     let server = TestServer::start(crowdcrunch_payments::service(database.clone(), outbox)).await;
-    let client = PaymentServiceClient::new(server.channel().await);
+    let client = PaymentServiceClient::new(server.channel_as_peer("orders").await);
+    let staff = PaymentServiceClient::new(server.channel().await);
     App {
         server,
         client,
+        staff,
         database,
     }
 }
@@ -61,7 +67,7 @@ fn card(number: &str) -> PaymentCard {
     }
 }
 
-async fn tokenize(client: &mut PaymentServiceClient<Channel>, number: &str) -> pb::CardToken {
+async fn tokenize(client: &mut PaymentServiceClient<GrpcChannel>, number: &str) -> pb::CardToken {
     client
         .tokenize_card(pb::TokenizeCardRequest {
             card: Some(card(number)),
@@ -87,7 +93,7 @@ fn authorize_request(order_id: &str, minor_units: i64, token: &str) -> pb::Autho
 
 /// Authorises `minor_units` cents for `order_id` on a fresh token of `number`.
 async fn pay(
-    client: &mut PaymentServiceClient<Channel>,
+    client: &mut PaymentServiceClient<GrpcChannel>,
     order_id: &str,
     minor_units: i64,
     number: &str,
@@ -101,7 +107,7 @@ async fn pay(
 }
 
 async fn capture(
-    client: &mut PaymentServiceClient<Channel>,
+    client: &mut PaymentServiceClient<GrpcChannel>,
     id: &str,
 ) -> Result<pb::Payment, tonic::Status> {
     client
@@ -114,7 +120,7 @@ async fn capture(
 }
 
 async fn void(
-    client: &mut PaymentServiceClient<Channel>,
+    client: &mut PaymentServiceClient<GrpcChannel>,
     id: &str,
 ) -> Result<pb::Payment, tonic::Status> {
     client
@@ -136,7 +142,7 @@ fn refund_request(id: &str, minor_units: i64, request_id: &str) -> pb::RefundPay
 }
 
 async fn refund(
-    client: &mut PaymentServiceClient<Channel>,
+    client: &mut PaymentServiceClient<GrpcChannel>,
     id: &str,
     minor_units: i64,
     request_id: &str,
@@ -147,7 +153,7 @@ async fn refund(
         .map(tonic::Response::into_inner)
 }
 
-async fn get(client: &mut PaymentServiceClient<Channel>, id: &str) -> pb::Payment {
+async fn get(client: &mut PaymentServiceClient<GrpcChannel>, id: &str) -> pb::Payment {
     client
         .get_payment(pb::GetPaymentRequest { id: id.into() })
         .await
@@ -178,7 +184,7 @@ fn assert_precondition(status: &tonic::Status, reason: &str, subject: &str) {
 }
 
 async fn list_all(
-    client: &mut PaymentServiceClient<Channel>,
+    client: &mut PaymentServiceClient<GrpcChannel>,
     page_size: i32,
     order_ids: &[&str],
 ) -> Vec<Vec<pb::Payment>> {
@@ -309,6 +315,7 @@ async fn the_card_number_is_never_stored_or_returned() {
             server,
             mut client,
             database: db,
+            ..
         } = spawn_app(&database).await;
         // With a request id, so that an idempotency record is written too.
         let token = client
@@ -353,7 +360,10 @@ async fn the_card_number_is_never_stored_or_returned() {
 async fn capture_void_and_refund_follow_the_payment_status() {
     for database in databases("payments") {
         let App {
-            server, mut client, ..
+            server,
+            mut client,
+            mut staff,
+            ..
         } = spawn_app(&database).await;
         let backend = database.backend;
 
@@ -438,7 +448,7 @@ async fn capture_void_and_refund_follow_the_payment_status() {
         ] {
             assert_precondition(&status, "PAYMENT_STATUS", &declined.id);
         }
-        assert_eq!(get(&mut client, &declined.id).await, declined);
+        assert_eq!(get(&mut staff, &declined.id).await, declined);
 
         for status in [
             capture(&mut client, "no-such-payment")
@@ -461,7 +471,10 @@ async fn capture_void_and_refund_follow_the_payment_status() {
 async fn replayed_request_ids_move_money_once() {
     for database in databases("payments") {
         let App {
-            server, mut client, ..
+            server,
+            mut client,
+            mut staff,
+            ..
         } = spawn_app(&database).await;
         let backend = database.backend;
         let tokenize_once = pb::TokenizeCardRequest {
@@ -492,7 +505,7 @@ async fn replayed_request_ids_move_money_once() {
             .into_inner();
         assert_eq!(payment, replay, "{backend}: one authorisation");
         assert_eq!(
-            list_all(&mut client, 10, &["order-1"]).await.concat().len(),
+            list_all(&mut staff, 10, &["order-1"]).await.concat().len(),
             1
         );
 
@@ -516,7 +529,7 @@ async fn replayed_request_ids_move_money_once() {
             .expect("replay");
         assert_eq!(first, replay, "{backend}: the first answer");
         assert_eq!(
-            amounts(&get(&mut client, &payment.id).await),
+            amounts(&get(&mut staff, &payment.id).await),
             (1000, 1000, 400)
         );
         // ...even when racing with itself.
@@ -533,7 +546,7 @@ async fn replayed_request_ids_move_money_once() {
             );
         }
         assert_eq!(
-            amounts(&get(&mut client, &payment.id).await),
+            amounts(&get(&mut staff, &payment.id).await),
             (1000, 1000, 500)
         );
 
@@ -551,7 +564,10 @@ async fn replayed_request_ids_move_money_once() {
 async fn concurrent_refunds_never_exceed_the_captured_amount() {
     for database in databases("payments") {
         let App {
-            server, mut client, ..
+            server,
+            mut client,
+            mut staff,
+            ..
         } = spawn_app(&database).await;
         let payment = pay(&mut client, "order-1", 1000, APPROVED).await;
         capture(&mut client, &payment.id).await.expect("capture");
@@ -566,7 +582,7 @@ async fn concurrent_refunds_never_exceed_the_captured_amount() {
         for refused in answers.iter().filter_map(|answer| answer.as_ref().err()) {
             assert_precondition(refused, "REFUND_EXCEEDS_CAPTURED", &payment.id);
         }
-        let after = get(&mut client, &payment.id).await;
+        let after = get(&mut staff, &payment.id).await;
         assert_eq!(amounts(&after), (1000, 1000, 900));
         assert_eq!(after.status(), PaymentStatus::PartiallyRefunded);
         server.stop().await.expect("drain");
@@ -577,7 +593,10 @@ async fn concurrent_refunds_never_exceed_the_captured_amount() {
 async fn payments_are_listed_by_order_in_pages() {
     for database in databases("payments") {
         let App {
-            server, mut client, ..
+            server,
+            mut client,
+            mut staff,
+            ..
         } = spawn_app(&database).await;
         let mut paid = Vec::new();
         for (order_id, count) in [("order-a", 3), ("order-b", 1), ("order-c", 2)] {
@@ -596,7 +615,7 @@ async fn payments_are_listed_by_order_in_pages() {
             (&["order-none"], 10, &[0]),
         ];
         for (order_ids, page_size, sizes) in cases {
-            let pages = list_all(&mut client, page_size, order_ids).await;
+            let pages = list_all(&mut staff, page_size, order_ids).await;
             let page_sizes: Vec<_> = pages.iter().map(Vec::len).collect();
             assert_eq!(page_sizes, sizes, "{}: {order_ids:?}", database.backend);
             let expected: Vec<_> = paid
@@ -610,7 +629,7 @@ async fn payments_are_listed_by_order_in_pages() {
         }
 
         // A token belongs to its filter.
-        let first = client
+        let first = staff
             .list_payments(pb::ListPaymentsRequest {
                 page_size: 1,
                 page_token: String::new(),
@@ -619,7 +638,7 @@ async fn payments_are_listed_by_order_in_pages() {
             .await
             .expect("first page")
             .into_inner();
-        let status = client
+        let status = staff
             .list_payments(pb::ListPaymentsRequest {
                 page_size: 1,
                 page_token: first.next_page_token,
@@ -630,7 +649,7 @@ async fn payments_are_listed_by_order_in_pages() {
         assert_eq!(violated_fields(&status), ["page_token"]);
 
         let wanted = vec![paid[5].id.clone(), paid[0].id.clone(), paid[5].id.clone()];
-        let batch = client
+        let batch = staff
             .batch_get_payments(pb::BatchGetPaymentsRequest {
                 ids: wanted.clone(),
             })
@@ -638,7 +657,7 @@ async fn payments_are_listed_by_order_in_pages() {
             .expect("batch get")
             .into_inner();
         assert_eq!(ids_of(&batch.payments), wanted);
-        let status = client
+        let status = staff
             .batch_get_payments(pb::BatchGetPaymentsRequest {
                 ids: vec![paid[0].id.clone(), "no-such-payment".into()],
             })
@@ -649,11 +668,89 @@ async fn payments_are_listed_by_order_in_pages() {
     }
 }
 
+/// A customer reads their own payments only: another's is answered exactly as an unknown id, a
+/// list holds only theirs, while staff read everyone's.
+#[tokio::test]
+async fn a_customer_sees_only_their_own_payments() {
+    for database in databases("payments") {
+        let App {
+            server,
+            mut client,
+            mut staff,
+            ..
+        } = spawn_app(&database).await;
+        let mine = pay(&mut client, "order-mine", 100, APPROVED).await;
+        let token = tokenize(&mut client, APPROVED).await.token;
+        let theirs = client
+            .authorize_payment(pb::AuthorizePaymentRequest {
+                customer_id: "another-customer".into(),
+                ..authorize_request("order-theirs", 200, &token)
+            })
+            .await
+            .expect("authorize for another customer")
+            .into_inner();
+        let unknown = "no-such-payment";
+        let mut customer =
+            PaymentServiceClient::new(server.channel_as(&Grant::Customer(CUSTOMER.into())).await);
+
+        assert_eq!(
+            get(&mut customer, &mine.id).await,
+            mine,
+            "{}",
+            database.backend
+        );
+        let get_status = async |client: &mut PaymentServiceClient<GrpcChannel>, id: &str| {
+            client
+                .get_payment(pb::GetPaymentRequest { id: id.into() })
+                .await
+                .expect_err("hidden or missing")
+        };
+        let hidden = get_status(&mut customer, &theirs.id).await;
+        let missing = get_status(&mut customer, unknown).await;
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, unknown);
+
+        let batch = |ids: &[&str]| pb::BatchGetPaymentsRequest {
+            ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        };
+        let hidden = customer
+            .batch_get_payments(batch(&[&mine.id, &theirs.id]))
+            .await
+            .expect_err("another's payment in a batch");
+        let missing = customer
+            .batch_get_payments(batch(&[&mine.id, unknown]))
+            .await
+            .expect_err("an unknown payment in a batch");
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, unknown);
+
+        assert_eq!(
+            list_all(&mut customer, 10, &[]).await.concat(),
+            std::slice::from_ref(&mine)
+        );
+        assert!(
+            list_all(&mut customer, 10, &["order-theirs"])
+                .await
+                .concat()
+                .is_empty(),
+            "a filter naming another's order lists nothing"
+        );
+        assert_eq!(
+            list_all(&mut staff, 10, &[]).await.concat(),
+            [mine, theirs],
+            "staff list everyone's"
+        );
+        server.stop().await.expect("drain");
+    }
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_with_field_violations() {
     for database in databases("payments") {
         let App {
-            server, mut client, ..
+            server,
+            mut client,
+            mut staff,
+            ..
         } = spawn_app(&database).await;
         let tokenize_cases: [(Option<PaymentCard>, &[&str]); 6] = [
             (None, &["card"]),
@@ -755,7 +852,7 @@ async fn bad_input_is_refused_with_field_violations() {
         assert_eq!(violated_fields(&status), ["amount.minor_units"]);
         let status = capture(&mut client, "").await.expect_err("no id");
         assert_eq!(violated_fields(&status), ["id"]);
-        let status = client
+        let status = staff
             .list_payments(pb::ListPaymentsRequest {
                 page_size: -1,
                 page_token: String::new(),
@@ -764,7 +861,7 @@ async fn bad_input_is_refused_with_field_violations() {
             .await
             .expect_err("negative page size");
         assert_eq!(violated_fields(&status), ["order_ids[0]", "page_size"]);
-        let status = client
+        let status = staff
             .batch_get_payments(pb::BatchGetPaymentsRequest {
                 ids: vec!["x".into(); 1001],
             })
@@ -772,7 +869,7 @@ async fn bad_input_is_refused_with_field_violations() {
             .expect_err("too many ids");
         assert_eq!(violated_fields(&status), ["ids"]);
         assert_eq!(
-            list_all(&mut client, 10, &[]).await.concat(),
+            list_all(&mut staff, 10, &[]).await.concat(),
             [payment],
             "bad input created nothing"
         );
@@ -795,10 +892,13 @@ async fn a_restart_loses_nothing_and_old_tokens_still_pay() {
         server.stop().await.expect("drain");
 
         let App {
-            server, mut client, ..
+            server,
+            mut client,
+            mut staff,
+            ..
         } = spawn_app(&database).await;
         assert_eq!(
-            get(&mut client, &paid.id).await,
+            get(&mut staff, &paid.id).await,
             paid,
             "{}",
             database.backend
@@ -817,7 +917,7 @@ async fn a_restart_loses_nothing_and_old_tokens_still_pay() {
 
 /// The next `count` events about `subject` in the ledger, waiting for the relay to deliver them.
 async fn ledger_events(
-    ledger: &mut LedgerServiceClient<Channel>,
+    ledger: &mut LedgerServiceClient<GrpcChannel>,
     subject: &str,
     count: usize,
 ) -> Vec<ledger_pb::Event> {
@@ -877,12 +977,11 @@ async fn the_events_of_a_payments_life_reach_the_ledger_about_its_order() {
         let outbox = Outbox::open(&database, crowdcrunch_payments::DATABASE_NAME)
             .await
             .expect("open the outbox");
-        let endpoints = crowdcrunch_runtime::client::Endpoints::parse(&ledger.url()).expect("url");
-        let channel = crowdcrunch_runtime::client::channel(&endpoints, None).expect("channel");
+        let channel = ledger.channel_as_peer("payments").await;
         let stop = crowdcrunch_runtime::Shutdown::new();
         let relay = tokio::spawn(outbox.relay(channel).run(stop.clone()));
         let server = TestServer::start(crowdcrunch_payments::service(database, outbox)).await;
-        let mut client = PaymentServiceClient::new(server.channel().await);
+        let mut client = PaymentServiceClient::new(server.channel_as_peer("orders").await);
         let mut ledger_client = LedgerServiceClient::new(ledger.channel().await);
 
         let token = tokenize(&mut client, APPROVED).await.token;
