@@ -180,6 +180,51 @@ Args: dict root, name.
 {{- printf "%s/ns/%s/sa/%s" .root.Values.istio.trustDomain .namespace .sa }}
 {{- end }}
 
+{{/*
+Prefix of every service's account name: a service's account is <prefix><service>, and the
+services read their peers' names from the mesh principal with it removed
+(CROWDCRUNCH_AUTH_MESH_ACCOUNT_PREFIX).
+*/}}
+{{- define "crowdcrunch.meshAccountPrefix" -}}
+{{- printf "%s-" (include "crowdcrunch.fullname" .) }}
+{{- end }}
+
+{{/* Mesh principal of one of this release's services. Args: dict root, name. */}}
+{{- define "crowdcrunch.servicePrincipal" -}}
+{{- include "crowdcrunch.principal" (dict "root" .root "namespace" .root.Release.Namespace "sa" (include "crowdcrunch.componentName" (dict "root" .root "name" .name))) }}
+{{- end }}
+
+{{/*
+Whether the services may take a caller's identity from Istio's x-forwarded-client-cert header:
+only under STRICT mTLS, where every caller is a sidecar that sets it. Anything else could
+forge it. "true" or "false".
+*/}}
+{{- define "crowdcrunch.trustMeshIdentity" -}}
+{{- $i := .Values.istio }}
+{{- and $i.enabled $i.peerAuthentication.enabled (eq $i.peerAuthentication.mode "STRICT") | toString }}
+{{- end }}
+
+{{/*
+Who may call each RPC, by service: files/access.yaml, generated from the protos' access rules
+(the chart test regenerates it and fails on any difference).
+*/}}
+{{- define "crowdcrunch.accessRules" -}}
+{{- $text := .Files.Get "files/access.yaml" }}
+{{- if not $text }}
+{{- fail "files/access.yaml is missing from the chart: regenerate it with CROWDCRUNCH_UPDATE_CHART_ACCESS=1 cargo test -p crowdcrunch --test chart" }}
+{{- end }}
+{{- $text }}
+{{- end }}
+
+{{/* The jwtRules of every RequestAuthentication: the identity provider of `auth`. */}}
+{{- define "crowdcrunch.jwtRules" -}}
+jwtRules:
+  - issuer: {{ .Values.auth.issuer | quote }}
+    jwksUri: {{ .Values.auth.jwksUrl | quote }}
+    audiences: [{{ .Values.auth.audience | quote }}]
+    forwardOriginalToken: true
+{{- end }}
+
 {{/* Service account of the helm test pod. */}}
 {{- define "crowdcrunch.smokeName" -}}
 {{- printf "%s-smoke" (include "crowdcrunch.fullname" .) }}
@@ -219,6 +264,13 @@ CROWDCRUNCH_MAX_CONNECTION_AGE: {{ $cfg.maxConnectionAge | quote }}
 CROWDCRUNCH_LOG_FORMAT: {{ $cfg.logFormat | quote }}
 RUST_LOG: {{ $cfg.logLevel | quote }}
 OTEL_SERVICE_NAME: {{ .name | quote }}
+CROWDCRUNCH_AUTH_ISSUER: {{ $root.Values.auth.issuer | quote }}
+CROWDCRUNCH_AUTH_AUDIENCE: {{ $root.Values.auth.audience | quote }}
+CROWDCRUNCH_AUTH_JWKS_URL: {{ $root.Values.auth.jwksUrl | quote }}
+CROWDCRUNCH_AUTH_CUSTOMER_CLAIM: {{ $root.Values.auth.customerClaim | quote }}
+CROWDCRUNCH_AUTH_ROLES_CLAIM: {{ $root.Values.auth.rolesClaim | quote }}
+CROWDCRUNCH_AUTH_TRUST_MESH_IDENTITY: {{ include "crowdcrunch.trustMeshIdentity" $root | quote }}
+CROWDCRUNCH_AUTH_MESH_ACCOUNT_PREFIX: {{ include "crowdcrunch.meshAccountPrefix" $root | quote }}
 {{- with $root.Values.observability.otlpEndpoint }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
@@ -300,6 +352,12 @@ Included once, from the Deployment template.
 {{- $root := . }}
 {{- if and (not .Values.database.existingSecret) (not .Values.database.url) (not .Values.postgresql.enabled) }}
 {{- fail "database: set database.existingSecret or database.url, or enable the bundled postgresql (postgresql.enabled=true)" }}
+{{- end }}
+{{- if not .Values.auth.issuer }}
+{{- fail "auth.issuer must be set: the `iss` of your identity provider's tokens (authentication cannot be turned off)" }}
+{{- end }}
+{{- if not .Values.auth.jwksUrl }}
+{{- fail "auth.jwksUrl must be set: the URL of your identity provider's JSON Web Key Set" }}
 {{- end }}
 {{- if not (hasKey .Values.services "edge") }}
 {{- fail "services.edge is required: it is the only way in" }}

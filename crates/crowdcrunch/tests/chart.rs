@@ -2,11 +2,19 @@
 //! `chart/ci/all-on-values.yaml`, and Istio off) and assert the facts the deployment depends
 //! on: native gRPC probes (HTTP for the edge), zero-unavailable rollouts with a drain that fits
 //! the grace period, hardened non-root pods, protocol-tagged Service ports, config/secret
-//! checksums, STRICT mTLS, and AuthorizationPolicies that admit exactly the call graph.
+//! checksums, STRICT mTLS, tokens validated by every workload and by Istio (the identity
+//! provider of the values), HTTPS at the Gateway, and AuthorizationPolicies that admit exactly
+//! the call graph, per RPC as the protos' access rules say.
 //!
 //! The services, their call graph (each caller's `CROWDCRUNCH_<CALLEE>_ENDPOINTS`, each callee's
 //! admitted callers) and the edge's port are compared against the binary's roster
 //! (`crowdcrunch::roster`), never against a copy of it.
+//!
+//! Who may call each RPC is the protos' access rules (`crowdcrunch_runtime::access`): the chart
+//! renders its per-RPC AuthorizationPolicies from `chart/files/access.yaml`, which
+//! [`the_checked_in_access_rules_match_the_protos`] regenerates from the real descriptors and
+//! compares, and [`authorization_policies_follow_the_access_rules`] holds the rendered policies
+//! against the rules themselves.
 //!
 //! Schema validation of the rendered objects is `.ci/chart-check`'s job; this test reads the
 //! rendered objects for meaning. Helm is taken from `PATH` or from `<repo>/.tools/bin/helm`
@@ -14,6 +22,7 @@
 //! so `cargo test` still works on a fresh machine.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +30,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crowdcrunch::roster;
+use crowdcrunch_runtime::access::{AccessRules, Rule};
 use serde::Deserialize as _;
 use serde_norway::Value;
 
@@ -72,6 +82,38 @@ const ISTIO_PORT_PROTOCOLS: &[&str] = &[
     "grpc", "http", "http2", "https", "mongo", "mysql", "redis", "tcp", "tls", "udp",
 ];
 
+/// The identity provider a values case names (`auth.*`), as each workload must receive it.
+struct IdentityProvider {
+    /// `auth.issuer`.
+    issuer: &'static str,
+    /// `auth.audience`.
+    audience: &'static str,
+    /// `auth.jwksUrl`.
+    jwks_url: &'static str,
+    /// `auth.customerClaim`.
+    customer_claim: &'static str,
+    /// `auth.rolesClaim`.
+    roles_claim: &'static str,
+}
+
+/// `chart/ci/keycloak-values.yaml`: the defaults plus a Keycloak realm.
+const KEYCLOAK: IdentityProvider = IdentityProvider {
+    issuer: "https://id.example.com/realms/shop",
+    audience: "crowdcrunch",
+    jwks_url: "https://id.example.com/realms/shop/protocol/openid-connect/certs",
+    customer_claim: "customer_id",
+    roles_claim: "realm_access.roles",
+};
+
+/// The identity provider of `chart/ci/all-on-values.yaml` (Dex).
+const DEX: IdentityProvider = IdentityProvider {
+    issuer: "https://dex.example.com",
+    audience: "crowdcrunch-api",
+    jwks_url: "https://dex.example.com/keys",
+    customer_claim: "sub",
+    roles_claim: "groups",
+};
+
 /// One set of values to render.
 struct Case {
     /// Name shown in assertion messages.
@@ -80,24 +122,39 @@ struct Case {
     args: &'static [&'static str],
     /// Whether the Istio objects are expected.
     istio: bool,
+    /// The identity provider the values name.
+    idp: IdentityProvider,
+    /// The Gateway's TLS Secret the values name.
+    tls_secret: &'static str,
 }
 
 /// The values cases, as `.ci/chart-check` validates them.
 const CASES: &[Case] = &[
     Case {
         name: "defaults",
-        args: &[],
+        args: &["-f", "chart/ci/keycloak-values.yaml"],
         istio: true,
+        idp: KEYCLOAK,
+        tls_secret: "crowdcrunch-tls",
     },
     Case {
         name: "all-on",
         args: &["-f", "chart/ci/all-on-values.yaml"],
         istio: true,
+        idp: DEX,
+        tls_secret: "crowdcrunch-example-com-tls",
     },
     Case {
         name: "istio-off",
-        args: &["--set", "istio.enabled=false"],
+        args: &[
+            "-f",
+            "chart/ci/keycloak-values.yaml",
+            "--set",
+            "istio.enabled=false",
+        ],
         istio: false,
+        idp: KEYCLOAK,
+        tls_secret: "crowdcrunch-tls",
     },
 ];
 
@@ -689,7 +746,8 @@ fn mesh_mtls_is_strict_or_absent() {
 }
 
 /// A default deny exists, and each service admits exactly the service accounts of its callers
-/// on its API port; only the edge admits anyone else (the ingress gateway, the helm test).
+/// on its API port (per RPC: see [`authorization_policies_follow_the_access_rules`]); only the
+/// edge admits anyone else (the ingress gateway, the helm test).
 #[test]
 fn authorization_policies_admit_exactly_the_call_graph() {
     let Some(all) = rendered() else { return };
@@ -919,4 +977,443 @@ fn the_values_schema_names_exactly_the_roster() {
         owned(processes()),
         "the services the schema admits"
     );
+}
+
+/// Where the chart reads who may call each RPC (`templates/istio-authorizationpolicy.yaml`).
+fn access_file() -> PathBuf {
+    repo_root().join("chart/files/access.yaml")
+}
+
+/// Set to rewrite `chart/files/access.yaml` from the protos.
+const UPDATE_ACCESS: &str = "CROWDCRUNCH_UPDATE_CHART_ACCESS";
+
+/// The first lines of `chart/files/access.yaml`.
+const ACCESS_HEADER: &str = "\
+# Who may call each RPC of each service, from the protos' (crowdcrunch.access.v1.rule) options.
+# Generated: do not edit. After changing a rule in proto/, run
+#   CROWDCRUNCH_UPDATE_CHART_ACCESS=1 cargo test -p crowdcrunch --test chart
+# templates/istio-authorizationpolicy.yaml renders one AuthorizationPolicy rule per RPC:
+#   endUsers: anyone - the edge, with a token or without (ROLE_ANONYMOUS);
+#             token  - the edge, with a valid token (a request principal; customers, staff);
+#             none   - no end user.
+#   peers:    the services that call with their own mesh identity.
+";
+
+/// The access rules of the real descriptors, which every process enforces.
+fn access_rules() -> AccessRules {
+    AccessRules::from_descriptor_set(crowdcrunch_proto::FILE_DESCRIPTOR_SET)
+        .unwrap_or_else(|e| panic!("the protos' access rules: {e}"))
+}
+
+/// The service that serves a rule's RPC: the one named by its package, `crowdcrunch.<service>.v1`.
+fn service_of(rule: &Rule) -> &str {
+    let service = rule
+        .rpc
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("{} is not in a crowdcrunch.<service>.v1 package", rule.rpc));
+    assert!(
+        roster::service(service).is_some(),
+        "{} is in the package of {service}, which is not in the roster",
+        rule.rpc
+    );
+    service
+}
+
+/// Which end users the edge may bring to an RPC, as `access.yaml` names it.
+fn end_users(rule: &Rule) -> &'static str {
+    if rule.admits_anyone() {
+        "anyone"
+    } else if rule.roles.is_empty() {
+        "none"
+    } else {
+        "token"
+    }
+}
+
+/// The text of `chart/files/access.yaml` for these rules: by service, then by path.
+fn access_yaml(rules: &AccessRules) -> String {
+    let mut by_service: BTreeMap<&str, BTreeMap<&str, &Rule>> = BTreeMap::new();
+    for rule in rules.iter() {
+        by_service
+            .entry(service_of(rule))
+            .or_default()
+            .insert(rule.path.as_str(), rule);
+    }
+    let mut out = String::from(ACCESS_HEADER);
+    for (service, rules) in by_service {
+        let _ = writeln!(out, "{service}:");
+        for (path, rule) in rules {
+            let peers: BTreeSet<&str> = rule.peers.iter().map(String::as_str).collect();
+            let peers: Vec<&str> = peers.into_iter().collect();
+            let _ = writeln!(out, "  - path: {path}");
+            let _ = writeln!(out, "    endUsers: {}", end_users(rule));
+            let _ = writeln!(out, "    peers: [{}]", peers.join(", "));
+        }
+    }
+    out
+}
+
+/// The chart's copy of the access rules is the protos': a new RPC, or a changed role or peer,
+/// fails here until `chart/files/access.yaml` is regenerated.
+#[test]
+fn the_checked_in_access_rules_match_the_protos() {
+    let generated = access_yaml(&access_rules());
+    if std::env::var_os(UPDATE_ACCESS).is_some() {
+        std::fs::write(access_file(), &generated).expect("write chart/files/access.yaml");
+    }
+    // A missing file compares unequal, and the assertion says how to write it.
+    let on_disk = std::fs::read_to_string(access_file()).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "chart/files/access.yaml is out of date with the access rules in proto/ \
+         (the Istio AuthorizationPolicies render from it): {}; run\n  \
+         {UPDATE_ACCESS}=1 cargo test -p crowdcrunch --test chart\nand review the diff",
+        first_difference(&on_disk, &generated)
+    );
+}
+
+/// Where `on_disk` first departs from `generated`, with the RPC it is about.
+fn first_difference(on_disk: &str, generated: &str) -> String {
+    let (disk, wanted): (Vec<&str>, Vec<&str>) =
+        (on_disk.lines().collect(), generated.lines().collect());
+    let Some(index) = (0..disk.len().max(wanted.len())).find(|&i| disk.get(i) != wanted.get(i))
+    else {
+        return "they differ only in line endings".to_owned();
+    };
+    let rpc = wanted[..index.min(wanted.len())]
+        .iter()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("- path: "))
+        .unwrap_or("the start");
+    format!(
+        "at line {} (after {rpc}) the chart has {:?} where the protos give {:?}",
+        index + 1,
+        disk.get(index).copied().unwrap_or("the end of the file"),
+        wanted.get(index).copied().unwrap_or("the end of the file"),
+    )
+}
+
+/// Who a rendered policy, or a rule, admits to one RPC: the process (or, for a principal that
+/// is no process of the release, the principal), and whether a valid token is required.
+type Admitted = BTreeSet<(String, bool)>;
+
+/// RPCs whose admission is stated on its own, so a wrong generator cannot hide a wrong chart.
+const HEADLINE_RPCS: &[(&str, &[(&str, bool)])] = &[
+    (
+        "/crowdcrunch.payments.v1.PaymentService/RefundPayment",
+        &[("edge", true), ("exchanges", false), ("orders", false)],
+    ),
+    (
+        "/crowdcrunch.orders.v1.OrderService/PlaceOrder",
+        &[("edge", true)],
+    ),
+    (
+        "/crowdcrunch.inventory.v1.InventoryService/ListProducts",
+        &[("edge", false)],
+    ),
+    (
+        "/crowdcrunch.payments.v1.PaymentService/AuthorizePayment",
+        &[("orders", false)],
+    ),
+];
+
+/// The prefixes of the paths every gRPC server serves beside its API: open to its callers.
+const SERVER_PATHS: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Per service and RPC path, the AuthorizationPolicies admit what the protos' access rules say:
+/// the peers a rule names by their mesh principals, the edge for end users (with a valid request
+/// principal wherever a token is needed, without one where anyone may call), no one else; every
+/// rule names its paths. The service's callers reach its health and reflection.
+#[test]
+fn authorization_policies_follow_the_access_rules() {
+    let Some(all) = rendered() else { return };
+    let rules = access_rules();
+    let mut expected: BTreeMap<&str, BTreeMap<String, Admitted>> = BTreeMap::new();
+    for rule in rules.iter() {
+        let mut admitted = Admitted::new();
+        if end_users(rule) != "none" {
+            admitted.insert((EDGE.to_owned(), end_users(rule) == "token"));
+        }
+        for peer in &rule.peers {
+            assert!(
+                roster::service(peer).is_some(),
+                "{} names the peer {peer}, which is not in the roster",
+                rule.rpc
+            );
+            admitted.insert((peer.clone(), false));
+        }
+        expected
+            .entry(service_of(rule))
+            .or_default()
+            .insert(rule.path.clone(), admitted);
+    }
+    for (path, headline) in HEADLINE_RPCS {
+        let rule = rules
+            .rule(path)
+            .unwrap_or_else(|| panic!("{path} is an RPC of the protos"));
+        let admitted: Admitted = headline
+            .iter()
+            .map(|(who, token)| ((*who).to_owned(), *token))
+            .collect();
+        assert_eq!(
+            expected[service_of(rule)][*path],
+            admitted,
+            "{path}: who the access rule admits"
+        );
+    }
+
+    for r in all.iter().filter(|r| r.case.istio) {
+        let case = r.case.name;
+        let accounts = r.service_accounts();
+        let deployments = r.deployments();
+        for service in service_names() {
+            let labels = at(
+                deployments[service],
+                &["spec", "template", "metadata", "labels"],
+            );
+            let mut by_path: BTreeMap<String, Admitted> = BTreeMap::new();
+            let mut server_paths: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+            let policies = r
+                .of_kind("AuthorizationPolicy")
+                .filter(|p| selects(at(p, &["spec", "selector", "matchLabels"]), labels));
+            for p in policies {
+                let ctx = format!("[{case}] AuthorizationPolicy {} for {service}", name_of(p));
+                for rule in seq_at(p, &["spec", "rules"]) {
+                    let sources: Vec<&Value> = seq_at(rule, &["from"])
+                        .iter()
+                        .map(|f| at(f, &["source"]))
+                        .filter(|source| !seq_at(source, &["principals"]).is_empty())
+                        .collect();
+                    if sources.is_empty() {
+                        continue;
+                    }
+                    let paths: Vec<&str> = seq_at(rule, &["to"])
+                        .iter()
+                        .flat_map(|to| seq_at(to, &["operation", "paths"]))
+                        .filter_map(Value::as_str)
+                        .collect();
+                    assert!(
+                        !paths.is_empty(),
+                        "{ctx}: a rule admits principals to every path of the service"
+                    );
+                    for path in paths {
+                        let server = SERVER_PATHS
+                            .iter()
+                            .find(|prefix| path.starts_with(**prefix));
+                        for source in &sources {
+                            let principals = seq_at(source, &["principals"])
+                                .iter()
+                                .filter_map(Value::as_str);
+                            let request_principals: Vec<&str> =
+                                seq_at(source, &["requestPrincipals"])
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .collect();
+                            assert!(
+                                matches!(request_principals.as_slice(), [] | ["*"]),
+                                "{ctx}: {path} requires any valid token or none, not {request_principals:?}"
+                            );
+                            for principal in principals {
+                                let who = principal
+                                    .rsplit_once("/sa/")
+                                    .and_then(|(_, sa)| accounts.get(sa))
+                                    .map_or(principal, |app| *app);
+                                match server {
+                                    Some(prefix) => {
+                                        assert!(
+                                            path.ends_with('*') && request_principals.is_empty(),
+                                            "{ctx}: {path} is open to its callers under {prefix}*"
+                                        );
+                                        server_paths.entry(*prefix).or_default().insert(who);
+                                    }
+                                    None => {
+                                        by_path.entry(path.to_owned()).or_default().insert((
+                                            who.to_owned(),
+                                            !request_principals.is_empty(),
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(
+                by_path,
+                expected.get(service).cloned().unwrap_or_default(),
+                "[{case}] {service}: the AuthorizationPolicies admit to each RPC exactly what its \
+                 access rule says (regenerate chart/files/access.yaml with {UPDATE_ACCESS}=1 \
+                 cargo test -p crowdcrunch --test chart if the protos changed)"
+            );
+            let callers = callers_of(service);
+            for prefix in SERVER_PATHS {
+                assert_eq!(
+                    server_paths.get(prefix).cloned().unwrap_or_default(),
+                    callers,
+                    "[{case}] {service}'s callers reach {prefix}*"
+                );
+            }
+        }
+    }
+}
+
+/// Every workload verifies tokens of the identity provider the values name, and, under STRICT
+/// mTLS only, knows its peers by their mesh principal: its own service account is
+/// `<CROWDCRUNCH_AUTH_MESH_ACCOUNT_PREFIX><service>`, one per service.
+#[test]
+fn every_workload_knows_the_identity_provider_and_its_peers() {
+    let Some(all) = rendered() else { return };
+    for r in all {
+        let idp = &r.case.idp;
+        let accounts = r.service_accounts();
+        for (service, d) in r.deployments() {
+            let ctx = format!("[{}] Deployment {}", r.case.name, name_of(d));
+            let env = container_env(r, app_container(d, service));
+            let var = |name: &str| env.get(name).and_then(|v| v.as_str());
+            for (name, value) in [
+                ("CROWDCRUNCH_AUTH_ISSUER", idp.issuer),
+                ("CROWDCRUNCH_AUTH_AUDIENCE", idp.audience),
+                ("CROWDCRUNCH_AUTH_JWKS_URL", idp.jwks_url),
+                ("CROWDCRUNCH_AUTH_CUSTOMER_CLAIM", idp.customer_claim),
+                ("CROWDCRUNCH_AUTH_ROLES_CLAIM", idp.roles_claim),
+            ] {
+                assert_eq!(var(name), Some(value), "{ctx}: {name}");
+            }
+            let trusted = if r.case.istio { "true" } else { "false" };
+            assert_eq!(
+                var("CROWDCRUNCH_AUTH_TRUST_MESH_IDENTITY"),
+                Some(trusted),
+                "{ctx}: the mesh identity is trusted exactly under Istio's STRICT mTLS"
+            );
+            let prefix = var("CROWDCRUNCH_AUTH_MESH_ACCOUNT_PREFIX")
+                .unwrap_or_else(|| panic!("{ctx}: CROWDCRUNCH_AUTH_MESH_ACCOUNT_PREFIX is set"));
+            let account = str_at(d, &["spec", "template", "spec", "serviceAccountName"])
+                .unwrap_or_else(|| panic!("{ctx}: a service account"));
+            assert_eq!(
+                account.strip_prefix(prefix),
+                Some(service),
+                "{ctx}: its service account {account} is the prefix {prefix:?} and its name"
+            );
+            assert_eq!(
+                accounts.get(account),
+                Some(&service),
+                "{ctx}: its ServiceAccount {account} is rendered, for it alone"
+            );
+        }
+        let per_service = accounts
+            .values()
+            .filter(|app| processes().contains(**app))
+            .count();
+        assert_eq!(
+            per_service,
+            processes().len(),
+            "[{}] one ServiceAccount per service",
+            r.case.name
+        );
+    }
+}
+
+/// Istio validates tokens of the configured provider at the ingress gateway and in front of
+/// every workload, and forwards the original token, which each service verifies again.
+#[test]
+fn istio_validates_tokens_at_the_gateway_and_every_workload() {
+    let Some(all) = rendered() else { return };
+    for r in all.iter().filter(|r| r.case.istio) {
+        let idp = &r.case.idp;
+        let check = |ra: &Value, ctx: &str| {
+            let rules = seq_at(ra, &["spec", "jwtRules"]);
+            let [rule] = rules else {
+                panic!("{ctx}: one jwtRule, not {}", rules.len())
+            };
+            assert_eq!(str_at(rule, &["issuer"]), Some(idp.issuer), "{ctx}: issuer");
+            assert_eq!(
+                str_at(rule, &["jwksUri"]),
+                Some(idp.jwks_url),
+                "{ctx}: jwksUri"
+            );
+            let audiences: Vec<&str> = seq_at(rule, &["audiences"])
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(audiences, [idp.audience], "{ctx}: audiences");
+            assert_eq!(
+                at(rule, &["forwardOriginalToken"]).as_bool(),
+                Some(true),
+                "{ctx}: the original token reaches the app"
+            );
+        };
+        let in_namespace =
+            |ra: &&Value, ns: &str| str_at(ra, &["metadata", "namespace"]) == Some(ns);
+        for (service, d) in r.deployments() {
+            let labels = at(d, &["spec", "template", "metadata", "labels"]);
+            let ctx = format!("[{}] {service}'s RequestAuthentication", r.case.name);
+            let ra = r
+                .of_kind("RequestAuthentication")
+                .filter(|ra| in_namespace(ra, NAMESPACE))
+                .find(|ra| {
+                    let selector = at(ra, &["spec", "selector", "matchLabels"]);
+                    !selector.is_null() && selects(selector, labels)
+                })
+                .unwrap_or_else(|| panic!("{ctx} is rendered"));
+            check(ra, &ctx);
+        }
+        for gateway in r.of_kind("Gateway") {
+            let selector = at(gateway, &["spec", "selector"]);
+            let ctx = format!(
+                "[{}] the ingress gateway's RequestAuthentication",
+                r.case.name
+            );
+            let ra = r
+                .of_kind("RequestAuthentication")
+                .filter(|ra| in_namespace(ra, "istio-system"))
+                .find(|ra| at(ra, &["spec", "selector", "matchLabels"]) == selector)
+                .unwrap_or_else(|| panic!("{ctx} is rendered in istio-system"));
+            check(ra, &ctx);
+        }
+    }
+}
+
+/// The Gateway serves HTTPS (mode SIMPLE, the certificate from the values' Secret) on 443, and
+/// plain HTTP on 80 only redirects there.
+#[test]
+fn the_gateway_serves_https_and_redirects_http() {
+    let Some(all) = rendered() else { return };
+    for r in all.iter().filter(|r| r.case.istio) {
+        let gateways: Vec<&Value> = r.of_kind("Gateway").collect();
+        assert_eq!(gateways.len(), 1, "[{}] one Gateway", r.case.name);
+        for gateway in gateways {
+            let ctx = format!("[{}] Gateway {}", r.case.name, name_of(gateway));
+            let server = |protocol: &str| {
+                seq_at(gateway, &["spec", "servers"])
+                    .iter()
+                    .find(|s| str_at(s, &["port", "protocol"]) == Some(protocol))
+                    .unwrap_or_else(|| panic!("{ctx}: an {protocol} server"))
+            };
+            let https = server("HTTPS");
+            assert_eq!(at(https, &["port", "number"]).as_u64(), Some(443), "{ctx}");
+            assert_eq!(str_at(https, &["tls", "mode"]), Some("SIMPLE"), "{ctx}");
+            assert_eq!(
+                str_at(https, &["tls", "credentialName"]),
+                Some(r.case.tls_secret),
+                "{ctx}: the TLS Secret from the values"
+            );
+            let http = server("HTTP");
+            assert_eq!(at(http, &["port", "number"]).as_u64(), Some(80), "{ctx}");
+            assert_eq!(
+                at(http, &["tls", "httpsRedirect"]).as_bool(),
+                Some(true),
+                "{ctx}: plain HTTP redirects to HTTPS"
+            );
+            assert_eq!(
+                at(http, &["hosts"]),
+                at(https, &["hosts"]),
+                "{ctx}: both servers serve the same hosts"
+            );
+        }
+    }
 }
