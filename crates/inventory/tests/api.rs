@@ -7,20 +7,24 @@ use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::inventory::v1 as pb;
 use crowdcrunch_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use crowdcrunch_proto::r#type::v1::Money;
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::GrpcChannel;
 use crowdcrunch_runtime::testing::{
     TestDatabase, TestServer, all_pages, assert_invalid_argument, databases, failed_precondition,
     violated_fields,
 };
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
-type Client = InventoryServiceClient<Channel>;
+type Client = InventoryServiceClient<GrpcChannel>;
 
-/// An inventory server over a fresh database, and a client to it.
+/// An inventory server over a fresh database, and clients to it.
 struct App {
     server: TestServer,
+    /// Calls as the orders service: reservations, restocks and the catalog.
     client: Client,
+    /// Calls as staff: the back office (products and stock adjustments).
+    staff: Client,
 }
 
 /// No relay runs here: the events stay in the outbox (crates/outbox/tests follow them to a ledger).
@@ -30,8 +34,13 @@ async fn spawn_app(database: &TestDatabase) -> App {
         .await
         .expect("open the outbox");
     let server = TestServer::start(crowdcrunch_inventory::service(database, outbox)).await;
-    let client = InventoryServiceClient::new(server.channel().await);
-    App { server, client }
+    let client = InventoryServiceClient::new(server.channel_as_peer("orders").await);
+    let staff = InventoryServiceClient::new(server.channel().await);
+    App {
+        server,
+        client,
+        staff,
+    }
 }
 
 fn usd(minor_units: i64) -> Option<Money> {
@@ -139,10 +148,61 @@ fn skus(products: &[pb::Product]) -> Vec<&str> {
         .collect()
 }
 
+/// The catalog is open to anyone; stock moves only for staff (adjustments) and the peers that
+/// reserve it, whatever a customer or an anonymous caller asks.
+#[tokio::test]
+async fn anyone_reads_the_catalog_and_only_staff_and_peers_move_stock() {
+    for database in databases("inventory") {
+        let App {
+            server, mut staff, ..
+        } = spawn_app(&database).await;
+        create(&mut staff, "OPEN", 4).await;
+        let mut anonymous = InventoryServiceClient::new(server.anonymous_channel().await);
+        let mut customer =
+            InventoryServiceClient::new(server.channel_as(&Grant::Customer("c-1".into())).await);
+        assert_eq!(stock(&mut anonymous, "OPEN").await, (4, 0, 4));
+        assert_eq!(
+            anonymous
+                .get_product(pb::GetProductRequest { sku: "OPEN".into() })
+                .await
+                .expect("anyone reads a product")
+                .into_inner()
+                .sku,
+            "OPEN"
+        );
+        let adjust = pb::AdjustStockRequest {
+            sku: "OPEN".into(),
+            delta: -4,
+            reason: "shrinkage".into(),
+            request_id: String::new(),
+        };
+        let status = anonymous
+            .adjust_stock(adjust.clone())
+            .await
+            .expect_err("an anonymous adjustment");
+        assert_eq!(status.code(), Code::Unauthenticated, "{}", database.backend);
+        let status = customer
+            .adjust_stock(adjust)
+            .await
+            .expect_err("a customer's adjustment");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let status = reserve(&mut customer, "mine", &[("OPEN", 4)])
+            .await
+            .expect_err("a customer's reservation");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(stock(&mut staff, "OPEN").await, (4, 0, 4), "nothing moved");
+        server.stop().await.expect("drain");
+    }
+}
+
 #[tokio::test]
 async fn products_are_created_read_updated_and_listed_in_pages() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
         let mut created = Vec::new();
         for n in 0..5 {
             let request = pb::CreateProductRequest {
@@ -150,7 +210,7 @@ async fn products_are_created_read_updated_and_listed_in_pages() {
                 initial_stock: n * 10,
                 request_id: String::new(),
             };
-            let product = client
+            let product = staff
                 .create_product(request)
                 .await
                 .expect("create")
@@ -216,7 +276,7 @@ async fn products_are_created_read_updated_and_listed_in_pages() {
         }
 
         // With a mask only the named fields change; without one, every field that is set.
-        let repriced = client
+        let repriced = staff
             .update_product(pb::UpdateProductRequest {
                 product: Some(pb::Product {
                     sku: "SKU-1".into(),
@@ -242,7 +302,7 @@ async fn products_are_created_read_updated_and_listed_in_pages() {
             repriced.update_time, created[1].update_time,
             "update_time moves"
         );
-        let renamed = client
+        let renamed = staff
             .update_product(pb::UpdateProductRequest {
                 product: Some(pb::Product {
                     sku: "SKU-1".into(),
@@ -264,7 +324,7 @@ async fn products_are_created_read_updated_and_listed_in_pages() {
             ),
             ("Renamed", "Now with a description", usd(2500), false)
         );
-        let deactivated = client
+        let deactivated = staff
             .update_product(pb::UpdateProductRequest {
                 product: Some(pb::Product {
                     sku: "SKU-4".into(),
@@ -312,7 +372,7 @@ async fn products_are_created_read_updated_and_listed_in_pages() {
             .expect_err("a token used with another filter");
         assert_eq!(violated_fields(&status), ["page_token"]);
 
-        let status = client
+        let status = staff
             .create_product(create_request("SKU-0", 1, ""))
             .await
             .expect_err("a taken SKU");
@@ -333,8 +393,12 @@ async fn products_are_created_read_updated_and_listed_in_pages() {
 #[tokio::test]
 async fn bad_input_is_refused_with_field_violations() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
-        create(&mut client, "MUG", 5).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
+        create(&mut staff, "MUG", 5).await;
         let with = |change: fn(&mut pb::CreateProductRequest)| {
             let mut request = create_request("NEW", 1, "");
             change(&mut request);
@@ -377,7 +441,7 @@ async fn bad_input_is_refused_with_field_violations() {
             ),
         ];
         for (request, fields) in create_cases {
-            let status = client
+            let status = staff
                 .create_product(request)
                 .await
                 .expect_err("bad input must fail");
@@ -412,7 +476,7 @@ async fn bad_input_is_refused_with_field_violations() {
                 .expect_err("bad reservation");
             assert_eq!(violated_fields(&status), fields);
         }
-        let status = client
+        let status = staff
             .update_product(pb::UpdateProductRequest {
                 product: Some(product("MUG", true)),
                 update_mask: mask(&["sku"]),
@@ -420,7 +484,7 @@ async fn bad_input_is_refused_with_field_violations() {
             .await
             .expect_err("the SKU cannot change");
         assert_eq!(violated_fields(&status), ["update_mask"]);
-        let status = client
+        let status = staff
             .adjust_stock(pb::AdjustStockRequest {
                 sku: "MUG".into(),
                 delta: 0,
@@ -478,9 +542,13 @@ async fn bad_input_is_refused_with_field_violations() {
 #[tokio::test]
 async fn a_reservation_holds_every_line_or_none_and_names_every_short_sku() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
         for (sku, units) in [("A", 5), ("B", 1), ("C", 0), ("D", 10)] {
-            create(&mut client, sku, units).await;
+            create(&mut staff, sku, units).await;
         }
         let lines = [("D", 1), ("B", 2), ("A", 2), ("C", 1)];
         let status = reserve(&mut client, "order-1", &lines)
@@ -557,11 +625,15 @@ async fn a_reservation_holds_every_line_or_none_and_names_every_short_sku() {
 #[tokio::test]
 async fn concurrent_reservations_never_oversell() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
-        create(&mut client, "LAST", 5).await;
-        create(&mut client, "X", 3).await;
-        create(&mut client, "Y", 3).await;
-        create(&mut client, "Z", 10).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
+        create(&mut staff, "LAST", 5).await;
+        create(&mut staff, "X", 3).await;
+        create(&mut staff, "Y", 3).await;
+        create(&mut staff, "Z", 10).await;
 
         // Many buyers of the last units: exactly the available amount succeeds.
         let single = futures::future::join_all((0..25).map(|n| {
@@ -621,8 +693,12 @@ async fn concurrent_reservations_never_oversell() {
 #[tokio::test]
 async fn commit_and_release_move_the_numbers() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
-        create(&mut client, "A", 10).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
+        create(&mut staff, "A", 10).await;
         let commit = |id: &str| pb::CommitReservationRequest {
             reservation_id: id.into(),
         };
@@ -714,8 +790,12 @@ async fn commit_and_release_move_the_numbers() {
 #[tokio::test]
 async fn adjustments_never_take_on_hand_below_reserved() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
-        create(&mut client, "A", 5).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
+        create(&mut staff, "A", 5).await;
         reserve(&mut client, "r", &[("A", 4)])
             .await
             .expect("reserve");
@@ -725,7 +805,7 @@ async fn adjustments_never_take_on_hand_below_reserved() {
             reason: "stock count".into(),
             request_id: String::new(),
         };
-        let status = client
+        let status = staff
             .adjust_stock(adjust(-2))
             .await
             .expect_err("below reserved");
@@ -736,13 +816,13 @@ async fn adjustments_never_take_on_hand_below_reserved() {
             [("STOCK_BELOW_RESERVED".to_owned(), "A".to_owned())]
         );
         assert_eq!(stock(&mut client, "A").await, (5, 4, 1), "nothing changed");
-        let level = client
+        let level = staff
             .adjust_stock(adjust(-1))
             .await
             .expect("down to reserved")
             .into_inner();
         assert_eq!((level.on_hand, level.reserved, level.available), (4, 4, 0));
-        let level = client
+        let level = staff
             .adjust_stock(adjust(10))
             .await
             .expect("found a box")
@@ -759,12 +839,12 @@ async fn adjustments_never_take_on_hand_below_reserved() {
             .expect("restock")
             .into_inner();
         assert_eq!((level.on_hand, level.available), (17, 13));
-        let status = client
+        let status = staff
             .adjust_stock(adjust(i32::MAX))
             .await
             .expect_err("past int32");
         assert_eq!(failed_precondition(&status).0, "STOCK_LIMIT");
-        let status = client
+        let status = staff
             .adjust_stock(pb::AdjustStockRequest {
                 sku: "NOPE".into(),
                 delta: 1,
@@ -781,20 +861,24 @@ async fn adjustments_never_take_on_hand_below_reserved() {
 #[tokio::test]
 async fn replays_return_the_first_answer_and_change_nothing() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
         let request = create_request("A", 1, "create-a");
-        let first = client
+        let first = staff
             .create_product(request.clone())
             .await
             .expect("first")
             .into_inner();
-        let replay = client
+        let replay = staff
             .create_product(request)
             .await
             .expect("replay")
             .into_inner();
         assert_eq!(first, replay, "{}", database.backend);
-        let status = client
+        let status = staff
             .create_product(create_request("OTHER", 1, "create-a"))
             .await
             .expect_err("a request id reused for another request");
@@ -819,12 +903,12 @@ async fn replays_return_the_first_answer_and_change_nothing() {
             reason: "damaged".into(),
             request_id: "adjust-1".into(),
         };
-        let first = client
+        let first = staff
             .adjust_stock(adjust.clone())
             .await
             .expect("adjust")
             .into_inner();
-        let replay = client
+        let replay = staff
             .adjust_stock(adjust)
             .await
             .expect("replay")
@@ -844,7 +928,7 @@ async fn replays_return_the_first_answer_and_change_nothing() {
             .await
             .expect_err("short");
         assert_eq!(failed_precondition(&status).0, "INSUFFICIENT_STOCK");
-        client
+        staff
             .adjust_stock(pb::AdjustStockRequest {
                 sku: "A".into(),
                 delta: 2,
@@ -871,14 +955,20 @@ async fn replays_return_the_first_answer_and_change_nothing() {
 #[tokio::test]
 async fn data_survives_a_restart() {
     for database in databases("inventory") {
-        let App { server, mut client } = spawn_app(&database).await;
-        let product = create(&mut client, "DURABLE", 8).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
+        let product = create(&mut staff, "DURABLE", 8).await;
         let reservation = reserve(&mut client, "order-1", &[("DURABLE", 3)])
             .await
             .expect("reserve");
         server.stop().await.expect("drain");
 
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server, mut client, ..
+        } = spawn_app(&database).await;
         let fetched = client
             .get_product(pb::GetProductRequest {
                 sku: "DURABLE".into(),
