@@ -1,7 +1,7 @@
 //! Dynamic gRPC calls to the backends: messages encoded and decoded by descriptor (a small tonic
 //! [`Codec`] over prost-reflect), one balanced channel per service built at start, a deadline on
-//! every call, one retry on UNAVAILABLE for idempotent calls, and the request's trace context and
-//! forwarded headers on each.
+//! every call, one retry on UNAVAILABLE for idempotent calls, and the request's trace context,
+//! forwarded headers and the caller's `authorization` on each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crowdcrunch_runtime::TlsSettings;
+use crowdcrunch_runtime::access::Rule;
 use crowdcrunch_runtime::client::{Endpoints, GrpcChannel};
 use crowdcrunch_runtime::context::ForwardedHeaders;
 use futures::Stream;
@@ -18,6 +19,8 @@ use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 use tracing::Instrument as _;
+
+use crate::access::Credentials;
 
 /// Counter of the calls the edge made to its backends, by `rpc` (full name); a retry is the same
 /// call.
@@ -94,6 +97,8 @@ pub struct Rpc {
     pub backend: String,
     /// Whether a retry cannot apply the call twice.
     pub idempotent: bool,
+    /// Who may call it, from its `(crowdcrunch.access.v1.rule)`.
+    pub rule: Rule,
     calls: AtomicU64,
 }
 
@@ -101,7 +106,7 @@ impl Rpc {
     /// The call plan of `method`. Reads are idempotent; so are calls whose request carries an
     /// idempotency key (the edge sets one when the client does not). A method whose
     /// `/package.Service/Method` is not a valid HTTP/2 path fails here, at start, never a call.
-    pub fn new(method: &MethodDescriptor) -> Result<Self, http::uri::InvalidUri> {
+    pub fn new(method: &MethodDescriptor, rule: Rule) -> Result<Self, http::uri::InvalidUri> {
         let name = method.name();
         let read =
             name.starts_with("Get") || name.starts_with("BatchGet") || name.starts_with("List");
@@ -113,6 +118,7 @@ impl Rpc {
             backend: backend_name(service.full_name()),
             idempotent: read || keyed || method.is_server_streaming(),
             method: method.clone(),
+            rule,
             calls: AtomicU64::new(0),
         })
     }
@@ -135,13 +141,30 @@ pub fn backend_name(service: &str) -> String {
     service.split('.').nth(1).unwrap_or(service).to_owned()
 }
 
-/// What a call carries from the GraphQL request: the trace span and the forwarded headers.
+/// What a call carries from the GraphQL request: the trace span, the forwarded headers and the
+/// caller.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     /// The request's span; backend calls are its children.
     pub span: tracing::Span,
     /// `x-request-id` and the B3 headers.
     pub forwarded: ForwardedHeaders,
+    /// The caller, whose `authorization` every call forwards.
+    pub credentials: Credentials,
+}
+
+impl CallContext {
+    /// A request for a call: `message` with the caller's `authorization`, so the service judges
+    /// the caller again (zero trust).
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(authorization) = self.credentials.authorization() {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        request
+    }
 }
 
 /// Whether a call failed before the backend could act on it: UNAVAILABLE, or a CANCELLED,
@@ -260,9 +283,9 @@ impl Backends {
         let (mut client, codec, path) = self.start(rpc)?;
         let deadline = self.deadline;
         let span = tracing::info_span!(parent: &context.span, "grpc.call", otel.kind = "client", rpc.method = %rpc.path);
+        let mut request = context.request(request);
         let call = async move {
             ready(&mut client, deadline).await?;
-            let mut request = tonic::Request::new(request);
             request.set_timeout(deadline);
             match tokio::time::timeout(deadline, client.unary(request, path, codec)).await {
                 Ok(result) => result.map(tonic::Response::into_inner),
@@ -286,13 +309,11 @@ impl Backends {
         let (mut client, codec, path) = self.start(rpc)?;
         let deadline = self.deadline;
         let span = tracing::info_span!(parent: &context.span, "grpc.stream", otel.kind = "client", rpc.method = %rpc.path);
+        let request = context.request(request);
         let call = async move {
             ready(&mut client, deadline).await?;
-            match tokio::time::timeout(
-                deadline,
-                client.server_streaming(tonic::Request::new(request), path, codec),
-            )
-            .await
+            match tokio::time::timeout(deadline, client.server_streaming(request, path, codec))
+                .await
             {
                 Ok(result) => result.map(tonic::Response::into_inner),
                 Err(_) => Err(Status::deadline_exceeded(

@@ -2,9 +2,14 @@
 //! graphql-transport-ws), GraphiQL at `/` with its assets served from the binary, `/healthz` and
 //! `/readyz`. Content negotiation and status codes follow the GraphQL-over-HTTP spec:
 //! `application/graphql-response+json` gets 4xx for requests that fail before execution,
-//! `application/json` gets 200; a mutation over GET is 405.
+//! `application/json` gets 200; a mutation over GET is 405. A caller names themselves with
+//! `Authorization: Bearer` (over graphql-transport-ws, the `authorization` of the
+//! `connection_init` payload); a bad token, or none where the operation needs one, is 401 with
+//! `WWW-Authenticate` under either media type (over WebSocket, a bad one closes with 4403).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
@@ -12,16 +17,20 @@ use async_graphql::{Request, Response, Variables};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{DefaultBodyLimit, FromRequestParts as _, State, WebSocketUpgrade};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use crowdcrunch_runtime::Shutdown;
 use crowdcrunch_runtime::context::{ForwardedHeaders, continue_trace};
 use futures::stream::BoxStream;
+use futures::{SinkExt as _, StreamExt as _};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
+use crate::access::{Credentials, Unauthenticated};
+use crate::fault::{Fault, conceal_faults};
 use crate::grpc::CallContext;
-use crate::request::{Gateway, error_response};
+use crate::request::{Gateway, Refused, error_response};
 
 /// The GraphQL-over-HTTP media type.
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -61,9 +70,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// The trace context and forwarded headers of one HTTP request; a trace starts here when the
-/// client sent none.
-fn call_context(headers: &HeaderMap) -> CallContext {
+/// The trace context, forwarded headers and caller of one HTTP request; a trace starts here when
+/// the client sent none.
+fn call_context(headers: &HeaderMap, credentials: Credentials) -> CallContext {
     let forwarded = ForwardedHeaders::from_headers(headers);
     let span = tracing::info_span!(
         "graphql",
@@ -71,7 +80,11 @@ fn call_context(headers: &HeaderMap) -> CallContext {
         request_id = forwarded.request_id(),
     );
     continue_trace(&span, headers);
-    CallContext { span, forwarded }
+    CallContext {
+        span,
+        forwarded,
+        credentials,
+    }
 }
 
 /// The media type to answer with, from `Accept`; `None` when nothing acceptable was asked for.
@@ -166,6 +179,19 @@ fn bad_request(media: &'static str, message: &str) -> axum::response::Response {
     let response = error_response("BAD_REQUEST", message);
     let mut http = answer(&response, media, true);
     *http.status_mut() = StatusCode::BAD_REQUEST;
+    http
+}
+
+/// A request refused until the caller says who they are: 401 (503 while the issuer's keys are
+/// unavailable) with `WWW-Authenticate`, whatever the media type.
+fn unauthenticated(refusal: &Unauthenticated, media: &'static str) -> axum::response::Response {
+    let response = error_response(refusal.code(), refusal.to_string());
+    let mut http = answer(&response, media, true);
+    *http.status_mut() = refusal.http_status();
+    if let Some(challenge) = refusal.www_authenticate() {
+        http.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge);
+    }
     http
 }
 
@@ -328,15 +354,20 @@ async fn run(
     media: &'static str,
     method: Method,
 ) -> axum::response::Response {
+    let credentials = match edge.caller(headers).await {
+        Ok(credentials) => credentials,
+        Err(refusal) => return unauthenticated(&refusal, media),
+    };
     if let Err(response) = edge.persisted_query(&mut request) {
         return answer(&response, media, true);
     }
     if request.query.is_empty() {
         return bad_request(media, "the request has no query");
     }
-    let kind = match edge.prepare(&mut request) {
+    let kind = match edge.prepare(&mut request, &credentials) {
         Ok(kind) => kind,
-        Err(response) => return answer(&response, media, true),
+        Err(Refused::Invalid(response)) => return answer(&response, media, true),
+        Err(Refused::Unauthenticated(refusal)) => return unauthenticated(&refusal, media),
     };
     match (method, kind) {
         (Method::GET, Some(OperationType::Mutation)) => {
@@ -358,27 +389,71 @@ async fn run(
         }
         _ => {}
     }
-    let (response, executed) = edge.execute(request, call_context(headers)).await;
+    let (response, executed) = edge
+        .execute(request, call_context(headers, credentials))
+        .await;
     answer(&response, media, !executed)
 }
 
 /// The executor of one WebSocket connection: every operation it carries runs in its own scope,
-/// with the trace context of the upgrade request.
+/// with the trace context of the upgrade request and the caller its `connection_init` named.
 #[derive(Clone)]
 struct Connection {
     edge: Gateway,
     headers: HeaderMap,
+    /// Set by `connection_init`, which the protocol completes before any operation.
+    credentials: Arc<OnceLock<Credentials>>,
+}
+
+impl Connection {
+    /// The caller, or the response of an operation sent before `connection_init` was accepted
+    /// (the protocol layer lets none through: the edge's fault if one is).
+    fn call_context(&self) -> Result<CallContext, Box<Response>> {
+        match self.credentials.get() {
+            Some(credentials) => Ok(call_context(&self.headers, credentials.clone())),
+            None => {
+                let mut errors = vec![
+                    async_graphql::Error::from(Fault::Unwired("the caller of the connection"))
+                        .into_server_error(async_graphql::Pos::default()),
+                ];
+                conceal_faults(&mut errors);
+                Err(Box::new(Response::from_errors(errors)))
+            }
+        }
+    }
+
+    /// Accepts `connection_init` when its payload's `authorization` (if any) names a caller.
+    async fn init(&self, payload: serde_json::Value) -> async_graphql::Result<async_graphql::Data> {
+        let authorization = match payload.get("authorization") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(value)) => Some(value.as_str()),
+            Some(_) => {
+                return Err(async_graphql::Error::new(
+                    "the authorization of connection_init must be a string",
+                ));
+            }
+        };
+        let credentials = self
+            .edge
+            .connection_caller(authorization)
+            .await
+            .map_err(|refusal| async_graphql::Error::new(refusal.to_string()))?;
+        // The protocol accepts one `connection_init` per connection.
+        let _ = self.credentials.set(credentials);
+        Ok(async_graphql::Data::default())
+    }
 }
 
 impl async_graphql::Executor for Connection {
     async fn execute(&self, mut request: Request) -> Response {
-        if let Err(response) = self.edge.prepare(&mut request) {
-            return *response;
+        let call = match self.call_context() {
+            Ok(call) => call,
+            Err(response) => return *response,
+        };
+        if let Err(refused) = self.edge.prepare(&mut request, &call.credentials) {
+            return *refused.response();
         }
-        self.edge
-            .execute(request, call_context(&self.headers))
-            .await
-            .0
+        self.edge.execute(request, call).await.0
     }
 
     fn execute_stream(
@@ -386,10 +461,15 @@ impl async_graphql::Executor for Connection {
         request: Request,
         _session_data: Option<std::sync::Arc<async_graphql::Data>>,
     ) -> BoxStream<'static, Response> {
-        self.edge
-            .execute_stream(request, call_context(&self.headers))
+        match self.call_context() {
+            Ok(call) => self.edge.execute_stream(request, call),
+            Err(response) => futures::stream::once(async move { *response }).boxed(),
+        }
     }
 }
+
+/// The close code of graphql-transport-ws for a refused `connection_init`.
+const FORBIDDEN_CLOSE: u16 = 4403;
 
 async fn websocket(
     state: AppState,
@@ -407,12 +487,38 @@ async fn websocket(
     let connection = Connection {
         edge: state.edge.clone(),
         headers: headers.clone(),
+        credentials: Arc::new(OnceLock::new()),
     };
     let shutdown = state.shutdown.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
-            let serve = GraphQLWebSocket::new(socket, connection, protocol).serve();
+            let (sink, stream) = socket.split();
+            let initializer = connection.clone();
+            let refused = Arc::new(AtomicBool::new(false));
+            let init_refused = refused.clone();
+            // async-graphql closes a refused `connection_init` with 1002; the protocol says 4403.
+            let sink = sink.with(move |message: Message| {
+                let message = match message {
+                    Message::Close(_) if refused.load(Ordering::Relaxed) => {
+                        Message::Close(Some(CloseFrame {
+                            code: FORBIDDEN_CLOSE,
+                            reason: "Forbidden".into(),
+                        }))
+                    }
+                    other => other,
+                };
+                futures::future::ready(Ok::<_, axum::Error>(message))
+            });
+            let serve = GraphQLWebSocket::new_with_pair(sink, stream, connection, protocol)
+                .on_connection_init(move |payload| async move {
+                    let accepted = initializer.init(payload).await;
+                    if accepted.is_err() {
+                        init_refused.store(true, Ordering::Relaxed);
+                    }
+                    accepted
+                })
+                .serve();
             // A drain ends open subscriptions, as it ends gRPC streams.
             tokio::select! {
                 () = serve => {},

@@ -15,6 +15,8 @@
 //! - `resolve`: what each field does at request time (`fields`, `roots`, `joins`, `prefetch`,
 //!   `page`);
 //! - `loader`: the request scope and the edge's own batching loader for join fields;
+//! - `access`: who may select what, from each RPC's `(crowdcrunch.access.v1.rule)`, and the
+//!   caller whose `authorization` every backend call forwards;
 //! - `grpc`: dynamic calls over one balanced channel per backend;
 //! - `errors`: who failed, as GraphQL errors: a backend's status or the client's input;
 //!   `fault`: the edge's own faults, which never pass for either;
@@ -22,6 +24,7 @@
 //!   cache, variables, validation cache, error propagation);
 //! - `http`: the axum router.
 
+mod access;
 mod convert;
 mod errors;
 mod fault;

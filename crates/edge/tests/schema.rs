@@ -29,16 +29,69 @@ fn the_checked_in_sdl_matches_the_protos() {
     );
 }
 
-/// The SDL of `tests/proto/mapping/v1/mapping.proto`, which holds every construct the edge maps.
-fn mapping_sdl() -> String {
+/// The encoded descriptor set of `mapping/v1/mapping.proto` under `dir` (with the repository's
+/// protos for its imports).
+fn mapping_descriptors(dir: &Path) -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut compiler = protox::Compiler::new([root.join("tests/proto"), root.join("../../proto")])
-        .expect("compiler");
+    let mut compiler =
+        protox::Compiler::new([dir.to_owned(), root.join("../../proto")]).expect("compiler");
     compiler.include_imports(true).include_source_info(true);
     compiler
         .open_file("mapping/v1/mapping.proto")
         .expect("compile mapping.proto");
-    crowdcrunch_edge::sdl_of(&compiler.encode_file_descriptor_set()).expect("a schema")
+    compiler.encode_file_descriptor_set()
+}
+
+/// The SDL of `tests/proto/mapping/v1/mapping.proto`, which holds every construct the edge maps.
+fn mapping_sdl() -> String {
+    let protos = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/proto");
+    crowdcrunch_edge::sdl_of(&mapping_descriptors(&protos)).expect("a schema")
+}
+
+#[test]
+fn each_root_field_says_who_may_use_it_as_the_last_line_of_its_description() {
+    let sdl = mapping_sdl();
+    for (field, access) in [
+        ("thing(", "Access: anyone."),
+        ("createThing(", "Access: staff."),
+        ("forgetThing(", "Access: staff."),
+    ] {
+        let at = sdl
+            .find(&format!("\t{field}"))
+            .expect("the field is in the SDL");
+        let description = sdl[..at].trim_end().trim_end_matches("\"\"\"").trim_end();
+        assert!(
+            description.ends_with(access),
+            "{field} should end its description with {access:?}:\n{}",
+            &sdl[at.saturating_sub(200)..at]
+        );
+    }
+}
+
+#[test]
+fn an_rpc_without_an_access_rule_stops_the_edge_from_starting() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let proto = std::fs::read_to_string(root.join("tests/proto/mapping/v1/mapping.proto"))
+        .expect("read mapping.proto");
+    let rule = r#"option (crowdcrunch.access.v1.rule) = {roles: [ROLE_STAFF] peers: ["janitor"]};"#;
+    assert!(
+        proto.contains(rule),
+        "ForgetThing's rule is in mapping.proto"
+    );
+    let dir = tempfile_dir().join("undeclared");
+    std::fs::create_dir_all(dir.join("mapping/v1")).expect("create the proto dir");
+    std::fs::write(
+        dir.join("mapping/v1/mapping.proto"),
+        proto.replace(rule, ""),
+    )
+    .expect("write the proto");
+    let error = crowdcrunch_edge::sdl_of(&mapping_descriptors(&dir))
+        .expect_err("deny by default: no schema without every rule");
+    let message = error.to_string();
+    assert!(
+        message.contains("mapping.v1.MappingService.ForgetThing") && !message.contains('\n'),
+        "one line naming the RPC: {message}"
+    );
 }
 
 /// The definition of `type_name` in `sdl`, without descriptions.

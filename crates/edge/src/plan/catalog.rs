@@ -1,8 +1,11 @@
 //! What the descriptors say, read once at start: the services and their RPCs, the comments that
 //! become descriptions, `google.api.field_behavior`, and the `crowdcrunch.graphql.v1` options
-//! (which root field an RPC becomes, field renames, and the joins between services).
+//! (which root field an RPC becomes, field renames, and the joins between services), and the
+//! `crowdcrunch.access.v1.rule` of every RPC (who may call it).
 
 use std::collections::HashMap;
+
+use crowdcrunch_runtime::access::{AccessRules, Rule};
 
 use prost_reflect::{
     DescriptorPool, DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor,
@@ -105,18 +108,21 @@ pub struct Catalog {
     operation: Option<ExtensionDescriptor>,
     join: Option<ExtensionDescriptor>,
     field_options: Option<ExtensionDescriptor>,
+    rules: AccessRules,
 }
 
 impl Catalog {
-    /// Decodes an encoded `FileDescriptorSet` (with source info, for the comments).
+    /// Decodes an encoded `FileDescriptorSet` (with source info, for the comments) and the
+    /// access rule of every RPC in it: an RPC without one is refused (deny by default).
     pub fn decode(file_descriptor_set: &[u8]) -> Result<Self, CatalogError> {
         let pool = DescriptorPool::decode(file_descriptor_set)
             .map_err(|error| CatalogError(format!("bad descriptor set: {error}")))?;
-        Ok(Self::new(pool))
+        let rules = AccessRules::from_descriptor_set(file_descriptor_set)
+            .map_err(|error| CatalogError(error.to_string()))?;
+        Ok(Self::new(pool, rules))
     }
 
-    /// The catalog of `pool`.
-    pub fn new(pool: DescriptorPool) -> Self {
+    fn new(pool: DescriptorPool, rules: AccessRules) -> Self {
         let mut comments: HashMap<String, HashMap<Vec<i32>, String>> = HashMap::new();
         for file in pool.file_descriptor_protos() {
             let Some(info) = &file.source_code_info else {
@@ -139,7 +145,16 @@ impl Catalog {
             field_options: pool.get_extension_by_name("crowdcrunch.graphql.v1.field"),
             comments,
             pool,
+            rules,
         }
+    }
+
+    /// The access rule of `method` (every RPC of the catalog has one).
+    pub fn rule(&self, method: &MethodDescriptor) -> Result<Rule, CatalogError> {
+        self.rules
+            .rule_of(method.full_name())
+            .cloned()
+            .ok_or_else(|| CatalogError(format!("{} has no access rule", method.full_name())))
     }
 
     /// The pool.

@@ -37,6 +37,9 @@ pub struct Plan {
     pub max_page_size: i32,
     /// What a selection can prefetch, by message full name and GraphQL field name.
     pub prefetch: HashMap<String, HashMap<String, Prefetch>>,
+    /// The RPCs each root and join field calls, whose rules say who may select it, by GraphQL
+    /// type name and field name.
+    pub guarded: HashMap<String, HashMap<String, Vec<Arc<Rpc>>>>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -73,6 +76,11 @@ pub struct JoinPlan {
 }
 
 impl JoinPlan {
+    /// The RPCs this join may call: its own, and its `batch_rpc`.
+    pub fn rpcs(&self) -> impl Iterator<Item = &Rpc> + Clone {
+        std::iter::once(self.rpc.as_ref()).chain(self.batch_rpc.as_deref())
+    }
+
     /// The parent's key for this join (empty when the reference is not set); `None` only if
     /// the key field is not a string, which the catalog refuses at start.
     pub fn key_of(&self, parent: &DynamicMessage) -> Option<String> {

@@ -7,6 +7,7 @@
 //! A repeated query is parsed once and validated once, whatever its variables; the variables are
 //! coerced on every request, which is all that validation would check of them.
 
+mod access;
 mod documents;
 mod hooks;
 mod persisted;
@@ -24,12 +25,15 @@ use std::sync::atomic::Ordering;
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Request, Response, ServerError};
 use crowdcrunch_runtime::TlsSettings;
+use crowdcrunch_runtime::auth::{Identity, Verifier};
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::edge::EdgeSettings;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
+use http::HeaderMap;
 use tracing::Instrument as _;
 
+use crate::access::{Credentials, Unauthenticated};
 use crate::grpc::{Backends, CallContext};
 use crate::loader::RequestScope;
 use crate::plan::Plan;
@@ -64,6 +68,7 @@ struct Inner {
     documents: Documents,
     validations: Arc<ValidationCache>,
     persisted: PersistedQueries,
+    verifier: Verifier,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -76,12 +81,14 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Builds the schema from the embedded descriptors and lazy channels to `endpoints` (by
-    /// backend name: `customers`, `orders`, ...).
+    /// Builds the schema and the access rules from the embedded descriptors and lazy channels
+    /// to `endpoints` (by backend name: `customers`, `orders`, ...); callers' tokens are
+    /// verified by `verifier`.
     pub fn new(
         settings: EdgeSettings,
         endpoints: &HashMap<String, Endpoints>,
         tls: Option<&TlsSettings>,
+        verifier: Verifier,
     ) -> Result<Self, BuildError> {
         let catalog = Catalog::decode(crowdcrunch_proto::FILE_DESCRIPTOR_SET)?;
         let backends = Backends::new(endpoints, tls, settings.backend_timeout)?;
@@ -103,6 +110,7 @@ impl Gateway {
             validations,
             persisted: PersistedQueries::new(settings.document_cache),
             settings,
+            verifier,
         })))
     }
 
@@ -144,18 +152,37 @@ impl Gateway {
         self.0.persisted.resolve(request)
     }
 
-    /// Parses (once per distinct query) and checks the limits the schema cannot check itself.
-    /// Answers the operation's type, for the HTTP layer (a mutation over GET is refused).
-    pub fn prepare(&self, request: &mut Request) -> Result<Option<OperationType>, Box<Response>> {
+    /// The caller of an HTTP request, from its `Authorization` header.
+    pub(crate) async fn caller(&self, headers: &HeaderMap) -> Result<Credentials, Unauthenticated> {
+        Credentials::of_headers(&self.0.verifier, headers).await
+    }
+
+    /// The caller of a graphql-transport-ws connection, from the `authorization` value of its
+    /// `connection_init` payload.
+    pub(crate) async fn connection_caller(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Credentials, Unauthenticated> {
+        Credentials::of_value(&self.0.verifier, authorization).await
+    }
+
+    /// Parses (once per distinct query) and checks the limits the schema cannot check itself,
+    /// and that a caller without a token selects only what anyone may. Answers the operation's
+    /// type, for the HTTP layer (a mutation over GET is refused).
+    pub(crate) fn prepare(
+        &self,
+        request: &mut Request,
+        credentials: &Credentials,
+    ) -> Result<Option<OperationType>, Refused> {
         let parsed = self.0.documents.parse(&request.query)?;
         if parsed.aliases > self.0.settings.max_aliases {
-            return Err(error_response(
+            return Err(Refused::Invalid(error_response(
                 "QUERY_TOO_COMPLEX",
                 format!(
                     "the query uses {} aliases; at most {} are allowed",
                     parsed.aliases, self.0.settings.max_aliases
                 ),
-            ));
+            )));
         }
         let operation = documents::operation(&parsed.document, request.operation_name.as_deref());
         if let Some(operation) = operation {
@@ -165,7 +192,17 @@ impl Gateway {
                 errors
                     .iter_mut()
                     .for_each(|error| set_code(error, "BAD_USER_INPUT"));
-                return Err(Box::new(Response::from_errors(errors)));
+                return Err(Refused::Invalid(Box::new(Response::from_errors(errors))));
+            }
+            if matches!(credentials.identity(), Identity::Anonymous)
+                && let Some(refusal) = access::anonymous_refusal(
+                    self.0.schema.registry(),
+                    &self.0.plan,
+                    &parsed.document,
+                    operation,
+                )
+            {
+                return Err(Refused::Unauthenticated(refusal));
             }
         }
         request.set_parsed_query(parsed.document.clone());
@@ -188,7 +225,8 @@ impl Gateway {
         mut request: Request,
         call: CallContext,
     ) -> BoxStream<'static, Response> {
-        if let Err(response) = self.prepare(&mut request) {
+        if let Err(refused) = self.prepare(&mut request, &call.credentials) {
+            let response = refused.response();
             return futures::stream::once(async move { *response }).boxed();
         }
         propagation::run_stream(&self.0.schema, self.scoped(request, call))
@@ -201,6 +239,31 @@ impl Gateway {
             self.0.backends.clone(),
             call,
         ))
+    }
+}
+
+/// Why a request is not executed.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// It is not a valid request: the response that says why (HTTP 4xx before execution).
+    Invalid(Box<Response>),
+    /// The caller must authenticate first (HTTP 401).
+    Unauthenticated(Unauthenticated),
+}
+
+impl From<Box<Response>> for Refused {
+    fn from(response: Box<Response>) -> Self {
+        Self::Invalid(response)
+    }
+}
+
+impl Refused {
+    /// The GraphQL response that says why.
+    pub(crate) fn response(self) -> Box<Response> {
+        match self {
+            Self::Invalid(response) => response,
+            Self::Unauthenticated(refusal) => error_response(refusal.code(), refusal.to_string()),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use prost_reflect::DynamicMessage;
 use super::page::{self, Page};
 use super::plan_and_scope;
 use super::prefetch::{prefetch_joins, prefetch_page};
+use crate::access;
 use crate::errors::InputRoot;
 use crate::fault::Fault;
 use crate::loader::{JoinKey, RequestScope};
@@ -94,17 +95,23 @@ pub(super) fn connection(ctx: ResolverContext<'_>, index: usize) -> FieldFuture<
     })
 }
 
-/// What a join field needs: the plan, the request scope, the parent message and the join's plan.
+/// What a join field needs: the plan, the request scope, the parent message and the join's plan;
+/// once the caller is admitted to the join, before any call.
 fn join_context<'a>(
     ctx: &ResolverContext<'a>,
     index: usize,
-) -> Result<(&'a Plan, &'a RequestScope, &'a DynamicMessage, &'a JoinPlan), Fault> {
+) -> async_graphql::Result<(&'a Plan, &'a RequestScope, &'a DynamicMessage, &'a JoinPlan)> {
     let (plan, scope) = plan_and_scope(ctx)?;
     let parent = ctx
         .parent_value
         .downcast_ref::<DynamicMessage>()
         .ok_or(Fault::Unwired("the message of a join"))?;
     let join_plan = plan.joins.get(index).ok_or(Fault::UnknownJoin(index))?;
+    access::admit(
+        &scope.call.credentials,
+        &join_plan.join.field,
+        join_plan.rpcs(),
+    )?;
     Ok((plan, scope, parent, join_plan))
 }
 

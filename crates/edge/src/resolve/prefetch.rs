@@ -7,6 +7,7 @@ use async_graphql::dynamic::ResolverContext;
 use prost_reflect::{DynamicMessage, ReflectMessage as _};
 
 use super::page::Page;
+use crate::access;
 use crate::loader::{JoinKey, RequestScope};
 use crate::plan::{Plan, Prefetch};
 
@@ -79,7 +80,8 @@ pub(super) async fn prefetch_page(
     prefetch_joins(plan, scope, &selection, page.nodes()).await;
 }
 
-/// Loads, in one batch, the joins that `selection` asks for on each of `messages`.
+/// Loads, in one batch, the joins that `selection` asks for on each of `messages`; a join the
+/// caller may not use is left to its field, which answers why.
 pub(super) async fn prefetch_joins<'m>(
     plan: &Plan,
     scope: &RequestScope,
@@ -90,5 +92,10 @@ pub(super) async fn prefetch_joins<'m>(
     for message in messages {
         prefetch_keys(plan, message, selection, &mut keys, 0);
     }
+    keys.retain(|key| {
+        plan.joins
+            .get(key.join)
+            .is_some_and(|join| access::admits(&scope.call.credentials, join.rpcs()))
+    });
     scope.loader.prefetch(keys).await;
 }

@@ -12,10 +12,12 @@ use prost_reflect::{DynamicMessage, ReflectMessage as _};
 use super::page::{self, Page};
 use super::plan_and_scope;
 use super::prefetch::{prefetch_joins, prefetch_page};
+use crate::access;
 use crate::convert::{Shape, output};
 use crate::errors::{self, InputRoot};
 use crate::fault::Fault;
 use crate::grpc::Rpc;
+use crate::loader::RequestScope;
 use crate::plan::{Paging, Plan};
 
 /// A root field calling a unary RPC.
@@ -28,6 +30,7 @@ pub(super) fn unary<'a>(
 ) -> FieldFuture<'a> {
     FieldFuture::new(async move {
         let (plan, scope) = plan_and_scope(&ctx)?;
+        admit(&ctx, scope, &rpc)?;
         let request = build_request(&ctx, plan, &key, root)?;
         let response = scope
             .backends
@@ -51,6 +54,7 @@ pub(super) fn connection<'a>(
 ) -> FieldFuture<'a> {
     FieldFuture::new(async move {
         let (plan, scope) = plan_and_scope(&ctx)?;
+        admit(&ctx, scope, &rpc)?;
         let request = build_request(&ctx, plan, &key, InputRoot::Arguments)?;
         let (first, after) = page::arguments(&ctx, plan.max_page_size)?;
         let page: Page = page::fetch(
@@ -77,6 +81,7 @@ pub fn subscribe<'a>(
 ) -> SubscriptionFieldFuture<'a> {
     SubscriptionFieldFuture::new(async move {
         let (plan, scope) = plan_and_scope(&ctx)?;
+        admit(&ctx, scope, &rpc)?;
         let request = build_request(&ctx, plan, &key, InputRoot::Arguments)?;
         let backend = rpc.backend.clone();
         let stream = scope
@@ -92,6 +97,11 @@ pub fn subscribe<'a>(
                 .ok_or_else(|| Fault::Unwired("the value of an event").into())
         }))
     })
+}
+
+/// Admits the caller to a root field that calls `rpc`, before any call.
+fn admit(ctx: &ResolverContext<'_>, scope: &RequestScope, rpc: &Rpc) -> async_graphql::Result<()> {
+    access::admit(&scope.call.credentials, ctx.field().name(), [rpc])
 }
 
 /// The request of a root field: from its `input` argument (mutations) or its arguments.

@@ -13,8 +13,8 @@ use crate::plan::{JoinPlan, Paging, Prefetch};
 use crate::resolve::Resolver;
 
 impl Builder<'_> {
-    /// The field of `join` on its parent's object type, with the join's plan.
-    pub(super) fn join_field(&mut self, join: Join) -> Result<Field, CatalogError> {
+    /// The field of `join` on the object type `parent`, with the join's plan.
+    pub(super) fn join_field(&mut self, parent: &str, join: Join) -> Result<Field, CatalogError> {
         let rpc = self.rpc(&join.method)?;
         let output = join.method.output();
         let items = list_item_field(&output).ok_or_else(|| {
@@ -30,7 +30,12 @@ impl Builder<'_> {
             .ok_or_else(|| CatalogError(format!("join {}: items are not messages", join.field)))?;
         let target = self.object_type(item)?;
         let name = join.field.clone();
-        let description = join.description.clone();
+        let description = self.described(Some(join.description.clone()), &join.method)?;
+        let mut guarded = vec![&join.method];
+        if let Some(batch) = &join.batch {
+            guarded.push(&batch.method);
+        }
+        self.guard(parent, &name, &guarded)?;
         let cardinality = join.cardinality;
         let paging = match cardinality {
             Cardinality::Connection => Some(Paging::of(&join.method).ok_or_else(|| {
@@ -60,7 +65,7 @@ impl Builder<'_> {
             paging,
             batch_rpc,
         });
-        let mut field = match cardinality {
+        let field = match cardinality {
             Cardinality::One => Field::new(name, TypeRef::named(target), move |ctx| {
                 Resolver::JoinOne(index).resolve(ctx)
             }),
@@ -81,9 +86,6 @@ impl Builder<'_> {
                 )
             }
         };
-        if !description.is_empty() {
-            field = field.description(description);
-        }
-        Ok(field)
+        Ok(field.description(description))
     }
 }

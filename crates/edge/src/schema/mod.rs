@@ -24,6 +24,7 @@ use async_graphql::dynamic::{
     Enum, InputObject, Object, Schema, SchemaBuilder, Subscription, Union,
 };
 
+use crate::access;
 use crate::convert::{InputPlan, InputPlans};
 use crate::grpc::Rpc;
 use crate::plan::catalog::{Catalog, CatalogError, RootKind};
@@ -77,6 +78,7 @@ pub fn build(
         rpcs: BTreeMap::new(),
         connections: HashSet::new(),
         prefetch: HashMap::new(),
+        guarded: HashMap::new(),
     };
     let mut query = Object::new("Query")
         .description("Reads: the Get, BatchGet and List RPCs of every service.");
@@ -104,6 +106,7 @@ pub fn build(
                         &operation.name,
                         false,
                     )?);
+                    builder.guard("Query", &operation.name, &[&operation.method])?;
                     queries += 1;
                 }
                 RootKind::Mutation => {
@@ -112,11 +115,13 @@ pub fn build(
                         &operation.name,
                         true,
                     )?);
+                    builder.guard("Mutation", &operation.name, &[&operation.method])?;
                     mutations += 1;
                 }
                 RootKind::Subscription => {
                     subscription = subscription
                         .field(builder.subscription_field(&operation.method, &operation.name)?);
+                    builder.guard("Subscription", &operation.name, &[&operation.method])?;
                     subscriptions += 1;
                 }
             }
@@ -131,6 +136,7 @@ pub fn build(
         rpcs: builder.rpcs,
         max_page_size: options.max_page_size,
         prefetch: builder.prefetch,
+        guarded: builder.guarded,
     });
     let mut schema = Schema::build(
         "Query",
@@ -198,6 +204,7 @@ struct Builder<'a> {
     rpcs: BTreeMap<String, Arc<Rpc>>,
     connections: HashSet<String>,
     prefetch: HashMap<String, HashMap<String, Prefetch>>,
+    guarded: HashMap<String, HashMap<String, Vec<Arc<Rpc>>>>,
 }
 
 impl Builder<'_> {
@@ -213,13 +220,45 @@ impl Builder<'_> {
         }
     }
 
+    /// Records that the field `field` of `type_name` calls `methods`, whose rules say who may
+    /// select it.
+    fn guard(
+        &mut self,
+        type_name: &str,
+        field: &str,
+        methods: &[&prost_reflect::MethodDescriptor],
+    ) -> Result<(), CatalogError> {
+        let rpcs = methods
+            .iter()
+            .map(|method| self.rpc(method))
+            .collect::<Result<_, _>>()?;
+        self.guarded
+            .entry(type_name.to_owned())
+            .or_default()
+            .insert(field.to_owned(), rpcs);
+        Ok(())
+    }
+
+    /// The description of a root or join field: its documentation, then who may select it.
+    fn described(
+        &self,
+        doc: Option<String>,
+        method: &prost_reflect::MethodDescriptor,
+    ) -> Result<String, CatalogError> {
+        let access = access::description_line(&self.catalog.rule(method)?);
+        Ok(match doc.filter(|doc| !doc.is_empty()) {
+            Some(doc) => format!("{doc}\n\n{access}"),
+            None => access,
+        })
+    }
+
     /// The call plan of `method`, made once.
     fn rpc(&mut self, method: &prost_reflect::MethodDescriptor) -> Result<Arc<Rpc>, CatalogError> {
         if let Some(rpc) = self.rpcs.get(method.full_name()) {
             return Ok(rpc.clone());
         }
         let rpc = Arc::new(
-            Rpc::new(method)
+            Rpc::new(method, self.catalog.rule(method)?)
                 .map_err(|error| CatalogError(format!("{}: {error}", method.full_name())))?,
         );
         self.rpcs.insert(method.full_name().to_owned(), rpc.clone());

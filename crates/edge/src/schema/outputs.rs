@@ -131,7 +131,7 @@ impl Builder<'_> {
             object = object.field(money_amount_field(message)?);
         }
         for join in joins {
-            object = object.field(self.join_field(join)?);
+            object = object.field(self.join_field(&name, join)?);
         }
         self.objects.insert(name.clone(), object);
         Ok(name)

@@ -119,9 +119,7 @@ impl Builder<'_> {
                 self.arguments(field, &key, &[])
             }
         };
-        if let Some(doc) = self.catalog.method_doc(method) {
-            field = field.description(doc);
-        }
+        field = field.description(self.described(self.catalog.method_doc(method), method)?);
         Ok(field)
     }
 
@@ -172,9 +170,7 @@ impl Builder<'_> {
                 field = field.argument(argument);
             }
         }
-        if let Some(doc) = self.catalog.method_doc(method) {
-            field = field.description(doc);
-        }
+        field = field.description(self.described(self.catalog.method_doc(method), method)?);
         Ok(field)
     }
 }

@@ -1,4 +1,6 @@
-//! Test support: the edge on port 0 over real backends, and a small HTTP client.
+//! Test support: the edge on port 0 over real backends, and a small HTTP client. The edge
+//! verifies tokens of the runtime's test issuer (its JWKS served over real HTTP), as the backends
+//! do; requests carry a staff token unless a test says otherwise.
 
 #![expect(
     dead_code,
@@ -10,10 +12,11 @@ use std::net::SocketAddr;
 
 use crowdcrunch_edge::Gateway;
 use crowdcrunch_runtime::Shutdown;
+use crowdcrunch_runtime::auth::Grant;
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::edge::EdgeSettings;
 use crowdcrunch_runtime::http::HttpServer;
-use crowdcrunch_runtime::testing::{TestDatabase, TestServer, databases};
+use crowdcrunch_runtime::testing::{TEST_STAFF, TestDatabase, TestServer, databases, issuer};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -104,7 +107,8 @@ pub async fn spawn_edge(
     backends: HashMap<String, TestServer>,
 ) -> App {
     crowdcrunch_runtime::telemetry::init_for_tests();
-    let edge = Gateway::new(settings, endpoints, None).expect("the edge builds");
+    let edge =
+        Gateway::new(settings, endpoints, None, issuer().verifier()).expect("the edge builds");
     let shutdown = Shutdown::new();
     let server = HttpServer::bind(([127, 0, 0, 1], 0).into())
         .await
@@ -146,8 +150,19 @@ impl App {
         }
     }
 
-    /// POSTs `body` to `/graphql` with these headers.
+    /// POSTs `body` to `/graphql` with these headers, as staff unless they hold an
+    /// `authorization`.
     pub async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        let staff = staff_authorization();
+        let mut headers = headers.to_vec();
+        if !has_authorization(&headers) {
+            headers.push(("authorization", &staff));
+        }
+        self.post_exactly(body, &headers).await
+    }
+
+    /// POSTs `body` to `/graphql` with these headers and no others (no token unless given).
+    pub async fn post_exactly(&self, body: &Value, headers: &[(&str, &str)]) -> Answer {
         let mut request = http::Request::post(format!("http://{}/graphql", self.addr))
             .header("content-type", "application/json");
         for (name, value) in headers {
@@ -180,9 +195,13 @@ impl App {
         answer.json()
     }
 
-    /// GETs `path` with these headers.
+    /// GETs `path` with these headers, as staff unless they hold an `authorization`.
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let staff = staff_authorization();
         let mut request = http::Request::get(format!("http://{}{path}", self.addr));
+        if !has_authorization(headers) {
+            request = request.header("authorization", staff);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -197,6 +216,23 @@ impl App {
             let _ = backend.stop().await;
         }
     }
+}
+
+/// Whether `headers` name an `authorization`.
+fn has_authorization(headers: &[(&str, &str)]) -> bool {
+    headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+}
+
+/// The `authorization` value of the test staff member.
+pub fn staff_authorization() -> String {
+    bearer(&Grant::Staff(TEST_STAFF.to_owned()))
+}
+
+/// The `authorization` value of a test issuer's token for `grant`.
+pub fn bearer(grant: &Grant) -> String {
+    format!("Bearer {}", crowdcrunch_runtime::testing::token(grant))
 }
 
 /// The `extensions.code` of every error in `response`.
@@ -257,8 +293,22 @@ pub struct WsClient {
 }
 
 impl WsClient {
-    /// Connects to the edge's `/graphql` and completes `connection_init`/`connection_ack`.
+    /// Connects to the edge's `/graphql` and completes `connection_init`/`connection_ack` as
+    /// staff.
     pub async fn connect(app: &App) -> Self {
+        let mut client = Self::open(app).await;
+        client
+            .send(serde_json::json!({
+                "type": "connection_init",
+                "payload": {"authorization": staff_authorization()},
+            }))
+            .await;
+        assert_eq!(client.receive().await["type"], "connection_ack");
+        client
+    }
+
+    /// Connects to the edge's `/graphql`, before `connection_init`.
+    pub async fn open(app: &App) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
         let mut request = format!("ws://{}/graphql", app.addr)
             .into_client_request()
@@ -277,12 +327,22 @@ impl WsClient {
                 .map(|v| v.as_bytes()),
             Some(&b"graphql-transport-ws"[..])
         );
-        let mut client = Self { stream };
-        client
-            .send(serde_json::json!({"type": "connection_init"}))
-            .await;
-        assert_eq!(client.receive().await["type"], "connection_ack");
-        client
+        Self { stream }
+    }
+
+    /// The close frame that ends the connection (its code and reason), within 30 seconds.
+    pub async fn closed(&mut self) -> Option<(u16, String)> {
+        use futures::StreamExt as _;
+        loop {
+            let message =
+                tokio::time::timeout(std::time::Duration::from_secs(30), self.stream.next())
+                    .await
+                    .expect("a message within 30s")?
+                    .ok()?;
+            if let tokio_tungstenite::tungstenite::Message::Close(frame) = message {
+                return frame.map(|frame| (u16::from(frame.code), frame.reason.to_string()));
+            }
+        }
     }
 
     /// Sends one message.
@@ -348,7 +408,8 @@ pub async fn spawn_system() -> System {
         .await
         .expect("open the outbox");
     let ledger_endpoints = Endpoints::parse(&ledger.url()).expect("url");
-    let channel = crowdcrunch_runtime::client::channel(&ledger_endpoints, None).expect("channel");
+    // The relay calls the ledger as the customers service.
+    let channel = ledger.channel_as_peer("customers").await;
     let relay = Shutdown::new();
     tokio::spawn(outbox.relay(channel).run(relay.clone()));
     let customers = TestServer::start(crowdcrunch_customers::service(database, outbox)).await;
