@@ -4,6 +4,7 @@ use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::fulfillment::v1 as pb;
 use crowdcrunch_proto::fulfillment::v1::fulfillment_service_server::FulfillmentService;
 use crowdcrunch_runtime::Database;
+use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
 use tonic::{Request, Response, Status};
 
@@ -55,19 +56,23 @@ impl FulfillmentService for FulfillmentApi {
         &self,
         request: Request<pb::GetShipmentRequest>,
     ) -> Result<Response<pb::Shipment>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = ShipmentId::parse(&request.get_ref().id, "id")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(storage::get(&mut connection, &id).await?))
+        Ok(Response::new(
+            storage::get(&mut connection, &id, owned_by).await?,
+        ))
     }
 
     async fn batch_get_shipments(
         &self,
         request: Request<pb::BatchGetShipmentsRequest>,
     ) -> Result<Response<pb::BatchGetShipmentsResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_shipment_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let shipments = storage::batch_get(&mut connection, &ids).await?;
+        let shipments = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetShipmentsResponse { shipments }))
     }
 
@@ -75,9 +80,12 @@ impl FulfillmentService for FulfillmentApi {
         &self,
         request: Request<pb::ListShipmentsRequest>,
     ) -> Result<Response<pb::ListShipmentsResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = ShipmentQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(storage::list(&mut connection, &query).await?))
+        Ok(Response::new(
+            storage::list(&mut connection, &query, owned_by).await?,
+        ))
     }
 
     async fn update_shipment_status(

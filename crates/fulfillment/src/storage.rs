@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use crowdcrunch_proto::fulfillment::v1 as pb;
 use crowdcrunch_proto::r#type::v1::Address;
 use crowdcrunch_runtime::storage::{
-    fetch_by_keys, fetch_page, now_micros, placeholders, timestamp_from_micros,
+    OwnedBy, fetch_by_keys, fetch_page, now_micros, placeholders, timestamp_from_micros,
 };
 use sqlx::AnyConnection;
 
@@ -199,26 +199,44 @@ fn no_lines(id: &str) -> Error {
     sqlx::Error::Decode(format!("shipment {id} has no lines in the database").into()).into()
 }
 
-async fn get_row(connection: &mut AnyConnection, id: &ShipmentId) -> Result<ShipmentRow, Error> {
-    let row: Option<ShipmentRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM shipments WHERE id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(connection)
-            .await?;
+/// The shipments a caller scoped to `customer_id` may read: their own.
+pub fn owned_by(customer_id: Option<&str>) -> Option<OwnedBy<'_>> {
+    OwnedBy::scope("customer_id", customer_id)
+}
+
+async fn get_row(
+    connection: &mut AnyConnection,
+    id: &ShipmentId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<ShipmentRow, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM shipments WHERE id = $1{}",
+        OwnedBy::condition(owned_by, 2)
+    );
+    let query = sqlx::query_as::<_, ShipmentRow>(&sql).bind(id.as_str());
+    let row = OwnedBy::bind(owned_by, query)
+        .fetch_optional(connection)
+        .await?;
     row.ok_or_else(|| Error::NotFound(id.as_str().to_owned()))
 }
 
-/// One shipment.
-pub async fn get(connection: &mut AnyConnection, id: &ShipmentId) -> Result<pb::Shipment, Error> {
-    let row = get_row(connection, id).await?;
+/// One shipment, when `owned_by` lets the caller see it (NotFound otherwise, as for an unknown
+/// id).
+pub async fn get(
+    connection: &mut AnyConnection,
+    id: &ShipmentId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<pb::Shipment, Error> {
+    let row = get_row(connection, id, owned_by).await?;
     with_own_lines(connection, row).await
 }
 
 /// Shipments by id, in the order asked (duplicates answered in place); NotFound names the first
-/// unknown id.
+/// unknown id (or one `owned_by` hides).
 pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[ShipmentId],
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<Vec<pb::Shipment>, Error> {
     let keys: Vec<&str> = ids.iter().map(ShipmentId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM shipments WHERE id IN");
@@ -226,7 +244,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
-        None,
+        owned_by,
         |row: &ShipmentRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -234,10 +252,12 @@ pub async fn batch_get(
     with_lines(connection, rows).await
 }
 
-/// One page of shipments (of some orders, or all) in creation order (ids are UUIDv7).
+/// One page of shipments (of some orders, or all; only those `owned_by` lets the caller see) in
+/// creation order (ids are UUIDv7).
 pub async fn list(
     connection: &mut AnyConnection,
     query: &ShipmentQuery,
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<pb::ListShipmentsResponse, Error> {
     let order_ids: Vec<&str> = query.order_ids.iter().map(OrderId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM shipments");
@@ -247,7 +267,7 @@ pub async fn list(
         &query.page,
         "order_id",
         &order_ids,
-        None,
+        owned_by,
     )
     .await?;
     let mut shipments = with_lines(connection, rows).await?;
@@ -298,7 +318,7 @@ pub async fn update_status(
             });
         }
     }
-    let current = get_row(connection, &change.id).await?;
+    let current = get_row(connection, &change.id, None).await?;
     let status = current.status()?;
     if status != change.to {
         return Err(Error::WrongStatus {

@@ -9,18 +9,22 @@ use crowdcrunch_proto::fulfillment::v1::fulfillment_service_client::FulfillmentS
 use crowdcrunch_proto::ledger::v1 as ledger_pb;
 use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use crowdcrunch_proto::r#type::v1::Address;
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::GrpcChannel;
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, assert_invalid_argument, databases, failed_precondition,
-    violated_fields,
+    TestDatabase, TestServer, all_pages, assert_answered_as_missing, assert_invalid_argument,
+    databases, failed_precondition, violated_fields,
 };
 use pb::ShipmentStatus::{self, Cancelled, Delivered, Packed, Pending, Shipped};
 use tonic::Code;
-use tonic::transport::Channel;
 
-/// A fulfillment server over a fresh database, and a client to it.
+/// A fulfillment server over a fresh database, and clients to it.
 struct App {
     server: TestServer,
-    client: FulfillmentServiceClient<Channel>,
+    /// Calls as the orders service: creates, moves and lists shipments.
+    client: FulfillmentServiceClient<GrpcChannel>,
+    /// Calls as staff, who read every shipment.
+    staff: FulfillmentServiceClient<GrpcChannel>,
 }
 
 async fn spawn_app(database: &TestDatabase) -> App {
@@ -29,8 +33,13 @@ async fn spawn_app(database: &TestDatabase) -> App {
         .await
         .expect("open the outbox");
     let server = TestServer::start(crowdcrunch_fulfillment::service(database, outbox)).await;
-    let client = FulfillmentServiceClient::new(server.channel().await);
-    App { server, client }
+    let client = FulfillmentServiceClient::new(server.channel_as_peer("orders").await);
+    let staff = FulfillmentServiceClient::new(server.channel().await);
+    App {
+        server,
+        client,
+        staff,
+    }
 }
 
 fn address() -> Address {
@@ -69,7 +78,10 @@ fn new_shipment(order_id: &str, return_id: &str, request_id: &str) -> pb::Create
     }
 }
 
-async fn create(client: &mut FulfillmentServiceClient<Channel>, order_id: &str) -> pb::Shipment {
+async fn create(
+    client: &mut FulfillmentServiceClient<GrpcChannel>,
+    order_id: &str,
+) -> pb::Shipment {
     client
         .create_shipment(new_shipment(order_id, "", ""))
         .await
@@ -91,7 +103,7 @@ fn move_request(id: &str, status: ShipmentStatus) -> pb::UpdateShipmentStatusReq
 }
 
 async fn move_to(
-    client: &mut FulfillmentServiceClient<Channel>,
+    client: &mut FulfillmentServiceClient<GrpcChannel>,
     id: &str,
     status: ShipmentStatus,
 ) -> Result<pb::Shipment, tonic::Status> {
@@ -101,7 +113,7 @@ async fn move_to(
         .map(tonic::Response::into_inner)
 }
 
-async fn get(client: &mut FulfillmentServiceClient<Channel>, id: &str) -> pb::Shipment {
+async fn get(client: &mut FulfillmentServiceClient<GrpcChannel>, id: &str) -> pb::Shipment {
     client
         .get_shipment(pb::GetShipmentRequest { id: id.into() })
         .await
@@ -110,7 +122,7 @@ async fn get(client: &mut FulfillmentServiceClient<Channel>, id: &str) -> pb::Sh
 }
 
 async fn list_all(
-    client: &mut FulfillmentServiceClient<Channel>,
+    client: &mut FulfillmentServiceClient<GrpcChannel>,
     page_size: i32,
     order_ids: &[&str],
 ) -> Vec<Vec<pb::Shipment>> {
@@ -137,7 +149,11 @@ async fn list_all(
 #[tokio::test]
 async fn a_shipment_is_created_pending_and_read_back() {
     for database in databases("fulfillment") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
         let created = create(&mut client, "order-1").await;
         assert!(!created.id.is_empty());
         assert_eq!(created.status(), Pending, "{}", database.backend);
@@ -151,7 +167,7 @@ async fn a_shipment_is_created_pending_and_read_back() {
         );
         assert_eq!(created.address, Some(address()));
         assert_eq!(created.create_time, created.update_time);
-        assert_eq!(get(&mut client, &created.id).await, created);
+        assert_eq!(get(&mut staff, &created.id).await, created);
 
         let replacement = client
             .create_shipment(new_shipment("order-1", "return-7", ""))
@@ -165,7 +181,7 @@ async fn a_shipment_is_created_pending_and_read_back() {
             created.id.clone(),
             replacement.id.clone(),
         ];
-        let batch = client
+        let batch = staff
             .batch_get_shipments(pb::BatchGetShipmentsRequest { ids })
             .await
             .expect("batch get")
@@ -174,14 +190,14 @@ async fn a_shipment_is_created_pending_and_read_back() {
             batch.shipments,
             [replacement.clone(), created.clone(), replacement]
         );
-        let status = client
+        let status = staff
             .batch_get_shipments(pb::BatchGetShipmentsRequest {
                 ids: vec![created.id.clone(), "no-such-shipment".into()],
             })
             .await
             .expect_err("one unknown id");
         assert_eq!(status.code(), Code::NotFound);
-        let status = client
+        let status = staff
             .get_shipment(pb::GetShipmentRequest {
                 id: "no-such-shipment".into(),
             })
@@ -249,7 +265,11 @@ async fn a_shipment_moves_only_forward_one_step_at_a_time() {
         (Cancelled, Cancelled, Unchanged),
     ];
     for database in databases("fulfillment") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
         for (from, to, expect) in cases {
             let case = format!("{}: {from:?} → {to:?}", database.backend);
             let shipment = create(&mut client, "order-1").await;
@@ -275,7 +295,7 @@ async fn a_shipment_moves_only_forward_one_step_at_a_time() {
                     let subjects: Vec<_> =
                         violations.into_iter().map(|(_, subject)| subject).collect();
                     assert_eq!(subjects, [before.id.clone()], "{case}");
-                    assert_eq!(get(&mut client, &before.id).await, before, "{case}");
+                    assert_eq!(get(&mut staff, &before.id).await, before, "{case}");
                 }
                 (expect, answer) => panic!("{case}: expected {expect:?}, got {answer:?}"),
             }
@@ -287,7 +307,11 @@ async fn a_shipment_moves_only_forward_one_step_at_a_time() {
 #[tokio::test]
 async fn shipping_needs_a_tracking_number() {
     for database in databases("fulfillment") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
         let shipment = create(&mut client, "order-1").await;
         let packed = move_to(&mut client, &shipment.id, Packed)
             .await
@@ -307,7 +331,7 @@ async fn shipping_needs_a_tracking_number() {
             assert_eq!(status.code(), Code::InvalidArgument, "{tracking_number:?}");
             assert_eq!(violated_fields(&status), ["tracking_number"]);
         }
-        assert_eq!(get(&mut client, &shipment.id).await, packed, "still PACKED");
+        assert_eq!(get(&mut staff, &shipment.id).await, packed, "still PACKED");
 
         let shipped = move_to(&mut client, &shipment.id, Shipped)
             .await
@@ -337,7 +361,9 @@ async fn shipping_needs_a_tracking_number() {
 #[tokio::test]
 async fn a_replayed_request_id_creates_or_moves_once() {
     for database in databases("fulfillment") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server, mut client, ..
+        } = spawn_app(&database).await;
         let backend = database.backend;
         let request = new_shipment("order-1", "", "order-1:ship");
         let first = client
@@ -395,7 +421,9 @@ async fn a_replayed_request_id_creates_or_moves_once() {
 #[tokio::test]
 async fn shipments_are_listed_by_order_in_pages() {
     for database in databases("fulfillment") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server, mut client, ..
+        } = spawn_app(&database).await;
         let mut created = Vec::new();
         for (order_id, return_id) in [
             ("order-a", ""),
@@ -453,10 +481,87 @@ async fn shipments_are_listed_by_order_in_pages() {
     }
 }
 
+/// A customer reads their own shipments only: another's is answered exactly as an unknown id, a
+/// list holds only theirs, while staff read everyone's.
+#[tokio::test]
+async fn a_customer_sees_only_their_own_shipments() {
+    for database in databases("fulfillment") {
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
+        let mine = create(&mut client, "order-mine").await;
+        let mut request = new_shipment("order-theirs", "", "");
+        if let Some(shipment) = request.shipment.as_mut() {
+            shipment.customer_id = "another-customer".into();
+        }
+        let theirs = client
+            .create_shipment(request)
+            .await
+            .expect("a shipment to another customer")
+            .into_inner();
+        let unknown = "no-such-shipment";
+        let mut customer = FulfillmentServiceClient::new(
+            server.channel_as(&Grant::Customer(CUSTOMER.into())).await,
+        );
+
+        assert_eq!(
+            get(&mut customer, &mine.id).await,
+            mine,
+            "{}",
+            database.backend
+        );
+        let get_status = async |client: &mut FulfillmentServiceClient<GrpcChannel>, id: &str| {
+            client
+                .get_shipment(pb::GetShipmentRequest { id: id.into() })
+                .await
+                .expect_err("hidden or missing")
+        };
+        let hidden = get_status(&mut customer, &theirs.id).await;
+        let missing = get_status(&mut customer, unknown).await;
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, unknown);
+
+        let batch = |ids: &[&str]| pb::BatchGetShipmentsRequest {
+            ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        };
+        let hidden = customer
+            .batch_get_shipments(batch(&[&mine.id, &theirs.id]))
+            .await
+            .expect_err("another's shipment in a batch");
+        let missing = customer
+            .batch_get_shipments(batch(&[&mine.id, unknown]))
+            .await
+            .expect_err("an unknown shipment in a batch");
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, unknown);
+
+        assert_eq!(
+            list_all(&mut customer, 10, &[]).await.concat(),
+            std::slice::from_ref(&mine)
+        );
+        assert!(
+            list_all(&mut customer, 10, &["order-theirs"])
+                .await
+                .concat()
+                .is_empty(),
+            "a filter naming another's order lists nothing"
+        );
+        assert_eq!(
+            list_all(&mut staff, 10, &[]).await.concat(),
+            [mine, theirs],
+            "staff list everyone's"
+        );
+        server.stop().await.expect("drain");
+    }
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_with_field_violations() {
     for database in databases("fulfillment") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server, mut client, ..
+        } = spawn_app(&database).await;
         let with = |change: &dyn Fn(&mut pb::Shipment)| {
             let mut request = new_shipment("order-1", "", "");
             if let Some(shipment) = request.shipment.as_mut() {
@@ -574,7 +679,9 @@ async fn bad_input_is_refused_with_field_violations() {
 #[tokio::test]
 async fn a_restart_loses_nothing() {
     for database in databases("fulfillment") {
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server, mut client, ..
+        } = spawn_app(&database).await;
         let shipment = create(&mut client, "order-1").await;
         move_to(&mut client, &shipment.id, Packed)
             .await
@@ -584,9 +691,13 @@ async fn a_restart_loses_nothing() {
             .expect("ship");
         server.stop().await.expect("drain");
 
-        let App { server, mut client } = spawn_app(&database).await;
+        let App {
+            server,
+            mut client,
+            mut staff,
+        } = spawn_app(&database).await;
         assert_eq!(
-            get(&mut client, &shipment.id).await,
+            get(&mut staff, &shipment.id).await,
             shipped,
             "{}",
             database.backend
@@ -601,7 +712,7 @@ async fn a_restart_loses_nothing() {
 
 /// The next `count` events about `subject` in the ledger, waiting for the relay to deliver them.
 async fn ledger_events(
-    ledger: &mut LedgerServiceClient<Channel>,
+    ledger: &mut LedgerServiceClient<GrpcChannel>,
     subject: &str,
     count: usize,
 ) -> Vec<ledger_pb::Event> {
@@ -645,13 +756,11 @@ async fn the_events_of_a_shipment_reach_the_ledger_about_its_order() {
         let outbox = Outbox::open(&database, crowdcrunch_fulfillment::DATABASE_NAME)
             .await
             .expect("open the outbox");
-        let endpoints =
-            crowdcrunch_runtime::client::Endpoints::parse(&ledger.url()).expect("a URL");
-        let channel = crowdcrunch_runtime::client::channel(&endpoints, None).expect("a channel");
+        let channel = ledger.channel_as_peer("fulfillment").await;
         let stop = crowdcrunch_runtime::Shutdown::new();
         let relay = tokio::spawn(outbox.relay(channel).run(stop.clone()));
         let server = TestServer::start(crowdcrunch_fulfillment::service(database, outbox)).await;
-        let mut client = FulfillmentServiceClient::new(server.channel().await);
+        let mut client = FulfillmentServiceClient::new(server.channel_as_peer("orders").await);
         let mut ledger_client = LedgerServiceClient::new(ledger.channel().await);
 
         let own = create(&mut client, "order-1").await;
