@@ -2,12 +2,13 @@
 
 use crowdcrunch_proto::ledger::v1 as pb;
 use crowdcrunch_proto::ledger::v1::ledger_service_server::LedgerService;
+use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::pagination::{self, PageRequest};
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::{Database, Shutdown};
 use tonic::{Request, Response, Status};
 
-use crate::domain::{NewEvents, Subjects, after_sequence};
+use crate::domain::{EventFilter, NewEvents, Subjects, after_sequence};
 use crate::error::Error;
 use crate::storage;
 use crate::watch::{EventStream, Hub};
@@ -37,8 +38,9 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::AppendEventsRequest>,
     ) -> Result<Response<pb::AppendEventsResponse>, Status> {
+        let source = appending_service(Caller::of(&request)?, request.get_ref())?;
         let NewEvents(events) =
-            NewEvents::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+            NewEvents::parse(request.get_ref(), source).map_err(Error::InvalidArgument)?;
         let mut transaction = self.database.begin().await.map_err(Error::from)?;
         let appended = storage::append(&mut transaction, &events)
             .await
@@ -61,21 +63,25 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let customer_id = Caller::of(&request)?.owner_scope();
         let query = EventQuery::parse(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(query.run(&mut connection).await?))
+        Ok(Response::new(
+            query.run(&mut connection, customer_id).await?,
+        ))
     }
 
     async fn batch_list_events(
         &self,
         request: Request<pb::BatchListEventsRequest>,
     ) -> Result<Response<pb::BatchListEventsResponse>, Status> {
+        let customer_id = Caller::of(&request)?.owner_scope();
         let queries = pagination::parse_batch(&request.get_ref().requests, EventQuery::parse)
             .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let mut responses = Vec::with_capacity(queries.len());
         for query in &queries {
-            responses.push(query.run(&mut connection).await?);
+            responses.push(query.run(&mut connection, customer_id).await?);
         }
         Ok(Response::new(pb::BatchListEventsResponse { responses }))
     }
@@ -86,15 +92,47 @@ impl LedgerService for LedgerApi {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let customer_id = Caller::of(&request)?.owner_scope().map(str::to_owned);
         let request = request.get_ref();
         let after = after_sequence(request.after_sequence).map_err(Error::from)?;
         let subjects = Subjects::parse_one(request.subject.as_ref()).map_err(Error::from)?;
         Ok(Response::new(self.hub.watch(
             self.database.clone(),
-            subjects,
+            EventFilter {
+                subjects,
+                customer_id,
+            },
             after,
             self.shutdown.clone(),
         )))
+    }
+}
+
+/// The service appending `request`: the caller's own peer identity, which every event's `source`
+/// must be when it names one (PERMISSION_DENIED otherwise: a service never speaks for another).
+fn appending_service<'a>(
+    caller: &'a Caller,
+    request: &pb::AppendEventsRequest,
+) -> Result<&'a str, Error> {
+    let Some(service) = caller.peer() else {
+        return Err(Error::ForeignSource {
+            claimed: request
+                .events
+                .first()
+                .map_or_else(String::new, |event| event.source.clone()),
+            caller: "not a service".to_owned(),
+        });
+    };
+    match request
+        .events
+        .iter()
+        .find(|event| !event.source.is_empty() && event.source != service)
+    {
+        Some(event) => Err(Error::ForeignSource {
+            claimed: event.source.clone(),
+            caller: service.to_owned(),
+        }),
+        None => Ok(service),
     }
 }
 
@@ -132,16 +170,22 @@ impl EventQuery {
         })
     }
 
-    /// The page this query asks for.
+    /// The page this query asks for, of the events about `customer_id` alone when the reader is
+    /// that customer.
     async fn run(
         &self,
         connection: &mut sqlx::AnyConnection,
+        customer_id: Option<&str>,
     ) -> Result<pb::ListEventsResponse, Error> {
+        let filter = EventFilter {
+            subjects: self.subjects.clone(),
+            customer_id: customer_id.map(str::to_owned),
+        };
         let mut events = storage::range(
             connection,
             self.after,
             i64::MAX,
-            &self.subjects,
+            &filter,
             self.page.fetch_limit(),
         )
         .await?;

@@ -1,5 +1,7 @@
-//! Ledger rules, applied where requests enter: an event has an id, a type, a source, a subject and
-//! a time; a batch holds 1 to 1000 events with distinct ids; filters are bounded.
+//! Ledger rules, applied where requests enter: an event has an id, a type and a subject; its source
+//! is the calling service and its time the moment the ledger received it, whatever the body says;
+//! a batch holds 1 to 1000 events with distinct ids; filters are bounded, and a customer reads only
+//! the events about them.
 
 use std::collections::HashSet;
 
@@ -22,12 +24,10 @@ pub struct NewEvent {
     pub id: String,
     /// What happened, PascalCase.
     pub event_type: String,
-    /// The producing service.
+    /// The producing service: the caller, never the body.
     pub source: String,
     /// What it is about.
     pub subject: String,
-    /// When it happened, in microseconds since the Unix epoch.
-    pub time_micros: i64,
     /// The payload as JSON text, when there is one.
     pub data: Option<String>,
     /// W3C trace id, or empty.
@@ -40,10 +40,13 @@ pub struct NewEvent {
 #[derive(Debug)]
 pub struct NewEvents(pub Vec<NewEvent>);
 
-impl TryFrom<&pb::AppendEventsRequest> for NewEvents {
-    type Error = Vec<FieldViolation>;
-
-    fn try_from(request: &pb::AppendEventsRequest) -> Result<Self, Self::Error> {
+impl NewEvents {
+    /// Checks `request`, an append by the service `source`: its events' `source` is empty or
+    /// `source` (the caller checks that), and is stored as `source`.
+    pub fn parse(
+        request: &pb::AppendEventsRequest,
+        source: &str,
+    ) -> Result<Self, Vec<FieldViolation>> {
         if request.events.is_empty() {
             return Err(vec![FieldViolation::new("events", "at least one event")]);
         }
@@ -57,7 +60,7 @@ impl TryFrom<&pb::AppendEventsRequest> for NewEvents {
         let mut seen = HashSet::new();
         let mut events = Vec::with_capacity(request.events.len());
         for (index, event) in request.events.iter().enumerate() {
-            match NewEvent::parse(event, &format!("events[{index}]")) {
+            match NewEvent::parse(event, source, &format!("events[{index}]")) {
                 Ok(event) if !seen.insert(event.id.clone()) => {
                     violations.push(FieldViolation::new(
                         format!("events[{index}].id"),
@@ -77,7 +80,7 @@ impl TryFrom<&pb::AppendEventsRequest> for NewEvents {
 }
 
 impl NewEvent {
-    fn parse(event: &pb::Event, path: &str) -> Result<Self, Vec<FieldViolation>> {
+    fn parse(event: &pb::Event, source: &str, path: &str) -> Result<Self, Vec<FieldViolation>> {
         let mut violations = Vec::new();
         let mut check = |field: &str, value: &str, rule: fn(&str) -> Option<&'static str>| {
             if let Some(problem) = rule(value) {
@@ -86,36 +89,24 @@ impl NewEvent {
         };
         check("id", &event.id, name_problem);
         check("type", &event.r#type, type_problem);
-        check("source", &event.source, name_problem);
         check("subject", &event.subject, subject_problem);
         check("trace_id", &event.trace_id, trace_id_problem);
         check("customer_id", &event.customer_id, customer_id_problem);
-        let time_micros = match event.time.as_ref().map(micros) {
-            Some(Ok(micros)) => Some(micros),
-            Some(Err(problem)) => {
-                violations.push(FieldViolation::new(format!("{path}.time"), problem));
-                None
-            }
-            None => {
-                violations.push(FieldViolation::new(format!("{path}.time"), "is required"));
-                None
-            }
-        };
-        match time_micros {
-            Some(time_micros) if violations.is_empty() => Ok(Self {
+        if violations.is_empty() {
+            Ok(Self {
                 id: event.id.clone(),
                 event_type: event.r#type.clone(),
-                source: event.source.clone(),
+                source: source.to_owned(),
                 subject: event.subject.clone(),
-                time_micros,
                 data: event
                     .data
                     .as_ref()
                     .map(|data| crowdcrunch_proto::json::json_from_struct(data).to_string()),
                 trace_id: event.trace_id.clone(),
                 customer_id: event.customer_id.clone(),
-            }),
-            _ => Err(violations),
+            })
+        } else {
+            Err(violations)
         }
     }
 }
@@ -170,16 +161,6 @@ fn trace_id_problem(value: &str) -> Option<&'static str> {
     (!valid).then_some("must be empty or 32 lower-case hex digits")
 }
 
-fn micros(time: &prost_types::Timestamp) -> Result<i64, &'static str> {
-    if !(0..1_000_000_000).contains(&time.nanos) {
-        return Err("nanos must be between 0 and 999,999,999");
-    }
-    time.seconds
-        .checked_mul(1_000_000)
-        .and_then(|micros| micros.checked_add(i64::from(time.nanos / 1000)))
-        .ok_or("is out of range")
-}
-
 /// A valid ListEvents or WatchEvents subject filter: empty means every event.
 #[derive(Debug, Clone, Default)]
 pub struct Subjects(pub Vec<String>);
@@ -211,8 +192,29 @@ impl Subjects {
     }
 
     /// Whether an event about `subject` passes the filter.
-    pub fn admit(&self, subject: &str) -> bool {
+    fn admit(&self, subject: &str) -> bool {
         self.0.is_empty() || self.0.iter().any(|wanted| wanted == subject)
+    }
+}
+
+/// The events one reader sees: those about its subjects (every subject when none), and, for a
+/// customer, only those about that customer.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// The subjects asked for.
+    pub subjects: Subjects,
+    /// The customer the reader is, when the reader is one (their owner scope).
+    pub customer_id: Option<String>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter.
+    pub fn admit(&self, event: &pb::Event) -> bool {
+        self.subjects.admit(&event.subject)
+            && self
+                .customer_id
+                .as_ref()
+                .is_none_or(|customer_id| *customer_id == event.customer_id)
     }
 }
 
@@ -244,13 +246,5 @@ mod tests {
         ] {
             assert_eq!(type_problem(value).is_none(), ok, "{value:?}");
         }
-    }
-
-    #[test]
-    fn times_convert_to_micros() {
-        let time = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
-        assert_eq!(micros(&time(1, 2_500)), Ok(1_000_002));
-        assert!(micros(&time(0, -1)).is_err());
-        assert!(micros(&time(i64::MAX, 0)).is_err());
     }
 }

@@ -13,6 +13,14 @@ pub enum Error {
     /// The request has bad fields.
     #[error("invalid request: {0:?}")]
     InvalidArgument(Vec<FieldViolation>),
+    /// An event names a source other than the service appending it.
+    #[error("an event names the source {claimed}, but the caller is {caller}")]
+    ForeignSource {
+        /// The source the event names.
+        claimed: String,
+        /// Who is appending: the peer service, or the kind of caller that is not one.
+        caller: String,
+    },
     /// The server is shutting down; a watcher resumes after the last sequence it received.
     #[error("the ledger is shutting down")]
     ShuttingDown,
@@ -37,6 +45,12 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => status::invalid_argument(DOMAIN, &violations),
+            error @ Error::ForeignSource { .. } => status::with_reason(
+                tonic::Code::PermissionDenied,
+                DOMAIN,
+                "SOURCE_NOT_CALLER",
+                format!("{error}: an event's source is the service that appends it"),
+            ),
             Error::ShuttingDown => status::with_reason(
                 tonic::Code::Unavailable,
                 DOMAIN,

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 
 use crowdcrunch_proto::ledger::v1 as pb;
-use crowdcrunch_runtime::storage::{now_micros, placeholders, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{OwnedBy, now_micros, placeholders, timestamp_from_micros};
 use sqlx::AnyConnection;
 
-use crate::domain::{NewEvent, Subjects};
+use crate::domain::{EventFilter, NewEvent};
 
 const COLUMNS: &str =
     "sequence, id, event_type, source, subject, event_time, data, trace_id, customer_id";
@@ -51,8 +51,9 @@ pub struct Appended {
     pub added: Vec<pb::Event>,
 }
 
-/// Appends `events` in order, each with the next sequence, except those whose id is stored
-/// already (answered with the stored event). Locks the head first: appenders run one at a time.
+/// Appends `events` in order, each with the next sequence and the time of this append as its
+/// time, except those whose id is stored already (answered with the stored event). Locks the head
+/// first: appenders run one at a time.
 pub async fn append(
     connection: &mut AnyConnection,
     events: &[NewEvent],
@@ -87,7 +88,7 @@ pub async fn append(
         .bind(&event.event_type)
         .bind(&event.source)
         .bind(&event.subject)
-        .bind(event.time_micros)
+        .bind(now)
         .bind(event.data.as_deref())
         .bind(&event.trace_id)
         .bind(now)
@@ -119,30 +120,33 @@ pub async fn head(connection: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     Ok(head)
 }
 
-/// Up to `limit` events with `after < sequence <= up_to` that pass `subjects`, in sequence order.
+/// Up to `limit` events with `after < sequence <= up_to` that pass `filter`, in sequence order.
 pub async fn range(
     connection: &mut AnyConnection,
     after: i64,
     up_to: i64,
-    subjects: &Subjects,
+    filter: &EventFilter,
     limit: i64,
 ) -> Result<Vec<pb::Event>, sqlx::Error> {
-    let filter = match subjects.0.len() {
+    let subjects = &filter.subjects.0;
+    let owned_by = OwnedBy::scope("customer_id", filter.customer_id.as_deref());
+    let subject_filter = match subjects.len() {
         0 => String::new(),
         count => format!(" AND subject IN ({})", placeholders(4, count)),
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE sequence > $1 AND sequence <= $2{filter} \
-         ORDER BY sequence LIMIT $3"
+        "SELECT {COLUMNS} FROM events WHERE sequence > $1 AND sequence <= $2{subject_filter}{} \
+         ORDER BY sequence LIMIT $3",
+        OwnedBy::condition(owned_by, 4 + subjects.len())
     );
     let mut query = sqlx::query_as::<_, EventRow>(&sql)
         .bind(after)
         .bind(up_to)
         .bind(limit);
-    for subject in &subjects.0 {
+    for subject in subjects {
         query = query.bind(subject);
     }
-    let rows = query.fetch_all(connection).await?;
+    let rows = OwnedBy::bind(owned_by, query).fetch_all(connection).await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 

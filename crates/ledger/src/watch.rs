@@ -20,7 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::domain::Subjects;
+use crate::domain::EventFilter;
 use crate::error::Error;
 use crate::storage;
 
@@ -58,12 +58,12 @@ impl Hub {
         }
     }
 
-    /// Starts a watcher of the events after `after` that pass `subjects`, until its client goes
+    /// Starts a watcher of the events after `after` that pass `filter`, until its client goes
     /// away or `shutdown` fires.
     pub fn watch(
         &self,
         database: Database,
-        subjects: Subjects,
+        filter: EventFilter,
         after: i64,
         shutdown: Shutdown,
     ) -> EventStream {
@@ -72,7 +72,7 @@ impl Hub {
         let (out, stream) = mpsc::channel(STREAM_BUFFER);
         let watcher = Watcher {
             database,
-            subjects,
+            filter,
             last: after,
             live,
             out,
@@ -108,7 +108,7 @@ enum Wake {
 
 struct Watcher {
     database: Database,
-    subjects: Subjects,
+    filter: EventFilter,
     /// The last sequence passed: sent, or skipped by the filter.
     last: i64,
     live: broadcast::Receiver<Arc<pb::Event>>,
@@ -146,7 +146,7 @@ impl Watcher {
                 Wake::Live(Ok(event)) if event.sequence == self.last + 1 => {
                     poll.reset();
                     self.last = event.sequence;
-                    if self.subjects.admit(&event.subject) {
+                    if self.filter.admit(&event) {
                         self.send(pb::Event::clone(&event)).await
                     } else {
                         Ok(())
@@ -172,7 +172,7 @@ impl Watcher {
         loop {
             let page = {
                 let mut connection = self.database.pool().acquire().await?;
-                storage::range(&mut connection, self.last, head, &self.subjects, PAGE).await?
+                storage::range(&mut connection, self.last, head, &self.filter, PAGE).await?
             };
             let complete = page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
             for event in page {
