@@ -298,6 +298,25 @@ mod tests {
     }
 
     #[test]
+    fn a_services_refusals_keep_their_meaning_and_not_found_stays_not_found() {
+        for (code, expected) in [
+            (Code::Unauthenticated, "UNAUTHENTICATED"),
+            (Code::PermissionDenied, "FORBIDDEN"),
+            (Code::NotFound, "NOT_FOUND"),
+        ] {
+            let details = ErrorDetails::with_error_info(
+                expected,
+                "auth.crowdcrunch.dev",
+                HashMap::from([("required".to_owned(), "staff".to_owned())]),
+            );
+            let status = Status::with_error_details(code, "refused", details);
+            let extensions = extensions(&from_status(&status, "orders", InputRoot::Arguments));
+            assert_eq!(extensions["code"], expected, "{code:?}");
+            assert_eq!(extensions["metadata"]["required"], "staff");
+        }
+    }
+
+    #[test]
     fn precondition_failures_are_listed() {
         let mut details = ErrorDetails::with_error_info(
             "INSUFFICIENT_STOCK",

@@ -1,5 +1,6 @@
-//! Trace context and Envoy's headers go from the client to every backend call: the real
-//! customers service runs behind a layer that records the metadata of each call it receives.
+//! Trace context, Envoy's headers and the caller's `authorization` go from the client to every
+//! backend call: the real customers service runs behind a layer that records the metadata of
+//! each call it receives.
 
 mod support;
 
@@ -44,7 +45,7 @@ async fn recording_customers(
 }
 
 #[tokio::test]
-async fn the_client_trace_context_and_envoy_headers_reach_the_backends() {
+async fn the_client_trace_context_envoy_headers_and_token_reach_the_backends() {
     let database = databases("customers").remove(0);
     let (url, recorded) = recording_customers(&database).await;
     let endpoints = HashMap::from([("customers".to_owned(), Endpoints::parse(&url).expect("url"))]);
@@ -59,9 +60,11 @@ async fn the_client_trace_context_and_envoy_headers_reach_the_backends() {
         ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
         ("x-b3-sampled", "1"),
     ];
+    let authorization = support::staff_authorization();
     let mut headers = vec![
         ("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01")),
         ("tracestate", "congo=t61rcWkgMzE".to_owned()),
+        ("authorization", authorization.clone()),
     ];
     headers.extend(
         forwarded
@@ -88,6 +91,10 @@ async fn the_client_trace_context_and_envoy_headers_reach_the_backends() {
         "the edge's own span is the parent"
     );
     assert_eq!(call["tracestate"], "congo=t61rcWkgMzE");
+    assert_eq!(
+        call["authorization"], authorization,
+        "the caller's token, for the service to judge again"
+    );
     for (name, value) in forwarded {
         assert_eq!(call[name], value, "{name}");
     }

@@ -12,12 +12,13 @@ use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::orders::v1::order_service_server::OrderService;
 use crowdcrunch_proto::payments::v1 as payments;
+use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::client::{UpstreamError, request};
 use crowdcrunch_runtime::context::current_traceparent;
-use crowdcrunch_runtime::idempotency::RequestId;
+use crowdcrunch_runtime::idempotency::{IdempotencyError, RequestId};
 use crowdcrunch_runtime::pagination;
 use crowdcrunch_runtime::status::FieldViolation;
-use crowdcrunch_runtime::storage::now_micros;
+use crowdcrunch_runtime::storage::{OwnedBy, now_micros};
 use crowdcrunch_runtime::{Database, Shutdown};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -69,9 +70,10 @@ impl OrderApi {
         }
     }
 
-    async fn load(&self, id: &OrderId) -> Result<Order, Error> {
+    /// Order `id`, when `owned_by` lets the caller see it (NotFound otherwise).
+    async fn load(&self, id: &OrderId, owned_by: Option<OwnedBy<'_>>) -> Result<Order, Error> {
         let mut connection = self.database.pool().acquire().await?;
-        storage::get(&mut connection, id).await
+        storage::get(&mut connection, id, owned_by).await
     }
 
     /// Waits until order `id` satisfies `settled` (or [`SETTLE_WAIT`] passes) and returns it.
@@ -83,7 +85,7 @@ impl OrderApi {
         let mut changes = self.hub.subscribe();
         let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
         loop {
-            let order = self.load(id).await?;
+            let order = self.load(id, None).await?;
             if settled(&order) {
                 return Ok(order);
             }
@@ -98,7 +100,7 @@ impl OrderApi {
                 }
             };
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.load(id).await;
+                return self.load(id, None).await;
             }
         }
     }
@@ -108,8 +110,9 @@ impl OrderApi {
     async fn check_and_price(
         &self,
         order: &PlaceOrder,
+        caller: &Caller,
     ) -> Result<(Vec<Line>, String, payments::CardToken), Error> {
-        let customer = self.check_customer(&order.customer_id);
+        let customer = self.check_customer(&order.customer_id, caller);
         let products = self.products(order);
         let token = self.tokenize(order);
         let (customer, products, token) = tokio::join!(customer, products, token);
@@ -165,7 +168,17 @@ impl OrderApi {
         }
     }
 
-    async fn check_customer(&self, id: &CustomerId) -> Result<Result<(), FieldViolation>, Error> {
+    /// Whether the order may name customer `id`: one that exists and that `caller` may act for
+    /// (another customer is answered as an unknown one).
+    async fn check_customer(
+        &self,
+        id: &CustomerId,
+        caller: &Caller,
+    ) -> Result<Result<(), FieldViolation>, Error> {
+        let unknown = || FieldViolation::new("customer_id", format!("no customer has id {id}"));
+        if !caller.may_act_for(id.as_str()) {
+            return Ok(Err(unknown()));
+        }
         let message = customers::GetCustomerRequest { id: id.to_string() };
         match self
             .clients
@@ -175,10 +188,7 @@ impl OrderApi {
             .await
         {
             Ok(_) => Ok(Ok(())),
-            Err(status) if status.code() == Code::NotFound => Ok(Err(FieldViolation::new(
-                "customer_id",
-                format!("no customer has id {id}"),
-            ))),
+            Err(status) if status.code() == Code::NotFound => Ok(Err(unknown())),
             Err(status) => Err(UpstreamError::from_status("customers", status).into()),
         }
     }
@@ -248,17 +258,17 @@ impl OrderApi {
         }
     }
 
-    async fn place(&self, request: pb::PlaceOrderRequest) -> Result<Order, Error> {
+    async fn place(&self, request: pb::PlaceOrderRequest, caller: &Caller) -> Result<Order, Error> {
         let placed = PlaceOrder::try_from(&request).map_err(Error::InvalidArgument)?;
         let request_id = placed.request_id.as_ref().map(|id| id.as_str().to_owned());
         if let Some(request_id) = &request_id {
             let mut connection = self.database.pool().acquire().await?;
             if let Some(existing) = storage::find_by_request_id(&mut connection, request_id).await?
             {
-                return Ok(existing);
+                return replayed(existing, request_id, caller);
             }
         }
-        let (lines, currency_code, token) = self.check_and_price(&placed).await?;
+        let (lines, currency_code, token) = self.check_and_price(&placed, caller).await?;
 
         let now = now_micros();
         let order = Order {
@@ -302,13 +312,28 @@ impl OrderApi {
             Err(error) => match &request_id {
                 Some(request_id) => {
                     let mut connection = self.database.pool().acquire().await?;
-                    storage::find_by_request_id(&mut connection, request_id)
+                    let existing = storage::find_by_request_id(&mut connection, request_id)
                         .await?
-                        .ok_or(error)
+                        .ok_or(error)?;
+                    replayed(existing, request_id, caller)
                 }
                 None => Err(error),
             },
         }
+    }
+}
+
+/// The order a replayed PlaceOrder request id created, for a caller who may act for its
+/// customer; anyone else reuses a request id of another request, and learns nothing of the order.
+fn replayed(existing: Order, request_id: &str, caller: &Caller) -> Result<Order, Error> {
+    if caller.may_act_for(existing.customer_id.as_str()) {
+        Ok(existing)
+    } else {
+        Err(IdempotencyError::Reused {
+            operation: "PlaceOrder",
+            request_id: request_id.to_owned(),
+        }
+        .into())
     }
 }
 
@@ -325,7 +350,8 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let placed = self.place(request.into_inner()).await?;
+        let caller = Caller::of(&request)?.clone();
+        let placed = self.place(request.into_inner(), &caller).await?;
         let settled = self
             .wait_for(&placed.id, |order| order.status() != OrderStatus::Pending)
             .await?;
@@ -336,18 +362,20 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = parse_id(&request.get_ref().id)?;
-        Ok(Response::new(self.load(&id).await?.to_proto()))
+        Ok(Response::new(self.load(&id, owned_by).await?.to_proto()))
     }
 
     async fn batch_get_orders(
         &self,
         request: Request<pb::BatchGetOrdersRequest>,
     ) -> Result<Response<pb::BatchGetOrdersResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids =
             domain::parse_order_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let orders = storage::batch_get(&mut connection, &ids).await?;
+        let orders = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetOrdersResponse {
             orders: orders.iter().map(Order::to_proto).collect(),
         }))
@@ -357,15 +385,19 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = OrderQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        Ok(Response::new(list_page(&mut connection, &query).await?))
+        Ok(Response::new(
+            list_page(&mut connection, &query, owned_by).await?,
+        ))
     }
 
     async fn batch_list_orders(
         &self,
         request: Request<pb::BatchListOrdersRequest>,
     ) -> Result<Response<pb::BatchListOrdersResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let queries = pagination::parse_batch(&request.get_ref().requests, |request| {
             OrderQuery::try_from(request)
         })
@@ -373,7 +405,7 @@ impl OrderService for OrderApi {
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let mut responses = Vec::with_capacity(queries.len());
         for query in &queries {
-            responses.push(list_page(&mut connection, query).await?);
+            responses.push(list_page(&mut connection, query, owned_by).await?);
         }
         Ok(Response::new(pb::BatchListOrdersResponse { responses }))
     }
@@ -382,11 +414,14 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
+        let caller = Caller::of(&request)?.clone();
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
         RequestId::parse_optional(&request.request_id, "request_id")
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        let order = self.load(&id).await?;
+        let order = self
+            .load(&id, storage::owned_by(caller.owner_scope()))
+            .await?;
         let not_cancellable = |why: &str| Error::NotCancellable {
             id: order.id.to_string(),
             why: why.to_owned(),
@@ -436,9 +471,10 @@ impl OrderService for OrderApi {
         &self,
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<OrderStream>, Status> {
-        let id = parse_id(&request.into_inner().id)?;
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
+        let id = parse_id(&request.get_ref().id)?;
         let mut changes = self.hub.subscribe();
-        let first = self.load(&id).await?.to_proto();
+        let first = self.load(&id, owned_by).await?.to_proto();
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         let api = self.clone();
         tokio::spawn(async move {
@@ -452,10 +488,10 @@ impl OrderService for OrderApi {
                     change = changes.recv() => match change {
                         Ok(order) if order.id == id.as_str() => Some(order),
                         Ok(_) => None,
-                        Err(RecvError::Lagged(_)) => api.load(&id).await.ok().map(|order| order.to_proto()),
+                        Err(RecvError::Lagged(_)) => api.load(&id, None).await.ok().map(|order| order.to_proto()),
                         Err(RecvError::Closed) => return,
                     },
-                    _ = poll.tick() => api.load(&id).await.ok().map(|order| order.to_proto()),
+                    _ = poll.tick() => api.load(&id, None).await.ok().map(|order| order.to_proto()),
                     () = sender.closed() => return,
                     () = api.shutdown.cancelled() => {
                         let _ = sender.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
@@ -482,12 +518,14 @@ impl OrderService for OrderApi {
 async fn list_page(
     connection: &mut sqlx::AnyConnection,
     query: &OrderQuery,
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<pb::ListOrdersResponse, Error> {
     let (orders, next_page_token) = storage::list(
         connection,
         &query.page,
         query.customer_id.as_ref(),
         query.status,
+        owned_by,
     )
     .await?;
     Ok(pb::ListOrdersResponse {

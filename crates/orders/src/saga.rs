@@ -224,7 +224,7 @@ impl Saga {
     /// and calls of every step carry that trace id, whichever replica runs them.
     async fn advance(&self, id: &OrderId) -> Result<(), Error> {
         let mut connection = self.database.pool().acquire().await?;
-        let traceparent = storage::get(&mut connection, id).await?.traceparent;
+        let traceparent = storage::get(&mut connection, id, None).await?.traceparent;
         drop(connection);
         let span = tracing::info_span!("saga", order_id = %id);
         continue_traceparent(&span, &traceparent);
@@ -234,7 +234,7 @@ impl Saga {
     async fn advance_steps(&self, id: &OrderId) -> Result<(), Error> {
         loop {
             let mut connection = self.database.pool().acquire().await?;
-            let mut order = storage::get(&mut connection, id).await?;
+            let mut order = storage::get(&mut connection, id, None).await?;
             drop(connection);
             let step = next_step(&order.progress);
             if step == Step::Idle {
@@ -300,7 +300,7 @@ impl Saga {
                     if let Some(event) = event {
                         outbox.enqueue(connection, event).await?;
                     }
-                    Ok::<_, Error>(storage::get(connection, &order.id).await?.to_proto())
+                    Ok::<_, Error>(storage::get(connection, &order.id, None).await?.to_proto())
                 })
                 .await?;
             self.hub.publish(saved);

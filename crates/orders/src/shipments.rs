@@ -93,7 +93,7 @@ async fn consume(
                     .transaction(None, async |connection| {
                         let moved = storage::set_status(connection, &order_id, from, to).await?;
                         if moved {
-                            let order = storage::get(connection, &order_id).await?;
+                            let order = storage::get(connection, &order_id, None).await?;
                             let event = order_event(&order_id, order.customer_id.as_str());
                             outbox.enqueue(connection, event).await?;
                             // The order as it is now, announced once committed.

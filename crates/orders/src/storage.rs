@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crowdcrunch_proto::r#type::v1::Address;
 use crowdcrunch_runtime::pagination::PageRequest;
-use crowdcrunch_runtime::storage::{fetch_by_keys, now_micros, placeholders};
+use crowdcrunch_runtime::storage::{OwnedBy, fetch_by_keys, now_micros, placeholders};
 use sqlx::AnyConnection;
 
 use crate::domain::{CustomerId, OrderId, OrderStatus, PaymentId, Quantity, ShipmentId, Sku};
@@ -462,10 +462,23 @@ pub async fn clear_cancel(connection: &mut AnyConnection, id: &OrderId) -> Resul
     Ok(())
 }
 
-/// One order, or `None`.
-pub async fn find(connection: &mut AnyConnection, id: &OrderId) -> Result<Option<Order>, Error> {
-    let row = sqlx::query_as::<_, OrderRow>(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
-        .bind(id.as_str())
+/// The orders a caller scoped to `customer_id` may read: their own.
+pub fn owned_by(customer_id: Option<&str>) -> Option<OwnedBy<'_>> {
+    OwnedBy::scope("customer_id", customer_id)
+}
+
+/// One order, or `None` (also when `owned_by` hides it).
+async fn find(
+    connection: &mut AnyConnection,
+    id: &OrderId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<Option<Order>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1{}",
+        OwnedBy::condition(owned_by, 2)
+    );
+    let query = sqlx::query_as::<_, OrderRow>(&sql).bind(id.as_str());
+    let row = OwnedBy::bind(owned_by, query)
         .fetch_optional(&mut *connection)
         .await?;
     match row {
@@ -474,9 +487,13 @@ pub async fn find(connection: &mut AnyConnection, id: &OrderId) -> Result<Option
     }
 }
 
-/// One order; NotFound when there is none.
-pub async fn get(connection: &mut AnyConnection, id: &OrderId) -> Result<Order, Error> {
-    find(connection, id)
+/// One order; NotFound when there is none, or when `owned_by` hides it.
+pub async fn get(
+    connection: &mut AnyConnection,
+    id: &OrderId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<Order, Error> {
+    find(connection, id, owned_by)
         .await?
         .ok_or_else(|| Error::NotFound(id.to_string()))
 }
@@ -499,10 +516,11 @@ pub async fn find_by_request_id(
 }
 
 /// Orders by id, in the order asked (duplicates answered in place); NotFound names the first
-/// unknown id.
+/// unknown id (or one `owned_by` hides).
 pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[OrderId],
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<Vec<Order>, Error> {
     let keys: Vec<&str> = ids.iter().map(OrderId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM orders WHERE id IN");
@@ -510,7 +528,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
-        None,
+        owned_by,
         |row: &OrderRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -518,22 +536,26 @@ pub async fn batch_get(
     with_lines(connection, rows).await
 }
 
-/// One page of orders in creation order, optionally of one customer and in one status.
+/// One page of orders in creation order, optionally of one customer and in one status, only
+/// those `owned_by` lets the caller see (a filter naming another customer: an empty page).
 pub async fn list(
     connection: &mut AnyConnection,
     page: &PageRequest,
     customer_id: Option<&CustomerId>,
     status: Option<OrderStatus>,
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<(Vec<Order>, String), Error> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE id > $1 AND ($2 = '' OR customer_id = $2) AND ($3 = 0 OR status = $3) \
-         ORDER BY id LIMIT $4"
+        "SELECT {COLUMNS} FROM orders WHERE id > $1 AND ($2 = '' OR customer_id = $2) AND ($3 = 0 OR status = $3){} \
+         ORDER BY id LIMIT $4",
+        OwnedBy::condition(owned_by, 5)
     );
-    let rows: Vec<OrderRow> = sqlx::query_as(&sql)
+    let query = sqlx::query_as::<_, OrderRow>(&sql)
         .bind(page.after.as_deref().unwrap_or(""))
         .bind(customer_id.map_or("", CustomerId::as_str))
         .bind(status.map_or(0, OrderStatus::stored))
-        .bind(page.fetch_limit())
+        .bind(page.fetch_limit());
+    let rows = OwnedBy::bind(owned_by, query)
         .fetch_all(&mut *connection)
         .await?;
     let mut orders = with_lines(connection, rows).await?;

@@ -19,16 +19,17 @@ use crowdcrunch_proto::orders::v1::order_service_client::OrderServiceClient;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
-use crowdcrunch_runtime::client::{Endpoints, GrpcChannel};
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::GrpcChannel;
 use crowdcrunch_runtime::server::{GrpcService, ServiceDefinition};
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, assert_invalid_argument, databases, failed_precondition,
+    TestDatabase, TestServer, all_pages, assert_answered_as_missing, assert_invalid_argument,
+    databases, failed_precondition,
 };
 use crowdcrunch_runtime::{Database, Shutdown};
 use pb::OrderStatus;
 use sqlx::migrate::Migrator;
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// The `ErrorInfo.domain` of orders' errors.
 const DOMAIN: &str = "orders.crowdcrunch.dev";
@@ -44,21 +45,17 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// database itself.
 struct App {
     backend: &'static str,
-    orders: OrderServiceClient<Channel>,
-    customers: CustomerServiceClient<Channel>,
-    inventory: InventoryServiceClient<Channel>,
-    payments: PaymentServiceClient<Channel>,
-    fulfillment: FulfillmentServiceClient<Channel>,
-    ledger: LedgerServiceClient<Channel>,
+    orders: OrderServiceClient<GrpcChannel>,
+    customers: CustomerServiceClient<GrpcChannel>,
+    inventory: InventoryServiceClient<GrpcChannel>,
+    payments: PaymentServiceClient<GrpcChannel>,
+    fulfillment: FulfillmentServiceClient<GrpcChannel>,
+    ledger: LedgerServiceClient<GrpcChannel>,
     database: Database,
+    /// The orders server, for channels with other identities.
+    orders_server: TestServer,
     /// Kept so that the servers serve as long as the test runs.
     _servers: Vec<TestServer>,
-}
-
-/// A lazily connected channel to `server`, as services call each other.
-fn upstream(server: &TestServer) -> GrpcChannel {
-    let endpoints = Endpoints::parse(&server.url()).expect("a server URL");
-    crowdcrunch_runtime::client::channel(&endpoints, None).expect("a plaintext channel")
 }
 
 /// The fresh database of `service` beside the test's own `database`, migrated.
@@ -69,12 +66,12 @@ async fn open(database: &TestDatabase, service: &str, migrator: &Migrator) -> Da
         .unwrap_or_else(|error| panic!("cannot open the {service} test database: {error}"))
 }
 
-/// Serves `service` over its database, with its outbox relay delivering to `ledger`.
+/// Serves `service` over its database, with its outbox relay delivering to `ledger` as `service`.
 async fn serve<S: GrpcService>(
     database: &TestDatabase,
     service: &'static str,
     migrator: &Migrator,
-    ledger: &GrpcChannel,
+    ledger: &TestServer,
     make: impl FnOnce(Database, Outbox, Shutdown) -> ServiceDefinition<S>,
 ) -> (TestServer, Database) {
     let opened = open(database, service, migrator).await;
@@ -82,7 +79,8 @@ async fn serve<S: GrpcService>(
         .await
         .expect("open the outbox");
     // The relay runs as long as the test: the ledger must see every event.
-    tokio::spawn(outbox.relay(ledger.clone()).run(Shutdown::new()));
+    let to_ledger = ledger.channel_as_peer(service).await;
+    tokio::spawn(outbox.relay(to_ledger).run(Shutdown::new()));
     let for_service = opened.clone();
     let server = TestServer::start_with(|shutdown| make(for_service, outbox, shutdown)).await;
     (server, opened)
@@ -98,12 +96,11 @@ async fn spawn_app(database: &TestDatabase) -> App {
     let ledger =
         TestServer::start_with(|shutdown| crowdcrunch_ledger::service(ledger_database, shutdown))
             .await;
-    let to_ledger = upstream(&ledger);
     let (customers, _) = serve(
         database,
         crowdcrunch_customers::DATABASE_NAME,
         &crowdcrunch_customers::MIGRATOR,
-        &to_ledger,
+        &ledger,
         |db, outbox, _| crowdcrunch_customers::service(db, outbox),
     )
     .await;
@@ -111,7 +108,7 @@ async fn spawn_app(database: &TestDatabase) -> App {
         database,
         crowdcrunch_inventory::DATABASE_NAME,
         &crowdcrunch_inventory::MIGRATOR,
-        &to_ledger,
+        &ledger,
         |db, outbox, _| crowdcrunch_inventory::service(db, outbox),
     )
     .await;
@@ -119,7 +116,7 @@ async fn spawn_app(database: &TestDatabase) -> App {
         database,
         crowdcrunch_payments::DATABASE_NAME,
         &crowdcrunch_payments::MIGRATOR,
-        &to_ledger,
+        &ledger,
         |db, outbox, _| crowdcrunch_payments::service(db, outbox),
     )
     .await;
@@ -127,22 +124,24 @@ async fn spawn_app(database: &TestDatabase) -> App {
         database,
         crowdcrunch_fulfillment::DATABASE_NAME,
         &crowdcrunch_fulfillment::MIGRATOR,
-        &to_ledger,
+        &ledger,
         |db, outbox, _| crowdcrunch_fulfillment::service(db, outbox),
     )
     .await;
+    // Orders calls them all with its own identity.
+    let orders_peer = "orders";
     let clients = crowdcrunch_orders::Clients {
-        customers: CustomerServiceClient::new(upstream(&customers)),
-        inventory: InventoryServiceClient::new(upstream(&inventory)),
-        payments: PaymentServiceClient::new(upstream(&payments)),
-        fulfillment: FulfillmentServiceClient::new(upstream(&fulfillment)),
-        ledger: LedgerServiceClient::new(to_ledger.clone()),
+        customers: CustomerServiceClient::new(customers.channel_as_peer(orders_peer).await),
+        inventory: InventoryServiceClient::new(inventory.channel_as_peer(orders_peer).await),
+        payments: PaymentServiceClient::new(payments.channel_as_peer(orders_peer).await),
+        fulfillment: FulfillmentServiceClient::new(fulfillment.channel_as_peer(orders_peer).await),
+        ledger: LedgerServiceClient::new(ledger.channel_as_peer(orders_peer).await),
     };
     let (orders, orders_database) = serve(
         database,
         crowdcrunch_orders::DATABASE_NAME,
         &crowdcrunch_orders::MIGRATOR,
-        &to_ledger,
+        &ledger,
         |db, outbox, shutdown| crowdcrunch_orders::service(db, outbox, clients, shutdown),
     )
     .await;
@@ -155,7 +154,8 @@ async fn spawn_app(database: &TestDatabase) -> App {
         fulfillment: FulfillmentServiceClient::new(fulfillment.channel().await),
         ledger: LedgerServiceClient::new(ledger.channel().await),
         database: orders_database,
-        _servers: vec![ledger, customers, inventory, payments, fulfillment, orders],
+        orders_server: orders,
+        _servers: vec![ledger, customers, inventory, payments, fulfillment],
     }
 }
 
@@ -204,6 +204,15 @@ fn place_request(customer_id: &str, lines: &[(&str, i32)], number: &str) -> pb::
 }
 
 impl App {
+    /// A client of orders calling as the customer `customer_id`.
+    async fn orders_as(&self, customer_id: &str) -> OrderServiceClient<GrpcChannel> {
+        OrderServiceClient::new(
+            self.orders_server
+                .channel_as(&Grant::Customer(customer_id.to_owned()))
+                .await,
+        )
+    }
+
     async fn customer(&self) -> String {
         let request = customers::CreateCustomerRequest {
             customer: Some(customers::Customer {
@@ -388,6 +397,170 @@ impl App {
             }
         })
         .await
+    }
+}
+
+/// A customer places, reads, lists, watches and cancels only their own orders: another customer's
+/// order, or an order for another customer, is answered exactly as an unknown one, and nothing
+/// of it changes; staff place orders for anyone (a phone order) and read everyone's.
+#[tokio::test]
+async fn a_customer_sees_and_acts_on_only_their_own_orders() {
+    for database in databases("orders") {
+        let app = spawn_app(&database).await;
+        app.product("OWN-PEN", 150, 10).await;
+        let alice = app.customer().await;
+        let bob = app.customer().await;
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let mut as_alice = app.orders_as(&alice).await;
+
+        let placed = as_alice
+            .place_order(place_request(&alice, &[("OWN-PEN", 1)], APPROVED))
+            .await
+            .expect("alice orders for herself")
+            .into_inner();
+        let mine = app.order_in(&placed.id, OrderStatus::Confirmed).await;
+        let phone_order = pb::PlaceOrderRequest {
+            request_id: "phone-order-1".into(),
+            ..place_request(&bob, &[("OWN-PEN", 1)], APPROVED)
+        };
+        let placed = app
+            .place(phone_order.clone())
+            .await
+            .expect("staff order for bob");
+        let theirs = app.order_in(&placed.id, OrderStatus::Confirmed).await;
+
+        let for_bob = as_alice
+            .place_order(place_request(&bob, &[("OWN-PEN", 1)], APPROVED))
+            .await
+            .expect_err("alice orders for bob");
+        let for_nobody = as_alice
+            .place_order(place_request(&unknown, &[("OWN-PEN", 1)], APPROVED))
+            .await
+            .expect_err("an order for an unknown customer");
+        assert_invalid_argument(&for_nobody, DOMAIN, &["customer_id"]);
+        assert_answered_as_missing(&for_bob, &bob, &for_nobody, &unknown);
+        let replayed = as_alice
+            .place_order(pb::PlaceOrderRequest {
+                customer_id: alice.clone(),
+                ..phone_order
+            })
+            .await
+            .expect_err("bob's request id replayed by alice");
+        assert_invalid_argument(&replayed, DOMAIN, &["request_id"]);
+        assert!(
+            !replayed.message().contains(&theirs.id),
+            "{}",
+            replayed.message()
+        );
+
+        let get = |id: &str| pb::GetOrderRequest { id: id.to_owned() };
+        assert_eq!(
+            as_alice
+                .get_order(get(&mine.id))
+                .await
+                .expect("alice reads her order")
+                .into_inner(),
+            mine,
+            "{}",
+            app.backend
+        );
+        let hidden = as_alice
+            .get_order(get(&theirs.id))
+            .await
+            .expect_err("bob's order");
+        let missing = as_alice
+            .get_order(get(&unknown))
+            .await
+            .expect_err("an unknown order");
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, &unknown);
+
+        let batch = |ids: &[&str]| pb::BatchGetOrdersRequest {
+            ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        };
+        let hidden = as_alice
+            .batch_get_orders(batch(&[&mine.id, &theirs.id]))
+            .await
+            .expect_err("bob's order in a batch");
+        let missing = as_alice
+            .batch_get_orders(batch(&[&mine.id, &unknown]))
+            .await
+            .expect_err("an unknown order in a batch");
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, &unknown);
+
+        let list = |customer_id: Option<&str>| pb::ListOrdersRequest {
+            customer_id: customer_id.map(str::to_owned),
+            ..Default::default()
+        };
+        let ids = |orders: &[pb::Order]| -> Vec<String> {
+            orders.iter().map(|order| order.id.clone()).collect()
+        };
+        for (filter, expected) in [
+            (None, vec![mine.id.clone()]),
+            (Some(alice.as_str()), vec![mine.id.clone()]),
+            (Some(bob.as_str()), vec![]),
+            (Some(unknown.as_str()), vec![]),
+        ] {
+            let page = as_alice
+                .list_orders(list(filter))
+                .await
+                .expect("alice lists orders")
+                .into_inner();
+            assert_eq!(ids(&page.orders), expected, "filter {filter:?}");
+        }
+        let pages = as_alice
+            .batch_list_orders(pb::BatchListOrdersRequest {
+                requests: vec![list(Some(&bob)), list(Some(&alice)), list(None)],
+            })
+            .await
+            .expect("alice batch-lists orders")
+            .into_inner()
+            .responses;
+        let listed: Vec<Vec<String>> = pages.iter().map(|page| ids(&page.orders)).collect();
+        assert_eq!(
+            listed,
+            [vec![], vec![mine.id.clone()], vec![mine.id.clone()]]
+        );
+
+        let watch = |id: &str| pb::WatchOrderRequest { id: id.to_owned() };
+        let hidden = as_alice
+            .watch_order(watch(&theirs.id))
+            .await
+            .expect_err("bob's order is not watched");
+        let missing = as_alice
+            .watch_order(watch(&unknown))
+            .await
+            .expect_err("an unknown order is not watched");
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, &unknown);
+
+        let cancel = |id: &str| pb::CancelOrderRequest {
+            id: id.to_owned(),
+            reason: "not mine".into(),
+            request_id: String::new(),
+        };
+        let hidden = as_alice
+            .cancel_order(cancel(&theirs.id))
+            .await
+            .expect_err("bob's order is not cancelled");
+        let missing = as_alice
+            .cancel_order(cancel(&unknown))
+            .await
+            .expect_err("an unknown order is not cancelled");
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, &unknown);
+        assert_eq!(
+            app.get(&theirs.id).await.expect("staff read bob's order"),
+            theirs,
+            "bob's order is unchanged"
+        );
+
+        let everyone = app
+            .orders
+            .clone()
+            .list_orders(list(None))
+            .await
+            .expect("staff list every order")
+            .into_inner();
+        assert_eq!(ids(&everyone.orders), [mine.id, theirs.id]);
     }
 }
 

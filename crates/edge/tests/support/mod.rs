@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use crowdcrunch_edge::Gateway;
 use crowdcrunch_runtime::Shutdown;
-use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::auth::{Grant, Verifier};
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::edge::EdgeSettings;
 use crowdcrunch_runtime::http::HttpServer;
@@ -34,7 +34,8 @@ pub struct App {
     pub backends: HashMap<String, TestServer>,
     shutdown: Shutdown,
     client: Client<HttpConnector, Full<Bytes>>,
-    databases: Vec<TestDatabase>,
+    /// The databases of the backends, kept for as long as the app runs.
+    pub databases: Vec<TestDatabase>,
 }
 
 /// An HTTP answer.
@@ -100,15 +101,24 @@ pub async fn spawn_app(settings: EdgeSettings, extra: &[&str]) -> App {
     app
 }
 
-/// The edge in front of `endpoints`.
+/// The edge in front of `endpoints`, verifying the runtime's test issuer's tokens.
 pub async fn spawn_edge(
     settings: EdgeSettings,
     endpoints: &HashMap<String, Endpoints>,
     backends: HashMap<String, TestServer>,
 ) -> App {
+    spawn_edge_verifying(settings, endpoints, backends, issuer().verifier()).await
+}
+
+/// The edge in front of `endpoints`, verifying tokens with `verifier`.
+pub async fn spawn_edge_verifying(
+    settings: EdgeSettings,
+    endpoints: &HashMap<String, Endpoints>,
+    backends: HashMap<String, TestServer>,
+    verifier: Verifier,
+) -> App {
     crowdcrunch_runtime::telemetry::init_for_tests();
-    let edge =
-        Gateway::new(settings, endpoints, None, issuer().verifier()).expect("the edge builds");
+    let edge = Gateway::new(settings, endpoints, None, verifier).expect("the edge builds");
     let shutdown = Shutdown::new();
     let server = HttpServer::bind(([127, 0, 0, 1], 0).into())
         .await
