@@ -76,8 +76,12 @@ impl Issuer {
 
     /// `Bearer <token>` for `grant`, valid for an hour.
     fn bearer(&self, grant: &Grant) -> String {
-        let token = self
-            .key
+        self.signed_by(&self.key, grant)
+    }
+
+    /// `Bearer <token>` for `grant`, valid for an hour, signed with `key`.
+    fn signed_by(&self, key: &SigningKey, grant: &Grant) -> String {
+        let token = key
             .mint(self.rules(), grant, Duration::from_secs(3600))
             .expect("a token");
         format!("Bearer {token}")
@@ -102,11 +106,7 @@ impl Issuer {
 
     /// `Bearer <token>` for `grant`, signed with a key the JWKS does not hold.
     fn foreign(&self, grant: &Grant) -> String {
-        let token = self
-            .stranger
-            .mint(self.rules(), grant, Duration::from_secs(3600))
-            .expect("a token");
-        format!("Bearer {token}")
+        self.signed_by(&self.stranger, grant)
     }
 }
 
