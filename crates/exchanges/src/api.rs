@@ -9,10 +9,11 @@ use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_runtime::Database;
+use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::client::{UpstreamError, request};
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
 use crowdcrunch_runtime::status::FieldViolation;
-use crowdcrunch_runtime::storage::now_micros;
+use crowdcrunch_runtime::storage::{OwnedBy, now_micros};
 use tonic::{Code, Request, Response, Status};
 
 use crate::Clients;
@@ -41,12 +42,13 @@ impl ExchangeApi {
         }
     }
 
-    async fn load(&self, id: &ReturnId) -> Result<Return, Error> {
+    async fn load(&self, id: &ReturnId, owned_by: Option<OwnedBy<'_>>) -> Result<Return, Error> {
         let mut connection = self.database.pool().acquire().await?;
-        storage::get(&mut connection, id).await
+        storage::get(&mut connection, id, owned_by).await
     }
 
-    /// The order `id` as the orders service answers it; an unknown order is a bad `order_id`.
+    /// The order `id` as the orders service answers it (asked with this service's own identity,
+    /// so it is anyone's); an unknown order is a bad `order_id`.
     async fn order(&self, id: &OrderId) -> Result<orders::Order, Error> {
         let message = orders::GetOrderRequest { id: id.to_string() };
         match self
@@ -57,22 +59,23 @@ impl ExchangeApi {
             .await
         {
             Ok(order) => Ok(order.into_inner()),
-            Err(status) if status.code() == Code::NotFound => {
-                Err(Error::InvalidArgument(vec![FieldViolation::new(
-                    "order_id",
-                    format!("no order has id {id}"),
-                )]))
-            }
+            Err(status) if status.code() == Code::NotFound => Err(unknown_order(id)),
             Err(status) => Err(UpstreamError::from_status("orders", status).into()),
         }
     }
 
+    /// Records a return of an order `caller` may act for: another customer's order is answered
+    /// as an unknown one.
     async fn request_return(
         &self,
         request: pb::RequestReturnRequest,
+        caller: &Caller,
     ) -> Result<pb::ReturnRequest, Error> {
         let wanted = NewReturn::try_from(&request).map_err(Error::InvalidArgument)?;
         let order = self.order(&wanted.order_id).await?;
+        if !caller.may_act_for(&order.customer_id) {
+            return Err(unknown_order(&wanted.order_id));
+        }
         if !matches!(
             order.status(),
             orders::OrderStatus::Shipped | orders::OrderStatus::Delivered
@@ -112,7 +115,7 @@ impl ExchangeApi {
     /// recording its event.
     async fn decide(&self, asked: DecisionRequest) -> Result<pb::ReturnRequest, Error> {
         let DecisionRequest { id, decision } = asked;
-        let mut record = self.load(&id).await?;
+        let mut record = self.load(&id, None).await?;
         let current = record.status;
         let outcome = decision.outcome();
         if current == outcome {
@@ -138,13 +141,13 @@ impl ExchangeApi {
                         .await?;
                 }
                 // Moved now or by someone else meanwhile: answer with what it is now.
-                Ok::<_, Error>(storage::get(connection, &record.id).await?.to_proto())
+                Ok::<_, Error>(storage::get(connection, &record.id, None).await?.to_proto())
             })
             .await
     }
 
     async fn receive(&self, id: &ReturnId) -> Result<pb::ReturnRequest, Error> {
-        let mut record = self.load(id).await?;
+        let mut record = self.load(id, None).await?;
         match record.status {
             ReturnStatus::Received => return Ok(record.to_proto()),
             ReturnStatus::Approved => {}
@@ -173,7 +176,7 @@ impl ExchangeApi {
                         .enqueue(connection, events::return_received(&record))
                         .await?;
                 }
-                Ok::<_, Error>(storage::get(connection, &record.id).await?.to_proto())
+                Ok::<_, Error>(storage::get(connection, &record.id, None).await?.to_proto())
             })
             .await
     }
@@ -291,6 +294,14 @@ impl ExchangeApi {
     }
 }
 
+/// The answer for an order that does not exist, or that the caller may not see.
+fn unknown_order(id: &OrderId) -> Error {
+    Error::InvalidArgument(vec![FieldViolation::new(
+        "order_id",
+        format!("no order has id {id}"),
+    )])
+}
+
 /// What a return needs of `order`; an answer without its prices is the orders service's fault.
 fn paid(order: orders::Order) -> Result<PaidOrder, Error> {
     PaidOrder::try_from(order).map_err(|problem| Error::BrokenAnswer {
@@ -305,8 +316,9 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<pb::RequestReturnRequest>,
     ) -> Result<Response<pb::ReturnRequest>, Status> {
+        let caller = Caller::of(&request)?.clone();
         Ok(Response::new(
-            ExchangeApi::request_return(self, request.into_inner()).await?,
+            ExchangeApi::request_return(self, request.into_inner(), &caller).await?,
         ))
     }
 
@@ -338,18 +350,20 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<pb::GetReturnRequest>,
     ) -> Result<Response<pb::ReturnRequest>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = ReturnId::parse(&request.get_ref().id, "id")
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
-        Ok(Response::new(self.load(&id).await?.to_proto()))
+        Ok(Response::new(self.load(&id, owned_by).await?.to_proto()))
     }
 
     async fn batch_get_returns(
         &self,
         request: Request<pb::BatchGetReturnsRequest>,
     ) -> Result<Response<pb::BatchGetReturnsResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_return_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let returns = storage::batch_get(&mut connection, &ids).await?;
+        let returns = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetReturnsResponse {
             returns: returns.iter().map(Return::to_proto).collect(),
         }))
@@ -359,9 +373,10 @@ impl ExchangeService for ExchangeApi {
         &self,
         request: Request<pb::ListReturnsRequest>,
     ) -> Result<Response<pb::ListReturnsResponse>, Status> {
+        let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = ReturnQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
-        let (returns, next_page_token) = storage::list(&mut connection, &query).await?;
+        let (returns, next_page_token) = storage::list(&mut connection, &query, owned_by).await?;
         Ok(Response::new(pb::ListReturnsResponse {
             returns: returns.iter().map(Return::to_proto).collect(),
             next_page_token,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crowdcrunch_proto::r#type::v1::Money;
-use crowdcrunch_runtime::storage::{fetch_by_keys, fetch_page, now_micros, placeholders};
+use crowdcrunch_runtime::storage::{OwnedBy, fetch_by_keys, fetch_page, now_micros, placeholders};
 use sqlx::AnyConnection;
 
 use crate::domain::{
@@ -157,9 +157,18 @@ pub async fn transition(
     Ok(updated.rows_affected() == 1)
 }
 
-/// One return request; NotFound when there is none.
-pub async fn get(connection: &mut AnyConnection, id: &ReturnId) -> Result<Return, Error> {
-    let found = batch_get(connection, std::slice::from_ref(id)).await?;
+/// The return requests a caller scoped to `customer_id` may read: their own.
+pub fn owned_by(customer_id: Option<&str>) -> Option<OwnedBy<'_>> {
+    OwnedBy::scope("customer_id", customer_id)
+}
+
+/// One return request; NotFound when there is none (or `owned_by` hides it).
+pub async fn get(
+    connection: &mut AnyConnection,
+    id: &ReturnId,
+    owned_by: Option<OwnedBy<'_>>,
+) -> Result<Return, Error> {
+    let found = batch_get(connection, std::slice::from_ref(id), owned_by).await?;
     found
         .into_iter()
         .next()
@@ -167,10 +176,11 @@ pub async fn get(connection: &mut AnyConnection, id: &ReturnId) -> Result<Return
 }
 
 /// Return requests by id, in the order asked (duplicates answered in place); NotFound names the
-/// first unknown id.
+/// first unknown id (or one `owned_by` hides).
 pub async fn batch_get(
     connection: &mut AnyConnection,
     ids: &[ReturnId],
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<Vec<Return>, Error> {
     let keys: Vec<&str> = ids.iter().map(ReturnId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM returns WHERE id IN");
@@ -178,7 +188,7 @@ pub async fn batch_get(
         connection,
         &select,
         &keys,
-        None,
+        owned_by,
         |row: &ReturnRow| &row.id,
         |id| Error::NotFound(id.to_owned()),
     )
@@ -186,10 +196,12 @@ pub async fn batch_get(
     with_lines(connection, rows).await
 }
 
-/// One page of return requests in creation order, of the query's orders (all when none).
+/// One page of return requests in creation order, of the query's orders (all when none), only
+/// those `owned_by` lets the caller see.
 pub async fn list(
     connection: &mut AnyConnection,
     query: &ReturnQuery,
+    owned_by: Option<OwnedBy<'_>>,
 ) -> Result<(Vec<Return>, String), Error> {
     let order_ids: Vec<&str> = query.order_ids.iter().map(OrderId::as_str).collect();
     let select = format!("SELECT {COLUMNS} FROM returns");
@@ -199,7 +211,7 @@ pub async fn list(
         &query.page,
         "order_id",
         &order_ids,
-        None,
+        owned_by,
     )
     .await?;
     let mut records = with_lines(connection, rows).await?;

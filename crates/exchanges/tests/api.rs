@@ -21,16 +21,17 @@ use crowdcrunch_proto::orders::v1::order_service_client::OrderServiceClient;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::payments::v1::payment_service_client::PaymentServiceClient;
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
-use crowdcrunch_runtime::client::{Endpoints, GrpcChannel};
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::GrpcChannel;
 use crowdcrunch_runtime::server::{GrpcService, ServiceDefinition};
 use crowdcrunch_runtime::testing::{
-    TestDatabase, TestServer, all_pages, assert_invalid_argument, databases, failed_precondition,
+    TestDatabase, TestServer, all_pages, assert_answered_as_missing, assert_invalid_argument,
+    databases, failed_precondition,
 };
 use crowdcrunch_runtime::{Database, Shutdown};
 use pb::{ReturnKind, ReturnStatus};
 use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// The `ErrorInfo.domain` of exchanges' errors.
 const DOMAIN: &str = "exchanges.crowdcrunch.dev";
@@ -62,13 +63,13 @@ struct System {
     /// Stops the outbox relays.
     relays_stop: Shutdown,
     relays: Vec<JoinHandle<()>>,
-    exchanges: ExchangeServiceClient<Channel>,
-    orders: OrderServiceClient<Channel>,
-    customers: CustomerServiceClient<Channel>,
-    inventory: InventoryServiceClient<Channel>,
-    payments: PaymentServiceClient<Channel>,
-    fulfillment: FulfillmentServiceClient<Channel>,
-    ledger: LedgerServiceClient<Channel>,
+    exchanges: ExchangeServiceClient<GrpcChannel>,
+    orders: OrderServiceClient<GrpcChannel>,
+    customers: CustomerServiceClient<GrpcChannel>,
+    inventory: InventoryServiceClient<GrpcChannel>,
+    payments: PaymentServiceClient<GrpcChannel>,
+    fulfillment: FulfillmentServiceClient<GrpcChannel>,
+    ledger: LedgerServiceClient<GrpcChannel>,
 }
 
 /// For each backend available here, a fresh database for every service of [`SERVICES`], in
@@ -83,12 +84,6 @@ fn backends() -> Vec<Vec<TestDatabase>> {
         backends.push(databases);
     }
     backends
-}
-
-/// A lazily connected channel to `server`, as services call each other.
-fn upstream(server: &TestServer) -> GrpcChannel {
-    let endpoints = Endpoints::parse(&server.url()).expect("a server URL");
-    crowdcrunch_runtime::client::channel(&endpoints, None).expect("a plaintext channel")
 }
 
 impl System {
@@ -111,7 +106,7 @@ impl System {
         })
         .await;
         let mut system = Starting {
-            ledger: upstream(&ledger),
+            ledger: &ledger,
             relays_stop: Shutdown::new(),
             relays: Vec::new(),
         };
@@ -147,12 +142,16 @@ impl System {
                 |db, outbox, _| crowdcrunch_fulfillment::service(db, outbox),
             )
             .await;
+        // Orders and exchanges call their upstreams with their own identities.
+        let as_orders = "orders";
         let order_clients = crowdcrunch_orders::Clients {
-            customers: CustomerServiceClient::new(upstream(&customers)),
-            inventory: InventoryServiceClient::new(upstream(&inventory)),
-            payments: PaymentServiceClient::new(upstream(&payments)),
-            fulfillment: FulfillmentServiceClient::new(upstream(&fulfillment)),
-            ledger: LedgerServiceClient::new(system.ledger.clone()),
+            customers: CustomerServiceClient::new(customers.channel_as_peer(as_orders).await),
+            inventory: InventoryServiceClient::new(inventory.channel_as_peer(as_orders).await),
+            payments: PaymentServiceClient::new(payments.channel_as_peer(as_orders).await),
+            fulfillment: FulfillmentServiceClient::new(
+                fulfillment.channel_as_peer(as_orders).await,
+            ),
+            ledger: LedgerServiceClient::new(ledger.channel_as_peer(as_orders).await),
         };
         let (orders, _) = system
             .start(
@@ -164,11 +163,14 @@ impl System {
                 },
             )
             .await;
+        let as_exchanges = "exchanges";
         let exchange_clients = crowdcrunch_exchanges::Clients {
-            orders: OrderServiceClient::new(upstream(&orders)),
-            inventory: InventoryServiceClient::new(upstream(&inventory)),
-            payments: PaymentServiceClient::new(upstream(&payments)),
-            fulfillment: FulfillmentServiceClient::new(upstream(&fulfillment)),
+            orders: OrderServiceClient::new(orders.channel_as_peer(as_exchanges).await),
+            inventory: InventoryServiceClient::new(inventory.channel_as_peer(as_exchanges).await),
+            payments: PaymentServiceClient::new(payments.channel_as_peer(as_exchanges).await),
+            fulfillment: FulfillmentServiceClient::new(
+                fulfillment.channel_as_peer(as_exchanges).await,
+            ),
         };
         let (exchanges, exchanges_database) = system
             .start(
@@ -178,6 +180,11 @@ impl System {
                 |db, outbox, _| crowdcrunch_exchanges::service(db, outbox, exchange_clients),
             )
             .await;
+        let Starting {
+            relays_stop,
+            relays,
+            ..
+        } = system;
         Self {
             backend,
             exchanges_database,
@@ -197,8 +204,8 @@ impl System {
                 orders,
                 exchanges,
             ],
-            relays_stop: system.relays_stop,
-            relays: system.relays,
+            relays_stop,
+            relays,
         }
     }
 
@@ -211,6 +218,16 @@ impl System {
         for relay in self.relays {
             relay.await.expect("the relay ends");
         }
+    }
+
+    /// A client of exchanges calling as the customer `customer_id` (exchanges starts last).
+    async fn exchanges_as(&self, customer_id: &str) -> ExchangeServiceClient<GrpcChannel> {
+        let exchanges = self.servers.last().expect("exchanges serves");
+        ExchangeServiceClient::new(
+            exchanges
+                .channel_as(&Grant::Customer(customer_id.to_owned()))
+                .await,
+        )
     }
 
     async fn customer(&self) -> String {
@@ -471,15 +488,15 @@ impl System {
 }
 
 /// A system being started: the ledger's channel, and the relays started so far.
-struct Starting {
-    ledger: GrpcChannel,
+struct Starting<'a> {
+    ledger: &'a TestServer,
     relays_stop: Shutdown,
     relays: Vec<JoinHandle<()>>,
 }
 
-impl Starting {
+impl Starting<'_> {
     /// Serves the service `make` builds over `database` and its outbox (events from `name`), whose
-    /// relay delivers to the ledger; the server, and the database it serves.
+    /// relay delivers to the ledger as `name`; the server, and the database it serves.
     async fn start<S: GrpcService>(
         &mut self,
         name: &'static str,
@@ -492,7 +509,7 @@ impl Starting {
             .await
             .expect("open the outbox");
         let relay = outbox
-            .relay(self.ledger.clone())
+            .relay(self.ledger.channel_as_peer(name).await)
             .run(self.relays_stop.clone());
         self.relays.push(tokio::spawn(relay));
         let database = connected.clone();
@@ -855,6 +872,109 @@ async fn only_a_shipped_order_can_be_returned() {
             system.list_all(0, &[&order.id]).await.concat().is_empty(),
             "{}",
             system.backend
+        );
+        system.stop().await;
+    }
+}
+
+/// A customer returns and reads only their own: a return of another's order is answered exactly as
+/// one of an unknown order, another's return as an unknown id, and a list holds only theirs,
+/// while staff act for anyone and read everyone's.
+#[tokio::test]
+async fn a_customer_returns_and_reads_only_their_own() {
+    for databases in backends() {
+        let system = System::start(databases).await;
+        system.product("CUP", 800, 10).await;
+        let alices_order = system.delivered_order(&[("CUP", 2)]).await;
+        let bobs_order = system.delivered_order(&[("CUP", 2)]).await;
+        let alice = alices_order.customer_id.clone();
+        let mut as_alice = system.exchanges_as(&alice).await;
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let cup = [("CUP", 1)];
+
+        let of_bobs = as_alice
+            .request_return(return_of(&bobs_order.id, ReturnKind::Return, &cup))
+            .await
+            .expect_err("alice returns bob's order");
+        let of_nothing = as_alice
+            .request_return(return_of(&unknown, ReturnKind::Return, &cup))
+            .await
+            .expect_err("a return of an unknown order");
+        assert_invalid_argument(&of_nothing, DOMAIN, &["order_id"]);
+        assert_answered_as_missing(&of_bobs, &bobs_order.id, &of_nothing, &unknown);
+
+        let mine = as_alice
+            .request_return(return_of(&alices_order.id, ReturnKind::Return, &cup))
+            .await
+            .expect("alice returns her own order")
+            .into_inner();
+        assert_eq!(mine.customer_id, alice, "{}", system.backend);
+        let theirs = system
+            .request(return_of(&bobs_order.id, ReturnKind::Return, &cup))
+            .await
+            .expect("staff record bob's return");
+        assert_eq!(
+            theirs.customer_id, bobs_order.customer_id,
+            "the order's customer"
+        );
+
+        let get = |id: &str| pb::GetReturnRequest { id: id.to_owned() };
+        assert_eq!(
+            as_alice
+                .get_return(get(&mine.id))
+                .await
+                .expect("alice reads her return")
+                .into_inner(),
+            mine
+        );
+        let hidden = as_alice
+            .get_return(get(&theirs.id))
+            .await
+            .expect_err("bob's return");
+        let missing = as_alice
+            .get_return(get(&unknown))
+            .await
+            .expect_err("an unknown return");
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, &unknown);
+
+        let batch = |ids: &[&str]| pb::BatchGetReturnsRequest {
+            ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        };
+        let hidden = as_alice
+            .batch_get_returns(batch(&[&mine.id, &theirs.id]))
+            .await
+            .expect_err("bob's return in a batch");
+        let missing = as_alice
+            .batch_get_returns(batch(&[&mine.id, &unknown]))
+            .await
+            .expect_err("an unknown return in a batch");
+        assert_answered_as_missing(&hidden, &theirs.id, &missing, &unknown);
+
+        let list = |order_ids: &[&str]| pb::ListReturnsRequest {
+            order_ids: order_ids.iter().map(|id| (*id).to_owned()).collect(),
+            ..Default::default()
+        };
+        for (order_ids, expected) in [
+            (vec![], vec![mine.clone()]),
+            (vec![bobs_order.id.as_str()], vec![]),
+            (
+                vec![bobs_order.id.as_str(), alices_order.id.as_str()],
+                vec![mine.clone()],
+            ),
+        ] {
+            let listed = as_alice
+                .list_returns(list(&order_ids))
+                .await
+                .expect("alice lists returns")
+                .into_inner()
+                .returns;
+            assert_eq!(listed, expected, "orders {order_ids:?}");
+        }
+        assert_eq!(
+            system.list_all(10, &[]).await.concat(),
+            [mine, theirs],
+            "staff list everyone's"
         );
         system.stop().await;
     }
