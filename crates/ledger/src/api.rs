@@ -114,15 +114,7 @@ fn appending_service<'a>(
     caller: &'a Caller,
     request: &pb::AppendEventsRequest,
 ) -> Result<&'a str, Error> {
-    let Some(service) = caller.peer() else {
-        return Err(Error::ForeignSource {
-            claimed: request
-                .events
-                .first()
-                .map_or_else(String::new, |event| event.source.clone()),
-            caller: "not a service".to_owned(),
-        });
-    };
+    let service = caller.peer().ok_or(Error::NotAService)?;
     match request
         .events
         .iter()

@@ -18,9 +18,12 @@ pub enum Error {
     ForeignSource {
         /// The source the event names.
         claimed: String,
-        /// Who is appending: the peer service, or the kind of caller that is not one.
+        /// The service appending.
         caller: String,
     },
+    /// The caller appending is not a service (admission lets only the rule's peers through).
+    #[error("only a service appends events, with its own identity")]
+    NotAService,
     /// The server is shutting down; a watcher resumes after the last sequence it received.
     #[error("the ledger is shutting down")]
     ShuttingDown,
@@ -50,6 +53,12 @@ impl From<Error> for Status {
                 DOMAIN,
                 "SOURCE_NOT_CALLER",
                 format!("{error}: an event's source is the service that appends it"),
+            ),
+            error @ Error::NotAService => status::with_reason(
+                tonic::Code::PermissionDenied,
+                DOMAIN,
+                "NOT_A_SERVICE",
+                error.to_string(),
             ),
             Error::ShuttingDown => status::with_reason(
                 tonic::Code::Unavailable,
