@@ -14,11 +14,11 @@ use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
-use crowdcrunch_runtime::client::{Endpoints, channel};
-use crowdcrunch_runtime::testing::{TestDatabase, TestServer, all_pages, databases};
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken, channel};
+use crowdcrunch_runtime::testing::{TestDatabase, TestServer, all_pages, databases, token};
 use crowdcrunch_runtime::{Database, ServerSettings};
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 /// How long a test waits for events to reach the ledger before it fails.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ fn unused_addr() -> SocketAddr {
 async fn start_ledger(
     database: &TestDatabase,
     addr: SocketAddr,
-) -> (TestServer, LedgerServiceClient<Channel>) {
+) -> (TestServer, LedgerServiceClient<GrpcChannel>) {
     let database = database.connect(&crowdcrunch_ledger::MIGRATOR).await;
     let server = TestServer::spawn_with(ServerSettings::new(addr), |shutdown| {
         crowdcrunch_ledger::service(database, shutdown)
@@ -82,7 +82,13 @@ impl Running {
             .await
             .expect("open the outbox");
         let endpoints = Endpoints::parse(&format!("http://{ledger}")).expect("a ledger URL");
-        let relay = outbox.relay(channel(&endpoints, None).expect("a ledger channel"));
+        // The relay calls the ledger as its service, as `serve` and `dev` run it.
+        let identity = ServiceToken::new(&token(&Grant::Service(source.to_owned())))
+            .expect("a token is a header value");
+        let to_ledger = channel(&endpoints, None)
+            .expect("a ledger channel")
+            .carrying(identity);
+        let relay = outbox.relay(to_ledger);
         let server = TestServer::start(service(database, outbox)).await;
         let relay = tokio::spawn(relay.run(server.shutdown.clone()));
         Self { server, relay }
@@ -116,16 +122,21 @@ async fn start_inventory(database: &TestDatabase, ledger: SocketAddr) -> Running
     .await
 }
 
-async fn inventory_client(running: &Running) -> InventoryServiceClient<Channel> {
+async fn inventory_client(running: &Running) -> InventoryServiceClient<GrpcChannel> {
     InventoryServiceClient::new(running.server.channel().await)
 }
 
-async fn customers_client(running: &Running) -> CustomerServiceClient<Channel> {
+/// A client of inventory calling as the orders service, which reserves and restocks.
+async fn inventory_as_orders(running: &Running) -> InventoryServiceClient<GrpcChannel> {
+    InventoryServiceClient::new(running.server.channel_as_peer("orders").await)
+}
+
+async fn customers_client(running: &Running) -> CustomerServiceClient<GrpcChannel> {
     CustomerServiceClient::new(running.server.channel().await)
 }
 
 /// Every event in the ledger.
-async fn all_events(client: &mut LedgerServiceClient<Channel>) -> Vec<ledger::Event> {
+async fn all_events(client: &mut LedgerServiceClient<GrpcChannel>) -> Vec<ledger::Event> {
     let pages = all_pages(|page_token| {
         let mut client = client.clone();
         async move {
@@ -149,7 +160,7 @@ async fn all_events(client: &mut LedgerServiceClient<Channel>) -> Vec<ledger::Ev
 /// order, so a change made after all the others of its service arrives after all of them (and
 /// after any repeated delivery of them).
 async fn events_through(
-    client: &mut LedgerServiceClient<Channel>,
+    client: &mut LedgerServiceClient<GrpcChannel>,
     sentinels: &[&str],
 ) -> Vec<ledger::Event> {
     let deadline = Instant::now() + PATIENCE;
@@ -241,6 +252,7 @@ async fn every_change_reaches_the_ledger_once_in_order_with_its_subject() {
         let inventory_service = start_inventory(&backend.inventory, ledger_server.addr).await;
         let mut customers = customers_client(&customers_service).await;
         let mut inventory = inventory_client(&inventory_service).await;
+        let mut as_orders = inventory_as_orders(&inventory_service).await;
 
         let request = create_customer("ada@example.com", "create-ada");
         let ada = customers
@@ -287,7 +299,7 @@ async fn every_change_reaches_the_ledger_once_in_order_with_its_subject() {
             })
             .await
             .expect("adjust");
-        inventory
+        as_orders
             .restock(inventory::RestockRequest {
                 sku: "MUG".into(),
                 quantity: 2,
@@ -296,35 +308,35 @@ async fn every_change_reaches_the_ledger_once_in_order_with_its_subject() {
             })
             .await
             .expect("restock");
-        inventory
+        as_orders
             .reserve_stock(reserve("order-1", "MUG", 2))
             .await
             .expect("reserve");
-        inventory
+        as_orders
             .reserve_stock(reserve("order-1", "MUG", 2))
             .await
             .expect("a repeat");
-        inventory
+        as_orders
             .reserve_stock(reserve("order-2", "MUG", 100))
             .await
             .expect_err("a failed reservation changes nothing");
-        inventory
+        as_orders
             .commit_reservation(inventory::CommitReservationRequest {
                 reservation_id: "order-1".into(),
             })
             .await
             .expect("commit");
-        inventory
+        as_orders
             .reserve_stock(reserve("order-3", "MUG", 1))
             .await
             .expect("reserve");
-        inventory
+        as_orders
             .release_reservation(inventory::ReleaseReservationRequest {
                 reservation_id: "order-3".into(),
             })
             .await
             .expect("release");
-        inventory
+        as_orders
             .release_reservation(inventory::ReleaseReservationRequest {
                 reservation_id: "order-3".into(),
             })
@@ -439,13 +451,14 @@ async fn events_written_while_the_ledger_is_down_arrive_exactly_once() {
         let inventory_service = start_inventory(&backend.inventory, ledger_addr).await;
         let mut customers = customers_client(&customers_service).await;
         let mut inventory = inventory_client(&inventory_service).await;
+        let mut as_orders = inventory_as_orders(&inventory_service).await;
 
         for n in 0..5 {
             inventory
                 .create_product(create_product(&format!("SKU-{n}"), 5, ""))
                 .await
                 .expect("create");
-            inventory
+            as_orders
                 .reserve_stock(reserve(&format!("order-{n}"), &format!("SKU-{n}"), 1))
                 .await
                 .expect("reserve");
