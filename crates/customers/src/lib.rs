@@ -2,7 +2,8 @@
 //!
 //! Emails are unique ignoring case; creations are idempotent under a client request id; every
 //! change commits with its event in the outbox (`CustomerCreated`, `CustomerUpdated`, about the
-//! customer id). This crate holds only the customers domain: the gRPC implementation, its rules and
+//! customer id). A customer reads and updates only their own record: another's is answered as an
+//! unknown id. This crate holds only the customers domain: the gRPC implementation, its rules and
 //! its storage. It never calls another service and never reads configuration (the binary hands it
 //! a [`Database`] and an [`Outbox`]).
 

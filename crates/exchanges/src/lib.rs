@@ -6,8 +6,9 @@
 //! the paid amount of those lines (RETURN) or reserves replacement stock and creates a replacement
 //! shipment at no charge (EXCHANGE) — before it answers. Every downstream call carries a key
 //! derived from the return and the step, so a retried ReceiveReturn finishes what a failed one
-//! started and never refunds or ships twice. This crate talks to the other services only over
-//! gRPC and never reads configuration.
+//! started and never refunds or ships twice. A customer returns only their own orders (another's is
+//! answered as an unknown order) and reads only their own returns. This crate talks to the other
+//! services only over gRPC and never reads configuration.
 
 mod api;
 mod domain;

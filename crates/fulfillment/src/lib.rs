@@ -5,7 +5,8 @@
 //! PENDING → PACKED → SHIPPED (with a tracking number) → DELIVERED, or CANCELLED before it ships.
 //! Asking for the status a shipment already has returns it unchanged; creation is idempotent under
 //! the request id. Every change commits with its event in the outbox, for the relay to deliver to
-//! the ledger; the events' subject is the order id.
+//! the ledger; the events' subject is the order id. A customer reads only their own shipments
+//! (scoped in SQL; another's is answered as an unknown one).
 //!
 //! This crate holds only the fulfillment domain. It never calls another service and never reads
 //! configuration (the binary hands it a [`Database`] and an [`Outbox`]).

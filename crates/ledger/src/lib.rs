@@ -3,8 +3,10 @@
 //!
 //! Appends are idempotent by event id and get gap-free sequences in commit order; readers list
 //! events by subject or watch the log live (the stored backlog first, then new events as they
-//! commit). This crate holds only the ledger: it never calls another service, has no outbox (it is
-//! where outboxes deliver) and never reads configuration.
+//! commit). An event's source is the service that appends it and its time the moment the ledger
+//! received it, never what the body says; a customer reads only the events about them. This crate
+//! holds only the ledger: it never calls another service, has no outbox (it is where outboxes
+//! deliver) and never reads configuration.
 
 mod api;
 mod domain;

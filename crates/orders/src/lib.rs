@@ -4,8 +4,10 @@
 //! saves the order with a card token (never the card), and the saga (`saga.rs`) carries it through
 //! reserve → authorize → capture → commit → ship, or compensates. The saga's progress is persisted
 //! after every step, so the process can die at any moment and resume on start. Orders follow their
-//! shipments by consuming the ledger. This crate never calls the others' code, only their gRPC
-//! APIs, and never reads configuration.
+//! shipments by consuming the ledger. A customer places, reads, lists, watches and cancels only
+//! their own orders: every read is scoped to them in SQL, so another's order is answered as an
+//! unknown one. This crate never calls the others' code, only their gRPC APIs, and never reads
+//! configuration.
 
 mod api;
 mod clients;

@@ -10,7 +10,8 @@
 //!
 //! Every change commits with its event in the outbox, for the relay to deliver to the ledger: a
 //! payment's events are about its order (the subject is the order id), `CardTokenized` is about the
-//! token and holds no card data.
+//! token and holds no card data. A customer reads only their own payments (scoped in SQL; another's
+//! is answered as an unknown one); money moves only for the services the protos name.
 //!
 //! This crate holds only the payments domain. It must never store, log or return a card number or
 //! CVC, never call another service, and never read configuration (the binary hands it a
