@@ -3,7 +3,12 @@
 use anyhow::Context as _;
 use crowdcrunch::roster::{self, Service, UpstreamArgs};
 use crowdcrunch::services::Upstreams;
+use std::path::PathBuf;
+
 use crowdcrunch_runtime::Shutdown;
+use crowdcrunch_runtime::access::Gatekeeper;
+use crowdcrunch_runtime::auth::{AuthArgs, Verifier};
+use crowdcrunch_runtime::client::ServiceToken;
 use crowdcrunch_runtime::config::{MetricsArgs, ServerArgs, StorageArgs, TelemetryArgs};
 use crowdcrunch_runtime::edge::EdgeArgs;
 use crowdcrunch_runtime::metrics::MetricsServer;
@@ -11,6 +16,7 @@ use crowdcrunch_runtime::metrics::MetricsServer;
 use crate::dev::DevArgs;
 use crate::load::LoadArgs;
 use crate::smoke::SmokeArgs;
+use crate::token::TokenArgs;
 
 /// CrowdCrunch: an order-management backend of gRPC services behind a GraphQL edge.
 #[derive(Debug, clap::Parser)]
@@ -22,8 +28,9 @@ pub struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Run one service (what a Kubernetes pod runs).
-    Serve(ServeArgs),
+    /// Run one service (what a Kubernetes pod runs). Boxed: its flags outweigh every other
+    /// command's.
+    Serve(Box<ServeArgs>),
     /// Run the whole system on this machine: every service on its own port on 127.0.0.1, talking
     /// real gRPC, with embedded SQLite storage and demo data.
     Dev(DevArgs),
@@ -31,6 +38,8 @@ enum Command {
     Schema,
     /// Check that a running edge answers and reaches every service (what `helm test` runs).
     Smoke(SmokeArgs),
+    /// Print a token signed with the key `dev` keeps in its data dir, alone on stdout.
+    Token(TokenArgs),
     /// Drive one GraphQL operation (or one gRPC method) at a concurrency and report
     /// requests/s, errors and latency percentiles.
     Load(LoadArgs),
@@ -77,6 +86,18 @@ struct ServeArgs {
     storage: StorageArgs,
     #[command(flatten)]
     upstream: UpstreamArgs,
+    #[command(flatten, next_help_heading = "Identity")]
+    auth: AuthArgs,
+    /// A file holding this service's own bearer token for its calls to other services (read
+    /// again periodically, so a rotated token is picked up). Not needed where mTLS or the mesh
+    /// names the service.
+    #[arg(
+        long,
+        env = "CROWDCRUNCH_SERVICE_TOKEN_FILE",
+        value_name = "PATH",
+        help_heading = "Identity"
+    )]
+    service_token_file: Option<PathBuf>,
     #[command(flatten, next_help_heading = "The edge (serve edge)")]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -90,13 +111,14 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => match args.service {
-                Served::Service(service) => serve(service, args).await,
-                Served::Edge => serve_edge(args).await,
+                Served::Service(service) => serve(service, *args).await,
+                Served::Edge => serve_edge(*args).await,
             },
             Command::Dev(args) => crate::dev::run(args).await,
             Command::Schema => print_schema(),
             Command::Smoke(args) => crate::smoke::run(args).await,
             Command::Load(args) => crate::load::run(args).await,
+            Command::Token(args) => crate::token::run(&args),
         }
     }
 }
@@ -112,6 +134,7 @@ async fn serve_edge(args: ServeArgs) -> anyhow::Result<()> {
     let default_listen = ([0, 0, 0, 0], roster::EDGE_PORT).into();
     let server = args.server.settings(default_listen)?;
     let settings = args.edge.settings()?;
+    let auth = args.auth.settings()?;
     let telemetry = args.telemetry.settings()?;
     let endpoints = crate::edge::endpoints(&args.upstream);
     let _telemetry = crowdcrunch_runtime::telemetry::init("edge", &telemetry)?;
@@ -128,6 +151,7 @@ async fn serve_edge(args: ServeArgs) -> anyhow::Result<()> {
         settings,
         &endpoints,
         server.tls.as_ref(),
+        Verifier::start(auth)?,
         server.drain_grace,
     )
     .await?;
@@ -140,15 +164,29 @@ async fn serve(service: &'static Service, args: ServeArgs) -> anyhow::Result<()>
     let default_listen = ([0, 0, 0, 0], service.default_port).into();
     let server = args.server.settings(default_listen)?;
     let storage = args.storage.settings()?;
+    let auth = args.auth.settings()?;
+    let rules = crowdcrunch::services::access_rules()?;
     let telemetry = args.telemetry.settings()?;
-    let upstreams = Upstreams::resolve(service, &args.upstream, server.tls.as_ref())?;
+    let identity = args
+        .service_token_file
+        .as_deref()
+        .map(ServiceToken::from_file)
+        .transpose()?;
+    let upstreams = Upstreams::resolve(
+        service,
+        &args.upstream,
+        server.tls.as_ref(),
+        identity.as_ref(),
+    )?;
     let _telemetry = crowdcrunch_runtime::telemetry::init(service.name, &telemetry)?;
 
     let shutdown = Shutdown::on_signals();
     let metrics = MetricsServer::bind(args.metrics.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {} for metrics", args.metrics.metrics_addr))?;
-    let service = crowdcrunch::services::bind(service, server, &storage, &upstreams).await?;
+    let gatekeeper = Gatekeeper::new(rules, Verifier::start(auth)?);
+    let service =
+        crowdcrunch::services::bind(service, server, &storage, &upstreams, gatekeeper).await?;
     let (metrics, service) = tokio::join!(metrics.serve(shutdown.clone()), service.serve(shutdown));
     metrics.context("metrics server failed")?;
     service

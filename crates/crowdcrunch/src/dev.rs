@@ -1,6 +1,8 @@
 //! `crowdcrunch dev`: every service in one process, each on its own port on 127.0.0.1, talking
 //! real gRPC to each other, with embedded SQLite under `--data-dir` and demo data seeded on the
-//! first start only.
+//! first start only. Identities are on, as everywhere: `dev` keeps a signing key in the data dir,
+//! publishes its JWKS on the edge's port, gives every service a token of its own for its calls,
+//! and prints a customer's and a staff member's token to start with.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,9 +14,12 @@ use crowdcrunch::roster::{self, Service, UpstreamArgs};
 use crowdcrunch::services::{BoundService, Upstreams};
 use crowdcrunch_proto::customers::v1 as customers;
 use crowdcrunch_proto::inventory::v1 as inventory;
-use crowdcrunch_runtime::client::Endpoints;
+use crowdcrunch_runtime::access::Gatekeeper;
+use crowdcrunch_runtime::auth::{AuthSettings, Grant, JwksUrl, SigningKey, TokenRules, Verifier};
+use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken};
 use crowdcrunch_runtime::config::TelemetryArgs;
 use crowdcrunch_runtime::edge::EdgeSettings;
+use crowdcrunch_runtime::http::HttpServer;
 use crowdcrunch_runtime::metrics::MetricsServer;
 use crowdcrunch_runtime::{ServerSettings, Shutdown, StorageSettings};
 use futures::StreamExt as _;
@@ -24,6 +29,29 @@ use crate::edge::BoundEdge;
 
 /// The file whose presence in the data dir says the demo data was seeded once already.
 const SEEDED_MARKER: &str = ".demo-seeded";
+
+/// The issuer (`iss`) of `dev`'s tokens: the edge's default address, where its JWKS is.
+pub const DEV_ISSUER: &str = "http://127.0.0.1:8080";
+
+/// The audience (`aud`) of `dev`'s tokens.
+pub const DEV_AUDIENCE: &str = "crowdcrunch";
+
+/// Where the edge publishes `dev`'s JWKS.
+const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// How long the services' own tokens last: as long as a `dev` session plausibly runs.
+const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long the printed tokens last.
+const PRINTED_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// The demo customer whose token `dev` prints.
+const DEMO_CUSTOMER_EMAIL: &str = "ada@example.com";
+
+/// The claims `dev`'s tokens carry and its services check (`crowdcrunch token` mints the same).
+pub fn dev_token_rules() -> TokenRules {
+    TokenRules::new(DEV_ISSUER, DEV_AUDIENCE)
+}
 
 /// Flags of `crowdcrunch dev`.
 #[derive(Debug, clap::Args)]
@@ -116,30 +144,56 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let metrics = MetricsServer::bind(metrics_addr)
         .await
         .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
-    // Each service calls the ones bound before it at the addresses they really got.
+    let key = SigningKey::load_or_generate(&args.data_dir)?;
+    let rules = crowdcrunch::services::access_rules()?;
+    // The edge's port is bound first: the JWKS that every verifier here fetches is served there.
+    let edge_server = HttpServer::bind(SocketAddr::new(args.host, args.edge_port))
+        .await
+        .context("cannot start the edge")?;
+    let jwks_url = format!("{}{JWKS_PATH}", local_url(edge_server.local_addr()));
+    let mut auth = AuthSettings::new(
+        DEV_ISSUER,
+        DEV_AUDIENCE,
+        JwksUrl::parse(&jwks_url).map_err(|error| anyhow::anyhow!("{jwks_url}: {error}"))?,
+    );
+    // The first fetch may come before the edge serves; on this machine, try again a second later.
+    auth.jwks.min_refresh_interval = Duration::from_secs(1);
+    let verifier = Verifier::start(auth)?;
+    let token_rules = dev_token_rules();
+    // Each service calls the ones bound before it at the addresses they really got, as itself.
     let mut upstream = UpstreamArgs::default();
     let mut services = Vec::new();
     for service in &roster::SERVICES {
         let settings = ServerSettings::new(SocketAddr::new(args.host, args.ports.port(service)));
-        let upstreams = Upstreams::resolve(service, &upstream, None)?;
-        let bound = crowdcrunch::services::bind(service, settings, &storage, &upstreams).await?;
+        let own_token = ServiceToken::new(&key.mint(
+            &token_rules,
+            &Grant::Service(service.name.to_owned()),
+            SERVICE_TOKEN_TTL,
+        )?)?;
+        let upstreams = Upstreams::resolve(service, &upstream, None, Some(&own_token))?;
+        let gatekeeper = Gatekeeper::new(rules.clone(), verifier.clone());
+        let bound =
+            crowdcrunch::services::bind(service, settings, &storage, &upstreams, gatekeeper)
+                .await?;
         upstream.set(service.name, local_endpoints(bound.addr())?)?;
         services.push(bound);
     }
     services.sort_by_key(|bound| bound.service().default_port);
-    // The edge calls every service bound above.
-    let edge = BoundEdge::bind(
-        SocketAddr::new(args.host, args.edge_port),
+    // The edge calls every service bound above, and publishes the JWKS.
+    let edge = BoundEdge::on(
+        edge_server,
         EdgeSettings::default(),
         &crate::edge::endpoints(&upstream),
         None,
+        verifier.clone(),
         Duration::from_secs(10),
-    )
-    .await?;
+    )?
+    .with_routes(jwks_routes(&key));
     let metrics_addr = metrics
         .local_addr()
         .with_context(|| format!("cannot read the address bound for {metrics_addr}"))?;
-    print_table(&services, edge.addr(), metrics_addr, &args.data_dir);
+    let edge_addr = edge.addr();
+    print_table(&services, edge_addr, metrics_addr, &args.data_dir);
     let addr_of = |name: &str| {
         services
             .iter()
@@ -166,11 +220,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     }));
 
+    // Seeding calls as staff, which needs the keys the edge now publishes.
+    let mut fetches = verifier.jwks_fetches();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        fetches.wait_for(|fetches| *fetches > 0),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the services cannot fetch dev's JWKS at {jwks_url}"))?
+    .context("the token verifier stopped")?;
+    let staff_token = key.mint(
+        &token_rules,
+        &Grant::Staff("dev".to_owned()),
+        PRINTED_TOKEN_TTL,
+    )?;
+    let staff = ServiceToken::new(&staff_token)?;
+    let staff_channel = |addr: SocketAddr| -> anyhow::Result<GrpcChannel> {
+        Ok(
+            crowdcrunch_runtime::client::channel(&local_endpoints(addr)?, None)?
+                .carrying(staff.clone()),
+        )
+    };
+    let customers_channel = staff_channel(customers_addr)?;
     if first_start {
-        seed_customers(customers_addr, &shutdown)
+        seed_customers(customers_channel.clone(), &shutdown)
             .await
             .context("cannot seed the demo customers")?;
-        seed_catalog(inventory_addr, &shutdown)
+        seed_catalog(staff_channel(inventory_addr)?, &shutdown)
             .await
             .context("cannot seed the demo catalog")?;
         std::fs::write(args.data_dir.join(SEEDED_MARKER), b"demo data seeded\n").with_context(
@@ -182,6 +258,20 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             },
         )?;
         tracing::info!("demo data seeded");
+    }
+    // A stop during start-up ends the listing with the servers: then there is nothing to print.
+    let demo_customer = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => None,
+        found = demo_customer_id(customers_channel) => Some(found?),
+    };
+    if let Some(demo_customer) = demo_customer {
+        let customer_token = key.mint(
+            &token_rules,
+            &Grant::Customer(demo_customer.clone()),
+            PRINTED_TOKEN_TTL,
+        )?;
+        print_tokens(edge_addr, &demo_customer, &customer_token, &staff_token);
     }
 
     let mut result = Ok(());
@@ -200,13 +290,55 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 /// How the other services reach a service bound at `addr`.
 fn local_endpoints(addr: SocketAddr) -> anyhow::Result<Endpoints> {
+    Ok(Endpoints::single(
+        local_url(addr).parse().context("a local URL")?,
+    ))
+}
+
+/// The `http://` URL of a server bound at `addr`, on loopback when it listens everywhere.
+fn local_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => IpAddr::from([127, 0, 0, 1]),
         ip if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let url = format!("http://{}", SocketAddr::new(ip, addr.port()));
-    Ok(Endpoints::single(url.parse().context("a local URL")?))
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// The route of `dev`'s JWKS (its signing key's public half), merged into the edge's.
+fn jwks_routes(key: &SigningKey) -> axum::Router {
+    let jwks = axum::Json(key.jwks());
+    axum::Router::new().route(
+        JWKS_PATH,
+        axum::routing::get(move || std::future::ready(jwks.clone())),
+    )
+}
+
+/// The id of the demo customer whose token `dev` prints.
+async fn demo_customer_id(channel: GrpcChannel) -> anyhow::Result<String> {
+    let mut client = customers::customer_service_client::CustomerServiceClient::new(channel);
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_customers(customers::ListCustomersRequest {
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .context("cannot list the customers")?
+            .into_inner();
+        if let Some(customer) = page
+            .customers
+            .into_iter()
+            .find(|customer| customer.email == DEMO_CUSTOMER_EMAIL)
+        {
+            return Ok(customer.id);
+        }
+        if page.next_page_token.is_empty() {
+            anyhow::bail!("the demo customer {DEMO_CUSTOMER_EMAIL} is not in the data dir");
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 #[expect(
@@ -239,11 +371,43 @@ fn print_table(
     println!("  data dir: {}", data_dir.display());
 }
 
+#[expect(
+    clippy::print_stdout,
+    reason = "the tokens are what `dev` gives its user to call with"
+)]
+fn print_tokens(edge_addr: SocketAddr, customer_id: &str, customer: &str, staff: &str) {
+    let graphql = format!("{}/graphql", local_url(edge_addr));
+    let example = |token: &str, query: &str| {
+        format!(
+            "curl -s {graphql} -H \"Authorization: Bearer ${token}\" \\\n      \
+             -H 'Content-Type: application/json' -d '{{\"query\":\"{query}\"}}'"
+        )
+    };
+    println!("Tokens, valid for an hour (`crowdcrunch token --help` mints more):");
+    println!("  # the demo customer {customer_id} ({DEMO_CUSTOMER_EMAIL})");
+    println!("  export CUSTOMER_TOKEN={customer}");
+    println!(
+        "  {}",
+        example(
+            "CUSTOMER_TOKEN",
+            "{ orders(first: 10) { edges { node { id status } } } }"
+        )
+    );
+    println!("  # staff (the back office)");
+    println!("  export STAFF_TOKEN={staff}");
+    println!(
+        "  {}",
+        example(
+            "STAFF_TOKEN",
+            "{ customers(first: 10) { edges { node { id email } } } }"
+        )
+    );
+    println!("  GraphiQL: paste {{\"Authorization\": \"Bearer <token>\"}} into its Headers tab.");
+}
+
 /// Demo customers, created through the real gRPC API with fixed request ids.
-async fn seed_customers(customers_addr: SocketAddr, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let customers_url = format!("http://{customers_addr}");
-    let mut client =
-        customers::customer_service_client::CustomerServiceClient::connect(customers_url).await?;
+async fn seed_customers(channel: GrpcChannel, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let mut client = customers::customer_service_client::CustomerServiceClient::new(channel);
     let demo = [
         ("ada@example.com", "Ada Lovelace"),
         ("grace@example.com", "Grace Hopper"),
@@ -287,10 +451,8 @@ const CATALOG: [(&str, &str, i64, i32); 14] = [
 ];
 
 /// The demo catalogue, in stock, created through the real gRPC API with fixed request ids.
-async fn seed_catalog(inventory_addr: SocketAddr, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let inventory_url = format!("http://{inventory_addr}");
-    let mut client =
-        inventory::inventory_service_client::InventoryServiceClient::connect(inventory_url).await?;
+async fn seed_catalog(channel: GrpcChannel, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let mut client = inventory::inventory_service_client::InventoryServiceClient::new(channel);
     for (sku, title, cents, units) in CATALOG {
         if shutdown.is_triggered() {
             break;

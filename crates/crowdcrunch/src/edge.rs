@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use crowdcrunch::roster::UpstreamArgs;
 use crowdcrunch_runtime::Shutdown;
+use crowdcrunch_runtime::auth::Verifier;
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::config::TlsSettings;
 use crowdcrunch_runtime::edge::EdgeSettings;
@@ -27,27 +28,51 @@ pub struct BoundEdge {
     server: HttpServer,
     edge: crowdcrunch_edge::Gateway,
     grace: Duration,
+    extra_routes: Option<axum::Router>,
 }
 
 impl BoundEdge {
-    /// Builds the schema and the channels, then binds `listen`.
+    /// Binds `listen`, then builds the schema and the channels; callers' tokens are verified by
+    /// `verifier`.
     pub async fn bind(
         listen: SocketAddr,
         settings: EdgeSettings,
         endpoints: &HashMap<String, Endpoints>,
         tls: Option<&TlsSettings>,
+        verifier: Verifier,
         grace: Duration,
     ) -> anyhow::Result<Self> {
-        let edge = crowdcrunch_edge::Gateway::new(settings, endpoints, tls)
-            .context("cannot build the GraphQL schema")?;
         let server = HttpServer::bind(listen)
             .await
             .context("cannot start the edge")?;
+        Self::on(server, settings, endpoints, tls, verifier, grace)
+    }
+
+    /// The edge on a server already bound (`dev` binds it first: its JWKS is served there).
+    pub fn on(
+        server: HttpServer,
+        settings: EdgeSettings,
+        endpoints: &HashMap<String, Endpoints>,
+        tls: Option<&TlsSettings>,
+        verifier: Verifier,
+        grace: Duration,
+    ) -> anyhow::Result<Self> {
+        let edge = crowdcrunch_edge::Gateway::new(settings, endpoints, tls, verifier)
+            .context("cannot build the GraphQL schema")?;
         Ok(Self {
             server,
             edge,
             grace,
+            extra_routes: None,
         })
+    }
+
+    /// The same edge, also serving `routes` (`dev`'s JWKS).
+    pub fn with_routes(self, routes: axum::Router) -> Self {
+        Self {
+            extra_routes: Some(routes),
+            ..self
+        }
     }
 
     /// The bound address.
@@ -58,6 +83,10 @@ impl BoundEdge {
     /// Serves until `shutdown` fires and the drain ends.
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let router = crowdcrunch_edge::router(self.edge, shutdown.clone());
+        let router = match self.extra_routes {
+            Some(routes) => router.merge(routes),
+            None => router,
+        };
         self.server
             .serve(router, shutdown, self.grace)
             .await

@@ -12,6 +12,7 @@ mod edge;
 mod http_client;
 mod load;
 mod smoke;
+mod token;
 
 use std::process::ExitCode;
 

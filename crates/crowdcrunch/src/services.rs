@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use crowdcrunch_outbox::{Outbox, Relay};
-use crowdcrunch_runtime::client::GrpcChannel;
+use crowdcrunch_runtime::access::{AccessRules, Gatekeeper};
+use crowdcrunch_runtime::client::{GrpcChannel, ServiceToken};
 use crowdcrunch_runtime::config::TlsSettings;
 use crowdcrunch_runtime::server::{GrpcService, ServiceDefinition};
 use crowdcrunch_runtime::{
@@ -16,6 +17,13 @@ use futures::future::BoxFuture;
 
 use crate::roster::{EVENT_LOG, Service, UpstreamArgs};
 
+/// The access rules of every RPC, read from the protos; a rule that cannot be applied is an
+/// error naming its RPC, and the process does not start.
+pub fn access_rules() -> anyhow::Result<AccessRules> {
+    AccessRules::from_descriptor_set(crowdcrunch_proto::FILE_DESCRIPTOR_SET)
+        .context("the access rules in the protos cannot be used")
+}
+
 /// Client channels to the services one service calls, checked before anything is bound.
 pub struct Upstreams {
     channels: BTreeMap<&'static str, GrpcChannel>,
@@ -24,21 +32,25 @@ pub struct Upstreams {
 impl Upstreams {
     /// The channels to the services `service` calls, from `args`; a missing one is an error that
     /// names its variable. Channels connect lazily: a service that is down fails calls, never
-    /// the start.
+    /// the start. Every call carries `identity`, the service's own token, when there is one
+    /// (without it, mTLS or the mesh names the service).
     pub fn resolve(
         service: &Service,
         args: &UpstreamArgs,
         tls: Option<&TlsSettings>,
+        identity: Option<&ServiceToken>,
     ) -> anyhow::Result<Self> {
         let channels = service
             .calls
             .iter()
             .map(|callee| {
                 let endpoints = args.require(service.name, callee)?;
-                Ok((
-                    *callee,
-                    crowdcrunch_runtime::client::channel(&endpoints, tls)?,
-                ))
+                let channel = crowdcrunch_runtime::client::channel(&endpoints, tls)?;
+                let channel = match identity {
+                    Some(token) => channel.carrying(token.clone()),
+                    None => channel,
+                };
+                Ok((*callee, channel))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { channels })
@@ -145,12 +157,14 @@ impl BoundService {
     }
 }
 
-/// Opens the storage of `service`, makes it with the channels in `upstreams`, and binds its port.
+/// Opens the storage of `service`, makes it with the channels in `upstreams`, and binds its port,
+/// admitting calls with `gatekeeper`.
 pub async fn bind(
     service: &'static Service,
     server: ServerSettings,
     storage: &StorageSettings,
     upstreams: &Upstreams,
+    gatekeeper: Gatekeeper,
 ) -> anyhow::Result<BoundService> {
     let name = service.name;
     let database = Database::connect(storage, service.database, service.migrator)
@@ -171,7 +185,7 @@ pub async fn bind(
         outbox,
         upstreams,
     })?;
-    let server = GrpcServer::bind(server)
+    let server = GrpcServer::bind(server, gatekeeper)
         .await
         .with_context(|| format!("cannot start {name}"))?;
     Ok(BoundService {

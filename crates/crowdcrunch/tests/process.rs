@@ -66,6 +66,7 @@ fn bad_configuration_ends_with_one_clear_line() {
         command
             .args(["serve", "customers", "--metrics-listen", "127.0.0.1:0"])
             .args(["--ledger-endpoints", "http://127.0.0.1:1"])
+            .envs(AUTH_SETTINGS)
             .args(&flags);
         if !flags.contains(&"--data-dir") {
             command.args(["--data-dir", &data_dir]);
@@ -84,6 +85,48 @@ fn bad_configuration_ends_with_one_clear_line() {
         assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
     }
     drop(taken);
+}
+
+/// Auth settings that pass validation (nothing is verified in these runs).
+const AUTH_SETTINGS: [(&str, &str); 3] = [
+    ("CROWDCRUNCH_AUTH_ISSUER", "http://127.0.0.1:1"),
+    ("CROWDCRUNCH_AUTH_AUDIENCE", "crowdcrunch"),
+    ("CROWDCRUNCH_AUTH_JWKS_URL", "http://127.0.0.1:1/jwks.json"),
+];
+
+/// The one line on stderr of a run that must fail.
+#[track_caller]
+fn one_failing_line(command: &mut std::process::Command) -> String {
+    let output = command.output().expect("run the binary");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "succeeded: {stderr}");
+    assert!(output.stdout.is_empty(), "printed to stdout: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{stderr}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn serve_without_auth_settings_and_token_without_a_key_say_so_in_one_line() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let line = one_failing_line(
+        binary()
+            .args(["serve", "customers", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--ledger-endpoints", "http://127.0.0.1:1"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env_remove("CROWDCRUNCH_AUTH_ISSUER"),
+    );
+    assert!(
+        line.contains("CROWDCRUNCH_AUTH_ISSUER must be set"),
+        "{line}"
+    );
+    let line = one_failing_line(
+        binary()
+            .args(["token", "--staff", "bob", "--data-dir"])
+            .arg(data_dir.path()),
+    );
+    assert!(line.contains("no signing key in"), "{line}");
 }
 
 /// A health Watch stream on `addr`, with its first status.
@@ -132,6 +175,7 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
             .arg(data_dir.path());
         // The ledger is not running: the outbox keeps the events, serving is unaffected.
         command.args(["--ledger-endpoints", "http://127.0.0.1:1"]);
+        command.envs(AUTH_SETTINGS);
         command
     });
     let addr = process.wait_for_grpc_addr("CustomerService");
@@ -162,23 +206,56 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
     drop(watch);
 }
 
-/// Customers listed by the customers service at `addr`, once `count` of them exist.
-async fn customers_when(addr: SocketAddr, count: usize) -> Vec<customers::Customer> {
+/// A token of `dev`'s key in `data_dir` (`crowdcrunch token`), for `whom` (`["--staff", "x"]`).
+fn token(data_dir: &std::path::Path, whom: &[&str]) -> String {
+    let output = binary()
+        .arg("token")
+        .args(whom)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run token");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// `ListCustomers` on the customers service at `addr`, with `token` when there is one.
+async fn list_customers(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<Vec<customers::Customer>, tonic::Status> {
     let url = format!("http://{addr}");
     let mut client = customers::customer_service_client::CustomerServiceClient::connect(url)
         .await
         .expect("connect to customers");
+    let mut request = tonic::Request::new(customers::ListCustomersRequest {
+        page_size: 100,
+        page_token: String::new(),
+    });
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ASCII"),
+        );
+    }
+    Ok(client.list_customers(request).await?.into_inner().customers)
+}
+
+/// Customers listed (as staff) by the customers service at `addr`, once `count` of them exist.
+async fn customers_when(
+    addr: SocketAddr,
+    data_dir: &std::path::Path,
+    count: usize,
+) -> Vec<customers::Customer> {
+    let staff = token(data_dir, &["--staff", "process-test"]);
     let deadline = Instant::now() + support::PATIENCE;
     loop {
-        let listed = client
-            .list_customers(customers::ListCustomersRequest {
-                page_size: 100,
-                page_token: String::new(),
-            })
+        let listed = list_customers(addr, Some(&staff))
             .await
-            .expect("list customers")
-            .into_inner()
-            .customers;
+            .expect("list customers");
         if listed.len() >= count || Instant::now() > deadline {
             return listed;
         }
@@ -199,8 +276,24 @@ async fn dev_starts_from_an_empty_dir_and_again_over_its_own_data() {
     let mut first = dev(&data_dir);
     let addr = first.wait_for_table_addr("customers");
     first.wait_for_line("demo data seeded");
-    let seeded = customers_when(addr, 3).await;
+    let seeded = customers_when(addr, &data_dir, 3).await;
     assert_eq!(seeded.len(), 3, "the demo customers");
+    // A call straight to a service is judged as one through the edge.
+    let anonymous = list_customers(addr, None).await.expect_err("no identity");
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
+    );
+    let customer = token(&data_dir, &["--customer", &seeded[0].id]);
+    let forbidden = list_customers(addr, Some(&customer))
+        .await
+        .expect_err("a customer on a staff RPC");
+    assert_eq!(
+        forbidden.code(),
+        tonic::Code::PermissionDenied,
+        "{forbidden:?}"
+    );
     first.terminate();
     let (status, output) = tokio::task::spawn_blocking(move || first.wait())
         .await
@@ -209,7 +302,7 @@ async fn dev_starts_from_an_empty_dir_and_again_over_its_own_data() {
 
     let mut second = dev(&data_dir);
     let addr = second.wait_for_table_addr("customers");
-    let again = customers_when(addr, 3).await;
+    let again = customers_when(addr, &data_dir, 3).await;
     assert_eq!(again, seeded, "the data survived and was not seeded again");
     second.terminate();
     let (status, output) = tokio::task::spawn_blocking(move || second.wait())
