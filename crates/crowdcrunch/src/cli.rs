@@ -3,13 +3,12 @@
 use anyhow::Context as _;
 use crowdcrunch::roster::{self, Service, UpstreamArgs};
 use crowdcrunch::services::Upstreams;
-use std::path::PathBuf;
-
 use crowdcrunch_runtime::Shutdown;
 use crowdcrunch_runtime::access::Gatekeeper;
 use crowdcrunch_runtime::auth::{AuthArgs, Verifier};
-use crowdcrunch_runtime::client::ServiceToken;
-use crowdcrunch_runtime::config::{MetricsArgs, ServerArgs, StorageArgs, TelemetryArgs};
+use crowdcrunch_runtime::config::{
+    MetricsArgs, ServerArgs, ServiceTokenArgs, StorageArgs, TelemetryArgs,
+};
 use crowdcrunch_runtime::edge::EdgeArgs;
 use crowdcrunch_runtime::metrics::MetricsServer;
 
@@ -88,16 +87,8 @@ struct ServeArgs {
     upstream: UpstreamArgs,
     #[command(flatten, next_help_heading = "Identity")]
     auth: AuthArgs,
-    /// A file holding this service's own bearer token for its calls to other services (read
-    /// again periodically, so a rotated token is picked up). Not needed where mTLS or the mesh
-    /// names the service.
-    #[arg(
-        long,
-        env = "CROWDCRUNCH_SERVICE_TOKEN_FILE",
-        value_name = "PATH",
-        help_heading = "Identity"
-    )]
-    service_token_file: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Identity")]
+    service_token: ServiceTokenArgs,
     #[command(flatten, next_help_heading = "The edge (serve edge)")]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -167,11 +158,7 @@ async fn serve(service: &'static Service, args: ServeArgs) -> anyhow::Result<()>
     let auth = args.auth.settings()?;
     let rules = crowdcrunch::services::access_rules()?;
     let telemetry = args.telemetry.settings()?;
-    let identity = args
-        .service_token_file
-        .as_deref()
-        .map(ServiceToken::from_file)
-        .transpose()?;
+    let identity = args.service_token.token()?;
     let upstreams = Upstreams::resolve(
         service,
         &args.upstream,

@@ -32,6 +32,26 @@ impl ConfigError {
     }
 }
 
+/// Where a service's own token for its calls to other services comes from (`serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceTokenArgs {
+    /// A file holding this service's own bearer token for its calls to other services (read
+    /// again periodically, so a rotated token is picked up). Not needed where mTLS or the mesh
+    /// names the service.
+    #[arg(long, env = "CROWDCRUNCH_SERVICE_TOKEN_FILE", value_name = "PATH")]
+    pub service_token_file: Option<PathBuf>,
+}
+
+impl ServiceTokenArgs {
+    /// The token, read now (a missing or empty file is an error); `None` without a file.
+    pub fn token(&self) -> Result<Option<crate::client::ServiceToken>, ConfigError> {
+        self.service_token_file
+            .as_deref()
+            .map(crate::client::ServiceToken::from_file)
+            .transpose()
+    }
+}
+
 /// How a gRPC (or HTTP) server listens, drains and limits its work.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {

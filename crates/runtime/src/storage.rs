@@ -269,7 +269,7 @@ pub fn placeholders(first: usize, count: usize) -> String {
 /// one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnedBy<'a> {
-    /// The column that names a row's owner (`customer_id`; `id` for the customers themselves).
+    /// The column that names a row's owner (`customer_id`; `id` in the table of the owners themselves).
     pub column: &'static str,
     /// The owning customer.
     pub customer_id: &'a str,

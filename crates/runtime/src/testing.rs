@@ -12,9 +12,9 @@
 //! - `server.channel().await`: calls as staff (`test-staff`), so most existing tests keep working
 //!   (a `Client<Channel>` field becomes `Client<GrpcChannel>`, from `crowdcrunch_runtime::client`).
 //! - `server.channel_as(Grant::Customer("cus_…".into())).await`: calls as that customer (ownership).
-//! - `server.channel_as_peer("orders").await`: calls as the peer service `orders`; use it for
+//! - `server.channel_as_peer("billing").await`: calls as the peer service `billing`; use it for
 //!   peer-only RPCs, and give it to a service under test as its channel to this upstream
-//!   (orders' channel to customers is `customers.channel_as_peer("orders").await`).
+//!   (billing's channel to a `shipping` server is `shipping.channel_as_peer("billing").await`).
 //! - `server.anonymous_channel().await`: calls with no identity.
 //! - [`token`]`(&Grant::…)`: a raw token, for a request's own `authorization` metadata.
 //! - [`Caller::of`](crate::access::Caller::of) in a handler reads who was admitted.

@@ -63,15 +63,15 @@ mod tests {
         let mesh = MeshIdentity {
             account_prefix: "crowdcrunch-".to_owned(),
         };
-        let xfcc = "By=spiffe://cluster.local/ns/shop/sa/crowdcrunch-payments;\
-                    Hash=abc;Subject=\"\";URI=spiffe://cluster.local/ns/shop/sa/crowdcrunch-orders";
-        assert_eq!(mesh_service(xfcc, &mesh).as_deref(), Some("orders"));
-        let chained = format!("URI=spiffe://cluster.local/ns/shop/sa/crowdcrunch-edge,{xfcc}");
-        assert_eq!(mesh_service(&chained, &mesh).as_deref(), Some("orders"));
+        let xfcc = "By=spiffe://cluster.local/ns/shop/sa/crowdcrunch-billing;\
+                    Hash=abc;Subject=\"\";URI=spiffe://cluster.local/ns/shop/sa/crowdcrunch-shipping";
+        assert_eq!(mesh_service(xfcc, &mesh).as_deref(), Some("shipping"));
+        let chained = format!("URI=spiffe://cluster.local/ns/shop/sa/crowdcrunch-gateway,{xfcc}");
+        assert_eq!(mesh_service(&chained, &mesh).as_deref(), Some("shipping"));
         for refused in [
             "URI=spiffe://cluster.local/ns/shop/sa/default",
             "URI=spiffe://cluster.local/ns/shop/sa/crowdcrunch-",
-            "URI=https://example.com/sa/crowdcrunch-orders",
+            "URI=https://example.com/sa/crowdcrunch-shipping",
             "Hash=abc",
         ] {
             assert_eq!(mesh_service(refused, &mesh), None, "{refused}");
