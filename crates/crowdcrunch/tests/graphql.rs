@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crowdcrunch_runtime::client::{Endpoints, ServiceToken};
 use futures::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -25,10 +26,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 /// `crowdcrunch dev` on free ports, and an HTTP client to its edge.
 struct System {
     process: Process,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
     edge: SocketAddr,
     metrics: SocketAddr,
     payments: SocketAddr,
+    /// `Bearer <token>` of a member of staff, who may do everything the story does.
+    authorization: String,
     client: hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
@@ -44,12 +47,14 @@ impl System {
         let edge = process.wait_for_table_addr("edge");
         let metrics = process.wait_for_table_addr("metrics");
         process.wait_for_line("demo data seeded");
+        let staff = support::token(data_dir.path(), &["--staff", "graphql-test"]);
         Self {
             process,
-            _data_dir: data_dir,
+            data_dir,
             edge,
             metrics,
             payments,
+            authorization: format!("Bearer {staff}"),
             client: hyper_util::client::legacy::Client::builder(
                 hyper_util::rt::TokioExecutor::new(),
             )
@@ -80,6 +85,7 @@ impl System {
         let request = http::Request::post(format!("http://{}/graphql", self.edge))
             .header("content-type", "application/json")
             .header("accept", "application/graphql-response+json")
+            .header("authorization", &self.authorization)
             .body(Full::new(Bytes::from(body)))
             .expect("a request");
         let (status, body) = self.http(request).await;
@@ -234,7 +240,8 @@ async fn subscribe(system: &System, query: &str, variables: Value) -> Socket {
         .expect("upgrade");
     socket
         .send(Message::text(
-            json!({"type": "connection_init"}).to_string(),
+            json!({"type": "connection_init", "payload": {"authorization": system.authorization}})
+                .to_string(),
         ))
         .await
         .expect("send");
@@ -573,11 +580,12 @@ async fn a_dangling_reference_fails_only_its_own_field() {
         .to_owned();
 
     // A payment for an order that does not exist, made behind the edge's back.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", system.payments))
-        .expect("a URL")
-        .connect()
-        .await
-        .expect("connect to payments");
+    // As the only service payments admits there: orders.
+    let orders_token = support::token(system.data_dir.path(), &["--service", "orders"]);
+    let endpoints = Endpoints::parse(&format!("http://{}", system.payments)).expect("a URL");
+    let channel = crowdcrunch_runtime::client::channel(&endpoints, None)
+        .expect("a channel to payments")
+        .carrying(ServiceToken::new(&orders_token).expect("a token"));
     let mut client = payments::payment_service_client::PaymentServiceClient::new(channel);
     let token = client
         .tokenize_card(payments::TokenizeCardRequest {

@@ -21,10 +21,10 @@ use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
+use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken};
 use crowdcrunch_runtime::testing::violated_fields;
 use support::Process;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const APPROVED: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
@@ -45,21 +45,22 @@ const CONFIRMED_STORY: [&str; 7] = [
 struct System {
     _process: Process,
     _data_dir: tempfile::TempDir,
-    customers: customers::customer_service_client::CustomerServiceClient<Channel>,
-    inventory: inventory::inventory_service_client::InventoryServiceClient<Channel>,
-    orders: orders::order_service_client::OrderServiceClient<Channel>,
-    payments: payments::payment_service_client::PaymentServiceClient<Channel>,
-    fulfillment: fulfillment::fulfillment_service_client::FulfillmentServiceClient<Channel>,
-    exchanges: exchanges::exchange_service_client::ExchangeServiceClient<Channel>,
-    ledger: ledger::ledger_service_client::LedgerServiceClient<Channel>,
+    customers: customers::customer_service_client::CustomerServiceClient<GrpcChannel>,
+    inventory: inventory::inventory_service_client::InventoryServiceClient<GrpcChannel>,
+    orders: orders::order_service_client::OrderServiceClient<GrpcChannel>,
+    payments: payments::payment_service_client::PaymentServiceClient<GrpcChannel>,
+    fulfillment: fulfillment::fulfillment_service_client::FulfillmentServiceClient<GrpcChannel>,
+    exchanges: exchanges::exchange_service_client::ExchangeServiceClient<GrpcChannel>,
+    ledger: ledger::ledger_service_client::LedgerServiceClient<GrpcChannel>,
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a URL")
-        .connect()
-        .await
-        .expect("connect")
+/// A channel to the service at `addr`, calling with `token` (a member of staff's: the story
+/// reads everything and runs the back office).
+async fn channel(addr: SocketAddr, token: &ServiceToken) -> GrpcChannel {
+    let endpoints = Endpoints::parse(&format!("http://{addr}")).expect("a URL");
+    crowdcrunch_runtime::client::channel(&endpoints, None)
+        .expect("a channel")
+        .carrying(token.clone())
 }
 
 impl System {
@@ -72,27 +73,32 @@ impl System {
             addrs.insert(service.name, process.wait_for_table_addr(service.name));
         }
         process.wait_for_line("demo data seeded");
+        let staff = ServiceToken::new(&support::token(
+            data_dir.path(),
+            &["--staff", "lifecycle-test"],
+        ))
+        .expect("a token");
         Self {
             customers: customers::customer_service_client::CustomerServiceClient::new(
-                channel(addrs["customers"]).await,
+                channel(addrs["customers"], &staff).await,
             ),
             inventory: inventory::inventory_service_client::InventoryServiceClient::new(
-                channel(addrs["inventory"]).await,
+                channel(addrs["inventory"], &staff).await,
             ),
             orders: orders::order_service_client::OrderServiceClient::new(
-                channel(addrs["orders"]).await,
+                channel(addrs["orders"], &staff).await,
             ),
             payments: payments::payment_service_client::PaymentServiceClient::new(
-                channel(addrs["payments"]).await,
+                channel(addrs["payments"], &staff).await,
             ),
             fulfillment: fulfillment::fulfillment_service_client::FulfillmentServiceClient::new(
-                channel(addrs["fulfillment"]).await,
+                channel(addrs["fulfillment"], &staff).await,
             ),
             exchanges: exchanges::exchange_service_client::ExchangeServiceClient::new(
-                channel(addrs["exchanges"]).await,
+                channel(addrs["exchanges"], &staff).await,
             ),
             ledger: ledger::ledger_service_client::LedgerServiceClient::new(
-                channel(addrs["ledger"]).await,
+                channel(addrs["ledger"], &staff).await,
             ),
             _process: process,
             _data_dir: data_dir,

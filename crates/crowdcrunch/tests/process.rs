@@ -206,22 +206,6 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
     drop(watch);
 }
 
-/// A token of `dev`'s key in `data_dir` (`crowdcrunch token`), for `whom` (`["--staff", "x"]`).
-fn token(data_dir: &std::path::Path, whom: &[&str]) -> String {
-    let output = binary()
-        .arg("token")
-        .args(whom)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run token");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout)
-        .expect("UTF-8")
-        .trim()
-        .to_owned()
-}
-
 /// `ListCustomers` on the customers service at `addr`, with `token` when there is one.
 async fn list_customers(
     addr: SocketAddr,
@@ -250,7 +234,7 @@ async fn customers_when(
     data_dir: &std::path::Path,
     count: usize,
 ) -> Vec<customers::Customer> {
-    let staff = token(data_dir, &["--staff", "process-test"]);
+    let staff = support::token(data_dir, &["--staff", "process-test"]);
     let deadline = Instant::now() + support::PATIENCE;
     loop {
         let listed = list_customers(addr, Some(&staff))
@@ -285,7 +269,7 @@ async fn dev_starts_from_an_empty_dir_and_again_over_its_own_data() {
         tonic::Code::Unauthenticated,
         "{anonymous:?}"
     );
-    let customer = token(&data_dir, &["--customer", &seeded[0].id]);
+    let customer = support::token(&data_dir, &["--customer", &seeded[0].id]);
     let forbidden = list_customers(addr, Some(&customer))
         .await
         .expect_err("a customer on a staff RPC");

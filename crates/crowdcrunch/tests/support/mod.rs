@@ -28,6 +28,23 @@ pub fn binary() -> Command {
     command
 }
 
+/// A token signed with `dev`'s key in `data_dir` (`crowdcrunch token`), for `whom`
+/// (`["--staff", "x"]`, `["--customer", id]`, `["--service", name]`).
+pub fn token(data_dir: &std::path::Path, whom: &[&str]) -> String {
+    let output = binary()
+        .arg("token")
+        .args(whom)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run crowdcrunch token");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
 /// `crowdcrunch dev` over `data_dir` with every server on a free port (tests run side by side).
 pub fn dev(data_dir: &std::path::Path) -> Command {
     let mut command = binary();
