@@ -67,10 +67,17 @@ fn the_readme_grpcurl_session_works_against_dev() {
         script = script.replace(&default, &addr.to_string());
     }
     dev.wait_for_line("demo data seeded");
+    let data_dir_flag = format!("--data-dir {}", data_dir.path().display());
+    script = script.replace("--data-dir ./data", &data_dir_flag);
 
+    // grpcurl, and this build's `crowdcrunch` (the README's `target/release`).
+    let binary_dir = Path::new(env!("CARGO_BIN_EXE_crowdcrunch"))
+        .parent()
+        .expect("the binary's directory");
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         grpcurl_dir.display(),
+        binary_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let output = Command::new("bash")
