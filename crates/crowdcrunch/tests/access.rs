@@ -6,6 +6,10 @@
 //! UNAUTHENTICATED or PERMISSION_DENIED from admission (its `ErrorInfo` domain), admitted ones get
 //! whatever the service answers an empty request, but never a refusal.
 
+#[expect(
+    dead_code,
+    reason = "this test uses a part of the shared support module"
+)]
 mod support;
 
 use std::collections::HashMap;
