@@ -22,19 +22,25 @@ impl HttpClient {
         )
     }
 
-    /// POSTs `body` as JSON; answers the status and the body.
+    /// POSTs `body` as JSON, with `authorization` when given; answers the status and the body.
     pub async fn post_json(
         &self,
         uri: &http::Uri,
         body: Bytes,
+        authorization: Option<&http::HeaderValue>,
     ) -> anyhow::Result<(http::StatusCode, Bytes)> {
-        let request = http::Request::post(uri.clone())
+        let mut request = http::Request::post(uri.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
                 http::header::ACCEPT,
                 "application/graphql-response+json, application/json;q=0.9",
             )
             .body(Full::new(body))?;
+        if let Some(authorization) = authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, authorization.clone());
+        }
         self.send(request).await
     }
 

@@ -13,6 +13,8 @@ use hdrhistogram::Histogram;
 use hyper::body::Bytes;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
+use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken};
+
 use crate::http_client::HttpClient;
 
 /// Flags of `crowdcrunch load`.
@@ -33,6 +35,9 @@ pub struct LoadArgs {
     /// The gRPC request in the protobuf JSON mapping, e.g. `{"id": "..."}`.
     #[arg(long)]
     data: Option<String>,
+    /// A file holding the bearer token to call with (`crowdcrunch token … > FILE`).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     /// Requests in flight at once.
     #[arg(long, short = 'c', default_value_t = 16)]
     concurrency: usize,
@@ -51,9 +56,10 @@ enum Target {
         client: HttpClient,
         uri: http::Uri,
         body: Bytes,
+        authorization: Option<http::HeaderValue>,
     },
     Grpc {
-        grpc: tonic::client::Grpc<tonic::transport::Channel>,
+        grpc: tonic::client::Grpc<GrpcChannel>,
         path: http::uri::PathAndQuery,
         codec: crowdcrunch_edge::DynamicCodec,
         request: DynamicMessage,
@@ -62,6 +68,11 @@ enum Target {
 
 impl Target {
     fn new(args: &LoadArgs) -> anyhow::Result<Self> {
+        let token = args
+            .token_file
+            .as_deref()
+            .map(ServiceToken::from_file)
+            .transpose()?;
         if let Some(method) = &args.grpc_method {
             let pool = DescriptorPool::decode(crowdcrunch_proto::FILE_DESCRIPTOR_SET)?;
             let (service, name) = method
@@ -76,9 +87,14 @@ impl Target {
             let mut deserializer = serde_json::Deserializer::from_str(data);
             let request = DynamicMessage::deserialize(method.input(), &mut deserializer)
                 .context("--data is not a valid request")?;
-            let channel = tonic::transport::Endpoint::from_shared(args.url.to_string())?
-                .tcp_nodelay(true)
-                .connect_lazy();
+            let channel = crowdcrunch_runtime::client::channel(
+                &Endpoints::single(args.url.to_string().parse()?),
+                None,
+            )?;
+            let channel = match token {
+                Some(token) => channel.carrying(token),
+                None => channel,
+            };
             return Ok(Self::Grpc {
                 grpc: tonic::client::Grpc::new(channel),
                 path: format!("/{service}/{name}").parse()?,
@@ -100,15 +116,21 @@ impl Target {
             client: HttpClient::new(args.concurrency),
             uri: args.url.clone(),
             body: Bytes::from(body),
+            authorization: token.map(|token| token.authorization()),
         })
     }
 
     /// One request; an error says why it failed.
     async fn once(&mut self) -> Result<(), String> {
         match self {
-            Self::Graphql { client, uri, body } => {
+            Self::Graphql {
+                client,
+                uri,
+                body,
+                authorization,
+            } => {
                 let (status, body) = client
-                    .post_json(uri, body.clone())
+                    .post_json(uri, body.clone(), authorization.as_ref())
                     .await
                     .map_err(|error| error.to_string())?;
                 if !status.is_success() {

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use hyper::body::Bytes;
 
+use crowdcrunch_runtime::client::ServiceToken;
+
 use crate::http_client::{HttpClient, origin};
 
 /// Flags of `crowdcrunch smoke`.
@@ -14,6 +16,9 @@ pub struct SmokeArgs {
     /// The edge's GraphQL URL.
     #[arg(long, default_value = "http://127.0.0.1:8080/graphql")]
     url: http::Uri,
+    /// A file holding a staff token (the lists of customers, orders... need one).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<std::path::PathBuf>,
     /// How long to keep retrying a step that fails.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     patience: Duration,
@@ -26,6 +31,12 @@ pub struct SmokeArgs {
 )]
 pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
     let client = HttpClient::new(1);
+    let authorization = args
+        .token_file
+        .as_deref()
+        .map(ServiceToken::from_file)
+        .transpose()?
+        .map(|token| token.authorization());
     let base = origin(&args.url)?;
     let deadline = Instant::now() + args.patience;
     for path in ["/healthz", "/readyz"] {
@@ -51,7 +62,9 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
         let query = format!("{{ {selection} }}");
         let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "query": query }))?);
         retry(deadline, name, || async {
-            let (status, body) = client.post_json(&args.url, body.clone()).await?;
+            let (status, body) = client
+                .post_json(&args.url, body.clone(), authorization.as_ref())
+                .await?;
             let json: serde_json::Value =
                 serde_json::from_slice(&body).context("the answer is not JSON")?;
             anyhow::ensure!(

@@ -27,9 +27,11 @@ use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken};
+use crowdcrunch_runtime::testing::token;
 use support::{Process, binary};
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 
 /// Every service, in start order (as the roster lists them).
 fn services() -> impl Iterator<Item = &'static str> {
@@ -83,6 +85,12 @@ impl Cluster {
                 args.push(format!("--{upstream}-endpoints"));
                 args.push(format!("http://{}", addrs[upstream]));
             }
+            // Each process calls the others as itself, with a token from a file.
+            let token_file = data_dir.join(format!("{service}.token"));
+            std::fs::write(&token_file, token(&Grant::Service(service.to_owned())))
+                .expect("write the service's token");
+            args.push("--service-token-file".to_owned());
+            args.push(token_file.display().to_string());
             binary_args.insert(service, args);
         }
         Self {
@@ -97,6 +105,7 @@ impl Cluster {
         let mut command = binary();
         command
             .args(&self.binary_args[service])
+            .envs(support::auth_settings())
             .env("RUST_LOG", "warn,crowdcrunch=info");
         if let Some(url) = &self.database_url {
             command.env("CROWDCRUNCH_DATABASE_URL", url);
@@ -121,11 +130,16 @@ impl Cluster {
         self.processes.lock().await.insert(service, process);
     }
 
-    async fn channel(&self, service: &str) -> Channel {
-        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addrs[service]))
-            .expect("a URL")
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy()
+    /// A lazily connected channel to `service`, calling as staff (the test reads everything
+    /// and runs the back office).
+    async fn channel(&self, service: &str) -> GrpcChannel {
+        let endpoints =
+            Endpoints::parse(&format!("http://{}", self.addrs[service])).expect("a URL");
+        let staff =
+            ServiceToken::new(&token(&Grant::Staff("chaos-test".to_owned()))).expect("a token");
+        crowdcrunch_runtime::client::channel(&endpoints, None)
+            .expect("a channel")
+            .carrying(staff)
     }
 }
 
@@ -272,7 +286,7 @@ async fn client_run(
 }
 
 async fn wait_while_pending(
-    client: &mut orders::order_service_client::OrderServiceClient<Channel>,
+    client: &mut orders::order_service_client::OrderServiceClient<GrpcChannel>,
     id: &str,
 ) -> orders::Order {
     let deadline = Instant::now() + PATIENCE;

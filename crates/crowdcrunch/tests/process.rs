@@ -66,7 +66,7 @@ fn bad_configuration_ends_with_one_clear_line() {
         command
             .args(["serve", "customers", "--metrics-listen", "127.0.0.1:0"])
             .args(["--ledger-endpoints", "http://127.0.0.1:1"])
-            .envs(AUTH_SETTINGS)
+            .envs(support::auth_settings())
             .args(&flags);
         if !flags.contains(&"--data-dir") {
             command.args(["--data-dir", &data_dir]);
@@ -86,13 +86,6 @@ fn bad_configuration_ends_with_one_clear_line() {
     }
     drop(taken);
 }
-
-/// Auth settings that pass validation (nothing is verified in these runs).
-const AUTH_SETTINGS: [(&str, &str); 3] = [
-    ("CROWDCRUNCH_AUTH_ISSUER", "http://127.0.0.1:1"),
-    ("CROWDCRUNCH_AUTH_AUDIENCE", "crowdcrunch"),
-    ("CROWDCRUNCH_AUTH_JWKS_URL", "http://127.0.0.1:1/jwks.json"),
-];
 
 /// The one line on stderr of a run that must fail.
 #[track_caller]
@@ -175,7 +168,7 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
             .arg(data_dir.path());
         // The ledger is not running: the outbox keeps the events, serving is unaffected.
         command.args(["--ledger-endpoints", "http://127.0.0.1:1"]);
-        command.envs(AUTH_SETTINGS);
+        command.envs(support::auth_settings());
         command
     });
     let addr = process.wait_for_grpc_addr("CustomerService");

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crowdcrunch_proto::customers::v1 as customers;
+use crowdcrunch_runtime::auth::Grant;
+use crowdcrunch_runtime::testing::token;
 use support::{Process, binary};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -64,7 +66,8 @@ fn customers_instance(addr: SocketAddr, data_dir: &std::path::Path) -> Process {
     // No ledger here: the outbox keeps the events; serving is unaffected.
     command
         .args(["--ledger-endpoints", "http://127.0.0.1:1", "--data-dir"])
-        .arg(data_dir);
+        .arg(data_dir)
+        .envs(support::auth_settings());
     let mut process = Process::start(command);
     process.wait_for_line("serving gRPC");
     process
@@ -98,19 +101,28 @@ async fn replacing_every_instance_under_load_fails_no_request() {
     let service_addr = proxy.local_addr().expect("address");
     tokio::spawn(service_proxy(proxy, endpoints.clone()));
 
+    // The load runs as staff, who may list the customers.
+    let staff = token(&Grant::Staff("rolling-test".to_owned()));
+    let token_file = data_dir.path().join("staff.token");
+    std::fs::write(&token_file, &staff).expect("write the token");
     let mut client = customers::customer_service_client::CustomerServiceClient::connect(format!(
         "http://{service_addr}"
     ))
     .await
     .expect("connect through the service address");
+    let mut create = tonic::Request::new(customers::CreateCustomerRequest {
+        customer: Some(customers::Customer {
+            email: "rolling@example.com".into(),
+            ..Default::default()
+        }),
+        request_id: "rolling".into(),
+    });
+    create.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {staff}").parse().expect("ASCII"),
+    );
     client
-        .create_customer(customers::CreateCustomerRequest {
-            customer: Some(customers::Customer {
-                email: "rolling@example.com".into(),
-                ..Default::default()
-            }),
-            request_id: "rolling".into(),
-        })
+        .create_customer(create)
         .await
         .expect("create a customer");
 
@@ -126,6 +138,7 @@ async fn replacing_every_instance_under_load_fails_no_request() {
             "127.0.0.1:0",
         ]);
         command.args(["--customers-endpoints", &format!("http://{service_addr}")]);
+        command.envs(support::auth_settings());
         Process::start(command)
     };
     edge.wait_for_line("serving HTTP");
@@ -140,6 +153,7 @@ async fn replacing_every_instance_under_load_fails_no_request() {
             "-d",
             "12s",
         ]);
+        command.arg("--token-file").arg(&token_file);
         command.args([
             "--query",
             "{ customers(first: 5) { edges { node { id email displayName } } } }",

@@ -28,6 +28,20 @@ pub fn binary() -> Command {
     command
 }
 
+/// The settings that make a `serve` process verify the tokens of the test issuer
+/// (`crowdcrunch_runtime::testing::token` mints them).
+pub fn auth_settings() -> [(&'static str, String); 3] {
+    let settings = crowdcrunch_runtime::testing::issuer().settings();
+    [
+        ("CROWDCRUNCH_AUTH_ISSUER", settings.rules.issuer),
+        ("CROWDCRUNCH_AUTH_AUDIENCE", settings.rules.audience),
+        (
+            "CROWDCRUNCH_AUTH_JWKS_URL",
+            settings.jwks.url.uri().to_string(),
+        ),
+    ]
+}
+
 /// A token signed with `dev`'s key in `data_dir` (`crowdcrunch token`), for `whom`
 /// (`["--staff", "x"]`, `["--customer", id]`, `["--service", name]`).
 pub fn token(data_dir: &std::path::Path, whom: &[&str]) -> String {
