@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crowdcrunch_proto::customers::v1 as customers;
+use crowdcrunch_proto::orders::v1 as orders;
 use support::{Process, binary};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -208,17 +209,80 @@ async fn list_customers(
     let mut client = customers::customer_service_client::CustomerServiceClient::connect(url)
         .await
         .expect("connect to customers");
-    let mut request = tonic::Request::new(customers::ListCustomersRequest {
+    let request = customers::ListCustomersRequest {
         page_size: 100,
         page_token: String::new(),
-    });
-    if let Some(token) = token {
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("ASCII"),
-        );
-    }
+    };
+    let request = match token {
+        Some(token) => as_caller(request, token),
+        None => tonic::Request::new(request),
+    };
     Ok(client.list_customers(request).await?.into_inner().customers)
+}
+
+/// `request` with `token` as its bearer token.
+fn as_caller<T>(request: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(request);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ASCII"),
+    );
+    request
+}
+
+/// Places an order of one demo mug for `customer_id`, calling with `token`; its id.
+async fn place_order(addr: SocketAddr, token: &str, customer_id: &str) -> String {
+    use crowdcrunch_proto::r#type::v1::{Address, PaymentCard};
+    let mut client =
+        orders::order_service_client::OrderServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect to orders");
+    let request = orders::PlaceOrderRequest {
+        request_id: "process-test-order".into(),
+        customer_id: customer_id.into(),
+        lines: vec![orders::OrderLine {
+            sku: "MUG-CERAMIC".into(),
+            quantity: 1,
+            ..Default::default()
+        }],
+        card: Some(PaymentCard {
+            number: "4242424242424242".into(),
+            exp_month: 12,
+            exp_year: 2031,
+            cvc: "123".into(),
+        }),
+        shipping_address: Some(Address {
+            recipient: "Ada Lovelace".into(),
+            line1: "12 St James's Square".into(),
+            city: "London".into(),
+            postal_code: "SW1Y 4JH".into(),
+            country_code: "GB".into(),
+            ..Default::default()
+        }),
+    };
+    client
+        .place_order(as_caller(request, token))
+        .await
+        .expect("the customer places their own order")
+        .into_inner()
+        .id
+}
+
+/// `GetOrder` of `id` on the orders service at `addr`, calling with `token`.
+async fn get_order(
+    addr: SocketAddr,
+    token: &str,
+    id: &str,
+) -> Result<orders::Order, tonic::Status> {
+    let mut client =
+        orders::order_service_client::OrderServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect to orders");
+    let request = orders::GetOrderRequest { id: id.into() };
+    Ok(client
+        .get_order(as_caller(request, token))
+        .await?
+        .into_inner())
 }
 
 /// Customers listed (as staff) by the customers service at `addr`, once `count` of them exist.
@@ -252,6 +316,7 @@ async fn dev_starts_from_an_empty_dir_and_again_over_its_own_data() {
 
     let mut first = dev(&data_dir);
     let addr = first.wait_for_table_addr("customers");
+    let orders_addr = first.wait_for_table_addr("orders");
     first.wait_for_line("demo data seeded");
     let seeded = customers_when(addr, &data_dir, 3).await;
     assert_eq!(seeded.len(), 3, "the demo customers");
@@ -271,6 +336,25 @@ async fn dev_starts_from_an_empty_dir_and_again_over_its_own_data() {
         tonic::Code::PermissionDenied,
         "{forbidden:?}"
     );
+    // Customer B asking for customer A's order is answered as for an order that does not exist.
+    let order = place_order(orders_addr, &customer, &seeded[0].id).await;
+    let other = support::token(&data_dir, &["--customer", &seeded[1].id]);
+    let hidden = get_order(orders_addr, &other, &order)
+        .await
+        .expect_err("another customer's order");
+    assert_eq!(hidden.code(), tonic::Code::NotFound, "{hidden:?}");
+    let unknown = "01a2aaaa-0000-7000-8000-000000000000";
+    let missing = get_order(orders_addr, &other, unknown)
+        .await
+        .expect_err("an order that does not exist");
+    assert_eq!(
+        (hidden.code(), hidden.message().replace(&order, unknown)),
+        (missing.code(), missing.message().to_owned()),
+        "another's order answers exactly as a missing one"
+    );
+    get_order(orders_addr, &customer, &order)
+        .await
+        .expect("the owner reads their order");
     first.terminate();
     let (status, output) = tokio::task::spawn_blocking(move || first.wait())
         .await
