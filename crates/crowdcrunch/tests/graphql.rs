@@ -78,14 +78,19 @@ impl System {
         (status, body)
     }
 
-    /// A GraphQL request; the JSON response.
+    /// A GraphQL request as staff; the JSON response.
     async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.graphql_as(&self.authorization, query, variables).await
+    }
+
+    /// A GraphQL request with this `authorization`; the JSON response.
+    async fn graphql_as(&self, authorization: &str, query: &str, variables: Value) -> Value {
         let body =
             serde_json::to_vec(&json!({"query": query, "variables": variables})).expect("json");
         let request = http::Request::post(format!("http://{}/graphql", self.edge))
             .header("content-type", "application/json")
             .header("accept", "application/graphql-response+json")
-            .header("authorization", &self.authorization)
+            .header("authorization", authorization)
             .body(Full::new(Bytes::from(body)))
             .expect("a request");
         let (status, body) = self.http(request).await;
@@ -228,6 +233,15 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn subscribe(system: &System, query: &str, variables: Value) -> Socket {
+    subscribe_as(system, &system.authorization, query, variables).await
+}
+
+async fn subscribe_as(
+    system: &System,
+    authorization: &str,
+    query: &str,
+    variables: Value,
+) -> Socket {
     let mut request = format!("ws://{}/graphql", system.edge)
         .into_client_request()
         .expect("a request");
@@ -240,7 +254,7 @@ async fn subscribe(system: &System, query: &str, variables: Value) -> Socket {
         .expect("upgrade");
     socket
         .send(Message::text(
-            json!({"type": "connection_init", "payload": {"authorization": system.authorization}})
+            json!({"type": "connection_init", "payload": {"authorization": authorization}})
                 .to_string(),
         ))
         .await
@@ -645,4 +659,193 @@ async fn a_dangling_reference_fails_only_its_own_field() {
     assert_eq!(errors[0]["path"], json!(["dangling", "order"]));
     assert_eq!(errors[0]["extensions"]["code"], "NOT_FOUND");
     system.process.terminate();
+}
+
+/// The ids in `data[field].edges[].node.id`.
+fn node_ids(data: &Value, field: &str) -> Vec<String> {
+    data[field]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{field} is a connection: {data}"))
+        .iter()
+        .map(|edge| edge["node"]["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+/// The error code and message of a response's only error, with `id` blanked out.
+fn sole_error(response: &Value, id: &str) -> (Value, String) {
+    let errors = response["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{response}");
+    let message = errors[0]["message"].as_str().expect("a message");
+    (
+        errors[0]["extensions"]["code"].clone(),
+        message.replace(id, "<id>"),
+    )
+}
+
+#[tokio::test]
+async fn a_customer_sees_only_their_own_through_every_path() {
+    let system = System::start().await;
+    create_product(&system, "ISO-SHIRT", 1500, 10).await;
+    let mut customers = Vec::new();
+    for email in ["iso-a@example.com", "iso-b@example.com"] {
+        let id = create_customer(&system, email).await;
+        let token = support::token(system.data_dir.path(), &["--customer", &id]);
+        customers.push((id, format!("Bearer {token}")));
+    }
+    let [(a, as_a), (b, as_b)] = <[_; 2]>::try_from(customers).expect("two customers");
+
+    // Each places an order as themselves; placing one for the other is what an unknown
+    // customer gets.
+    let mut orders = Vec::new();
+    for (customer, authorization) in [(&a, &as_a), (&b, &as_b)] {
+        let placed = system
+            .graphql_as(
+                authorization,
+                PLACE_ORDER,
+                place_input(customer, &[("ISO-SHIRT", 1)], APPROVED),
+            )
+            .await;
+        let id = placed["data"]["placeOrder"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{placed}"))
+            .to_owned();
+        order_in(&system, &id, "CONFIRMED").await;
+        orders.push(id);
+    }
+    let (a_order, b_order) = (&orders[0], &orders[1]);
+    let for_a = system
+        .graphql_as(
+            &as_b,
+            PLACE_ORDER,
+            place_input(&a, &[("ISO-SHIRT", 1)], APPROVED),
+        )
+        .await;
+    let for_nobody = system
+        .graphql_as(
+            &as_b,
+            PLACE_ORDER,
+            place_input(
+                "0190b6e2-0000-7000-8000-000000000000",
+                &[("ISO-SHIRT", 1)],
+                APPROVED,
+            ),
+        )
+        .await;
+    assert!(for_a["data"]["placeOrder"].is_null(), "{for_a}");
+    assert_eq!(
+        sole_error(&for_a, &a),
+        sole_error(&for_nobody, "0190b6e2-0000-7000-8000-000000000000"),
+        "an order for another customer is answered as one for no customer"
+    );
+
+    // Lists, and every nested join, hold only B's.
+    let listed = system
+        .graphql_as(
+            &as_b,
+            "{ orders(first: 50) { edges { node { id customer { id }
+                 payments { customerId } shipments { customerId }
+                 events(first: 50) { edges { node { customerId } } } } } }
+               payments(first: 50) { edges { node { id customerId } } }
+               shipments(first: 50) { edges { node { id customerId } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(listed["errors"].is_null(), "{listed}");
+    let data = &listed["data"];
+    assert_eq!(
+        node_ids(data, "orders"),
+        std::slice::from_ref(b_order),
+        "{data}"
+    );
+    let order = &data["orders"]["edges"][0]["node"];
+    assert_eq!(order["customer"]["id"], b.as_str());
+    for join in ["payments", "shipments"] {
+        let owners: Vec<_> = order[join].as_array().expect("a list").iter().collect();
+        assert!(!owners.is_empty(), "{join}: {order}");
+        assert!(
+            owners.iter().all(|item| item["customerId"] == b.as_str()),
+            "{order}"
+        );
+    }
+    let events = order["events"]["edges"].as_array().expect("events");
+    assert!(!events.is_empty(), "{order}");
+    assert!(
+        events
+            .iter()
+            .all(|edge| edge["node"]["customerId"] == b.as_str()),
+        "{order}"
+    );
+    for list in ["payments", "shipments"] {
+        let nodes = data[list]["edges"].as_array().expect("a connection");
+        assert!(!nodes.is_empty(), "{list}: {data}");
+        assert!(
+            nodes
+                .iter()
+                .all(|edge| edge["node"]["customerId"] == b.as_str()),
+            "{list}: {data}"
+        );
+    }
+
+    // A's order and A's record are answered exactly as ones that do not exist.
+    let unknown = "0190b6e2-ffff-7fff-bfff-ffffffffffff";
+    for (query, id) in [
+        (
+            "query($id: ID!) { order(id: $id) { id } }",
+            a_order.as_str(),
+        ),
+        ("query($id: ID!) { customer(id: $id) { id } }", a.as_str()),
+    ] {
+        let theirs = system.graphql_as(&as_b, query, json!({"id": id})).await;
+        let nobodys = system
+            .graphql_as(&as_b, query, json!({"id": unknown}))
+            .await;
+        assert_eq!(theirs["data"], nobodys["data"], "{theirs}");
+        assert_eq!(sole_error(&theirs, id), sole_error(&nobodys, unknown));
+    }
+
+    // Subscriptions: A's order cannot be followed by B, and B's replay of the ledger holds
+    // only events about B, also ones appended after A's while B watches.
+    let mut follow = subscribe_as(
+        &system,
+        &as_b,
+        "subscription($id: ID!) { orderUpdated(id: $id) { status } }",
+        json!({"id": a_order}),
+    )
+    .await;
+    let refused = receive(&mut follow).await;
+    assert_eq!(refused["type"], "next", "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{refused}"
+    );
+    let mut watch = subscribe_as(
+        &system,
+        &as_b,
+        "subscription { events(afterSequence: 0) { type customerId subject } }",
+        json!({}),
+    )
+    .await;
+    let rename = "mutation($input: UpdateCustomerInput!) { updateCustomer(input: $input) { id } }";
+    for (customer, authorization, name) in [(&a, &as_a, "A, renamed"), (&b, &as_b, "B, renamed")] {
+        let renamed = system
+            .graphql_as(
+                authorization,
+                rename,
+                json!({"input": {"customer": {"id": customer, "displayName": name}}}),
+            )
+            .await;
+        assert!(renamed["errors"].is_null(), "{renamed}");
+    }
+    loop {
+        let event = receive(&mut watch).await;
+        let event = &event["payload"]["data"]["events"];
+        assert_eq!(
+            event["customerId"],
+            b.as_str(),
+            "B saw an event not about B: {event}"
+        );
+        if event["type"] == "CustomerUpdated" {
+            break;
+        }
+    }
 }

@@ -67,7 +67,11 @@ impl Gatekeeper {
                 Code::Unauthenticated,
                 DOMAIN,
                 "UNAUTHENTICATED",
-                format!("{} needs a caller with an identity: {}", rule.rpc, rule.required()),
+                format!(
+                    "{} needs a caller with an identity: {}",
+                    rule.rpc,
+                    rule.required()
+                ),
             )),
             Admission::Forbidden => Err(forbidden(&rule.rpc, &rule.required(), &identity)),
         }
