@@ -458,7 +458,7 @@ mod tests {
     }
 
     #[test]
-    fn money_needs_a_currency_and_a_non_negative_amount() {
+    fn money_needs_a_currency_and_a_bounded_non_negative_amount() {
         let money = |code: &str, minor_units| types::Money {
             currency_code: code.into(),
             minor_units,
@@ -477,6 +477,10 @@ mod tests {
         );
         assert_eq!(
             field(Some(&money("USD", -1))).as_deref(),
+            Some("price.minor_units")
+        );
+        assert_eq!(
+            field(Some(&money("USD", 6_148_914_691_236_517_206))).as_deref(),
             Some("price.minor_units")
         );
     }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crowdcrunch_outbox::Outbox;
+use crowdcrunch_proto::MAX_MINOR_UNITS;
 use crowdcrunch_proto::inventory::v1 as pb;
 use crowdcrunch_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
 use crowdcrunch_proto::r#type::v1::Money;
@@ -431,6 +432,20 @@ async fn bad_input_is_refused_with_field_violations() {
                 with(|request| request.product.as_mut().expect("product").price = usd(-1)),
                 vec!["product.price.minor_units"],
             ),
+            // The price of issue 14, whose three units wrapped to $0.02, is over the bound.
+            (
+                with(|request| {
+                    request.product.as_mut().expect("product").price =
+                        usd(6_148_914_691_236_517_206);
+                }),
+                vec!["product.price.minor_units"],
+            ),
+            (
+                with(|request| {
+                    request.product.as_mut().expect("product").price = usd(MAX_MINOR_UNITS + 1);
+                }),
+                vec!["product.price.minor_units"],
+            ),
             (
                 with(|request| {
                     request.initial_stock = -1;
@@ -484,6 +499,33 @@ async fn bad_input_is_refused_with_field_violations() {
             .await
             .expect_err("the SKU cannot change");
         assert_eq!(violated_fields(&status), ["update_mask"]);
+        let status = staff
+            .update_product(pb::UpdateProductRequest {
+                product: Some(pb::Product {
+                    price: usd(MAX_MINOR_UNITS + 1),
+                    ..product("MUG", true)
+                }),
+                update_mask: mask(&["price"]),
+            })
+            .await
+            .expect_err("a price over the bound");
+        assert_invalid_argument(
+            &status,
+            "inventory.crowdcrunch.dev",
+            &["product.price.minor_units"],
+        );
+        let at_the_bound = staff
+            .update_product(pb::UpdateProductRequest {
+                product: Some(pb::Product {
+                    price: usd(MAX_MINOR_UNITS),
+                    ..product("MUG", true)
+                }),
+                update_mask: mask(&["price"]),
+            })
+            .await
+            .expect("a price at the bound")
+            .into_inner();
+        assert_eq!(at_the_bound.price, usd(MAX_MINOR_UNITS));
         let status = staff
             .adjust_stock(pb::AdjustStockRequest {
                 sku: "MUG".into(),

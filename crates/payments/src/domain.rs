@@ -17,7 +17,8 @@ const DECLINED_CARD: &str = "4000000000000002";
 /// The card that the simulated network declines with `insufficient_funds`.
 const INSUFFICIENT_FUNDS_CARD: &str = "4000000000009995";
 
-/// A card brand, told by the number's prefix.
+/// A card brand, told by the number's prefix. A number of no brand here belongs to no network
+/// that could charge it, and is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Brand {
     /// Starts with 4.
@@ -26,19 +27,17 @@ pub enum Brand {
     Mastercard,
     /// Starts with 34 or 37.
     Amex,
-    /// Anything else.
-    Unknown,
 }
 
 impl Brand {
-    /// The brand of a card number (digits only).
-    fn of(number: &str) -> Self {
+    /// The brand of a card number (digits only), if it has one.
+    fn of(number: &str) -> Option<Self> {
         let prefix = |digits: usize| number.get(..digits)?.parse::<u32>().ok();
         match (prefix(1), prefix(2), prefix(4)) {
-            (Some(4), _, _) => Self::Visa,
-            (_, Some(51..=55), _) | (_, _, Some(2221..=2720)) => Self::Mastercard,
-            (_, Some(34 | 37), _) => Self::Amex,
-            _ => Self::Unknown,
+            (Some(4), _, _) => Some(Self::Visa),
+            (_, Some(51..=55), _) | (_, _, Some(2221..=2720)) => Some(Self::Mastercard),
+            (_, Some(34 | 37), _) => Some(Self::Amex),
+            _ => None,
         }
     }
 
@@ -48,7 +47,6 @@ impl Brand {
             Self::Visa => "visa",
             Self::Mastercard => "mastercard",
             Self::Amex => "amex",
-            Self::Unknown => "unknown",
         }
     }
 }
@@ -168,7 +166,7 @@ pub struct Card {
 
 impl Card {
     /// Checks `card` (the value of `field`) as of `today`: a 12 to 19 digit number passing the
-    /// Luhn check, a month of 1 to 12 and a four-digit year not before `today`, a 3 or 4 digit CVC.
+    /// Luhn check, of a known brand (which an all-zero number is not), a month of 1 to 12 and a four-digit year not before `today`, a 3 or 4 digit CVC.
     pub fn parse(
         card: &types::PaymentCard,
         field: &str,
@@ -179,6 +177,7 @@ impl Card {
             violations.push(FieldViolation::new(format!("{field}.{name}"), why))
         };
         let number = card.number.as_str();
+        let brand = Brand::of(number);
         if number.is_empty() {
             violate("number", "is required");
         } else if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit())
@@ -189,6 +188,11 @@ impl Card {
             );
         } else if !passes_luhn(number) {
             violate("number", "fails the Luhn check; look for a mistyped digit");
+        } else if brand.is_none() {
+            violate(
+                "number",
+                "is of no known card brand (Visa, Mastercard or American Express)",
+            );
         }
         let month_ok = (1..=12).contains(&card.exp_month);
         if !month_ok {
@@ -206,11 +210,11 @@ impl Card {
         if !(3..=4).contains(&cvc.len()) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
             violate("cvc", "must be 3 or 4 digits");
         }
-        if !violations.is_empty() {
+        let Some(brand) = brand.filter(|_| violations.is_empty()) else {
             return Err(violations);
-        }
+        };
         Ok(Self {
-            brand: Brand::of(number),
+            brand,
             last4: number[number.len() - 4..].to_owned(),
             exp_month: card.exp_month,
             exp_year: card.exp_year,
@@ -715,7 +719,6 @@ mod tests {
             ("5555555555554444", Brand::Mastercard, Outcome::Approve),
             ("2223003122003222", Brand::Mastercard, Outcome::Approve),
             ("378282246310005", Brand::Amex, Outcome::Approve),
-            ("6011111111111117", Brand::Unknown, Outcome::Approve),
         ];
         for (number, brand, outcome) in cases {
             let parsed = Card::parse(&card(number, 12, 2030, "123"), "card", TODAY)
@@ -727,8 +730,10 @@ mod tests {
 
     #[test]
     fn bad_cards_name_the_bad_fields() {
-        let cases: [(types::PaymentCard, &[&str]); 9] = [
+        let cases: [(types::PaymentCard, &[&str]); 11] = [
             (card("4242424242424241", 12, 2030, "123"), &["card.number"]),
+            (card("0000000000000000", 12, 2030, "123"), &["card.number"]),
+            (card("6011111111111117", 12, 2030, "123"), &["card.number"]),
             (
                 card("4242 4242 4242 4242", 12, 2030, "123"),
                 &["card.number"],

@@ -21,7 +21,7 @@ pub mod json;
 mod money;
 pub mod rules;
 
-pub use money::AmountRule;
+pub use money::{AmountRule, MAX_MINOR_UNITS, bounded_product, bounded_sum};
 
 /// The encoded `FileDescriptorSet` of every CrowdCrunch proto and its imports, with source info
 /// (comments) and custom options such as `google.api.field_behavior` intact.
