@@ -160,12 +160,17 @@ impl ExchangeApi {
             }
         }
         let order = paid(self.order(&record.order_id).await?)?;
-        self.restock(&record).await?;
         match record.kind {
             ReturnKind::Exchange => {
+                self.restock(&record).await?;
                 record.replacement_shipment_id = Some(self.replace(&record, &order).await?);
             }
-            ReturnKind::Return => record.refund_payment_id = self.refund(&record, &order).await?,
+            // The money first: a refund payments refuses leaves nothing restocked, and the
+            // return approved (staff may reject it); a refund made is replayed by its request id.
+            ReturnKind::Return => {
+                record.refund_payment_id = self.refund(&record, &order).await?;
+                self.restock(&record).await?;
+            }
         }
         record.status = ReturnStatus::Received;
         let outbox = &self.outbox;
@@ -200,7 +205,8 @@ impl ExchangeApi {
     }
 
     /// Refunds what the return cost on the order's payment; the payment, unless there was
-    /// nothing to refund.
+    /// nothing to refund. A refund payments refuses (the payment refunded by other means, in part
+    /// or in full) is FAILED_PRECONDITION `REFUND_REFUSED`.
     async fn refund(&self, record: &Return, order: &PaidOrder) -> Result<Option<PaymentId>, Error> {
         if record.refund.minor_units == 0 {
             return Ok(None);
@@ -217,14 +223,30 @@ impl ExchangeApi {
             reason: format!("return {}", record.id),
             request_id: format!("{}:refund", record.id),
         };
-        let payment = self
+        match self
             .clients
             .payments
             .clone()
             .refund_payment(request(message))
             .await
-            .map_err(|status| UpstreamError::from_status("payments", status))?;
-        Ok(Some(PaymentId::known(payment.into_inner().id)))
+        {
+            Ok(payment) => Ok(Some(PaymentId::known(payment.into_inner().id))),
+            // Refunded or partly refunded by other means meanwhile: the return cannot be refunded
+            // as it stands, and nothing of it has happened yet.
+            Err(status) if status.code() == Code::FailedPrecondition => Err(Error::precondition(
+                "REFUND_REFUSED",
+                record.id.as_str(),
+                format!(
+                    "return {} cannot refund {} {} minor units on payment {payment_id}: {}; \
+                     nothing was restocked, and the return may be rejected",
+                    record.id,
+                    record.refund.minor_units,
+                    record.refund.currency_code,
+                    status.message()
+                ),
+            )),
+            Err(status) => Err(UpstreamError::from_status("payments", status).into()),
+        }
     }
 
     /// Reserves and commits replacement stock (reservation id = return id), then ships it.

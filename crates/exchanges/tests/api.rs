@@ -760,6 +760,81 @@ async fn a_return_is_approved_received_refunded_and_restocked() {
 }
 
 #[tokio::test]
+async fn a_return_the_payment_cannot_refund_is_refused_before_restocking_and_may_be_rejected() {
+    for databases in backends() {
+        let system = System::start(databases).await;
+        system.product("PLATE", 1250, 10).await;
+        system.product("BOWL", 1999, 10).await;
+        let order = system.delivered_order(&[("PLATE", 2), ("BOWL", 1)]).await;
+        let payment = system.payment_of(&order.id).await;
+        system
+            .payments
+            .clone()
+            .refund_payment(payments::RefundPaymentRequest {
+                id: payment.id.clone(),
+                amount: Some(usd(1000)),
+                reason: "goodwill".into(),
+                request_id: String::new(),
+            })
+            .await
+            .expect("staff refund part of the payment");
+
+        let plates = system
+            .request(return_of(&order.id, ReturnKind::Return, &[("PLATE", 2)]))
+            .await
+            .expect("request the plates back");
+        system
+            .approve(&plates.id)
+            .await
+            .expect("approve the plates");
+        let received = system
+            .receive(&plates.id)
+            .await
+            .expect("what is left covers the plates");
+        assert_eq!(received.status(), ReturnStatus::Received);
+        assert_eq!(
+            system.payment_of(&order.id).await.refunded,
+            Some(usd(1000 + 2500))
+        );
+
+        let bowl = system
+            .request(return_of(&order.id, ReturnKind::Return, &[("BOWL", 1)]))
+            .await
+            .expect("request the bowl back");
+        system.approve(&bowl.id).await.expect("approve the bowl");
+        let stock = system.stock("BOWL").await;
+        for attempt in ["receive", "receive again"] {
+            let refused = system.receive(&bowl.id).await.expect_err(attempt);
+            assert_precondition(&refused, "REFUND_REFUSED", &bowl.id);
+            assert_eq!(
+                system.stock("BOWL").await,
+                stock,
+                "{attempt}: nothing restocked"
+            );
+            assert_eq!(
+                system.get(&bowl.id).await.expect("get").status(),
+                ReturnStatus::Approved,
+                "{attempt}"
+            );
+        }
+        let refunded = system.payment_of(&order.id).await;
+        assert_eq!(
+            refunded.refunded,
+            Some(usd(3500)),
+            "{}: no more refunded",
+            system.backend
+        );
+        let rejected = system
+            .reject(&bowl.id, "refunded by other means")
+            .await
+            .expect("staff end it");
+        assert_eq!(rejected.status(), ReturnStatus::Rejected);
+        assert_eq!(system.stock("BOWL").await, stock);
+        system.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn a_rejected_return_frees_its_units_and_is_never_received() {
     for databases in backends() {
         let system = System::start(databases).await;
