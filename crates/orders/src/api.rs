@@ -13,14 +13,16 @@ use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::orders::v1::order_service_server::OrderService;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_runtime::access::Caller;
+use crowdcrunch_runtime::auth::Identity;
 use crowdcrunch_runtime::client::{UpstreamError, request};
 use crowdcrunch_runtime::context::current_traceparent;
-use crowdcrunch_runtime::idempotency::{IdempotencyError, RequestId};
+use crowdcrunch_runtime::idempotency::{self, IdempotencyError, IdempotencyKey, RequestId};
 use crowdcrunch_runtime::pagination;
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::storage::{OwnedBy, now_micros};
 use crowdcrunch_runtime::{Database, Shutdown};
 use futures::Stream;
+use prost::Message as _;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::StatusExt as _;
@@ -260,20 +262,21 @@ impl OrderApi {
 
     async fn place(&self, request: pb::PlaceOrderRequest, caller: &Caller) -> Result<Order, Error> {
         let placed = PlaceOrder::try_from(&request).map_err(Error::InvalidArgument)?;
-        let request_id = placed.request_id.as_ref().map(|id| id.as_str().to_owned());
-        if let Some(request_id) = &request_id {
-            let mut connection = self.database.pool().acquire().await?;
-            if let Some(existing) = storage::find_by_request_id(&mut connection, request_id).await?
-            {
-                return replayed(existing, request_id, caller);
-            }
+        let key = placed
+            .request_id
+            .clone()
+            .map(|id| IdempotencyKey::new(PLACE_ORDER, id, &fingerprint(&request, caller)));
+        if let Some(key) = &key
+            && let Some(existing) = self.replay(key, &placed, caller).await?
+        {
+            return Ok(existing);
         }
         let (lines, currency_code, token) = self.check_and_price(&placed, caller).await?;
 
         let now = now_micros();
         let order = Order {
             id: OrderId::mint(),
-            request_id: request_id.clone(),
+            request_id: placed.request_id.as_ref().map(|id| id.as_str().to_owned()),
             customer_id: placed.customer_id,
             currency_code,
             total_minor: lines.iter().map(Line::total_minor).sum(),
@@ -293,44 +296,103 @@ impl OrderApi {
             update_time: now,
         };
         let outbox = &self.outbox;
-        let inserted = outbox
-            .transaction(None, async |connection| {
+        // The answer recorded under the request id is the order's id: a replay reads the order as
+        // it is then. A concurrent first use of the same request id that won answers its own id.
+        let answer = outbox
+            .transaction(key.as_ref(), async |connection| {
                 storage::insert(connection, &order).await?;
                 outbox
                     .enqueue(connection, events::order_placed(&order))
                     .await?;
-                Ok::<_, Error>(())
+                Ok::<_, Error>(pb::GetOrderRequest {
+                    id: order.id.to_string(),
+                })
             })
-            .await;
-        match inserted {
-            Ok(()) => {
-                tracing::info!(order_id = %order.id, total_minor = order.total_minor, "order placed");
-                self.saga.wake();
-                Ok(order)
+            .await?;
+        if answer.id != order.id.as_str() {
+            return self.load(&stored_order_id(&answer)?, None).await;
+        }
+        tracing::info!(order_id = %order.id, total_minor = order.total_minor, "order placed");
+        self.saga.wake();
+        Ok(order)
+    }
+
+    /// The order an earlier PlaceOrder with the same request id created, if there was one: only for
+    /// the same request by the same caller (anything else is a reused request id).
+    async fn replay(
+        &self,
+        key: &IdempotencyKey,
+        placed: &PlaceOrder,
+        caller: &Caller,
+    ) -> Result<Option<Order>, Error> {
+        let mut connection = self.database.pool().acquire().await?;
+        if let Some(answer) =
+            idempotency::replay::<pb::GetOrderRequest>(&mut connection, key).await?
+        {
+            let id = stored_order_id(&answer)?;
+            return storage::get(&mut connection, &id, None).await.map(Some);
+        }
+        let Some(request_id) = &placed.request_id else {
+            return Ok(None);
+        };
+        // An order placed before PlaceOrder recorded its request's fingerprint.
+        match storage::find_by_request_id(&mut connection, request_id.as_str()).await? {
+            Some(existing) => {
+                replayed_unfingerprinted(existing, request_id.as_str(), caller).map(Some)
             }
-            // A concurrent first use of the same request id won: answer with its order.
-            Err(error) => match &request_id {
-                Some(request_id) => {
-                    let mut connection = self.database.pool().acquire().await?;
-                    let existing = storage::find_by_request_id(&mut connection, request_id)
-                        .await?
-                        .ok_or(error)?;
-                    replayed(existing, request_id, caller)
-                }
-                None => Err(error),
-            },
+            None => Ok(None),
         }
     }
 }
 
-/// The order a replayed PlaceOrder request id created, for a caller who may act for its
-/// customer; anyone else reuses a request id of another request, and learns nothing of the order.
-fn replayed(existing: Order, request_id: &str, caller: &Caller) -> Result<Order, Error> {
+/// The operation PlaceOrder's request ids are recorded under.
+const PLACE_ORDER: &str = "PlaceOrder";
+
+/// What a PlaceOrder request id is bound to: the request and who made it. The card enters by its
+/// last four digits and expiry alone (the number and CVC are never stored here; payments binds
+/// the whole card to the request id when it tokenizes it).
+fn fingerprint(request: &pb::PlaceOrderRequest, caller: &Caller) -> prost_types::Any {
+    let mut request = request.clone();
+    if let Some(card) = &mut request.card {
+        let digits: String = card.number.chars().filter(char::is_ascii_digit).collect();
+        card.number = digits[digits.len().saturating_sub(4)..].to_owned();
+        card.cvc.clear();
+    }
+    let caller = match caller.identity() {
+        Identity::Anonymous => "anonymous".to_owned(),
+        Identity::Customer { customer_id } => format!("customer/{customer_id}"),
+        Identity::Staff { subject, .. } => format!("staff/{subject}"),
+        Identity::Peer { service } => format!("service/{service}"),
+    };
+    prost_types::Any {
+        type_url: format!("{PLACE_ORDER} by {caller}"),
+        value: request.encode_to_vec(),
+    }
+}
+
+/// The order id a PlaceOrder request id's record names.
+fn stored_order_id(answer: &pb::GetOrderRequest) -> Result<OrderId, Error> {
+    OrderId::parse(&answer.id, "id").map_err(|violation| {
+        Error::Corrupt(format!(
+            "a PlaceOrder request id names a bad order id: {}",
+            violation.description
+        ))
+    })
+}
+
+/// The order a PlaceOrder request id created before fingerprints were recorded, for a caller who
+/// may act for its customer; anyone else reuses a request id of another request, and learns
+/// nothing of the order.
+fn replayed_unfingerprinted(
+    existing: Order,
+    request_id: &str,
+    caller: &Caller,
+) -> Result<Order, Error> {
     if caller.may_act_for(existing.customer_id.as_str()) {
         Ok(existing)
     } else {
         Err(IdempotencyError::Reused {
-            operation: "PlaceOrder",
+            operation: PLACE_ORDER,
             request_id: request_id.to_owned(),
         }
         .into())

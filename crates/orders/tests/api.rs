@@ -1057,6 +1057,66 @@ async fn placing_again_with_the_same_request_id_answers_the_first_order() {
 }
 
 #[tokio::test]
+async fn a_placing_request_id_is_bound_to_its_request_and_its_caller() {
+    for database in databases("orders") {
+        let app = spawn_app(&database).await;
+        let customer = app.customer().await;
+        let other = app.customer().await;
+        app.product("BOUND-CUP", 400, 10).await;
+        let request = pb::PlaceOrderRequest {
+            request_id: "place-bound".into(),
+            ..place_request(&customer, &[("BOUND-CUP", 1)], APPROVED)
+        };
+        let first = app.place(request.clone()).await.expect("place");
+        let first = app.order_in(&first.id, OrderStatus::Confirmed).await;
+
+        let more = place_request(&customer, &[("BOUND-CUP", 3)], APPROVED);
+        let other_customer = place_request(&other, &[("BOUND-CUP", 1)], APPROVED);
+        for (what, changed) in [
+            ("another quantity", more),
+            ("another customer", other_customer),
+        ] {
+            let refused = app
+                .place(pb::PlaceOrderRequest {
+                    request_id: request.request_id.clone(),
+                    ..changed
+                })
+                .await
+                .expect_err(what);
+            assert_invalid_argument(&refused, DOMAIN, &["request_id"]);
+            assert!(
+                !refused.message().contains(&first.id),
+                "{}",
+                refused.message()
+            );
+        }
+        let by_the_customer = app
+            .orders_as(&customer)
+            .await
+            .place_order(request.clone())
+            .await
+            .expect_err("the same request by another caller");
+        assert_invalid_argument(&by_the_customer, DOMAIN, &["request_id"]);
+
+        let replayed = app
+            .place(request)
+            .await
+            .expect("the same request by staff again");
+        assert_eq!(
+            replayed, first,
+            "{}: the first order, as it is",
+            app.backend
+        );
+        assert_eq!(app.list_all(&customer, 0).await[0].len(), 1);
+        assert!(
+            app.list_all(&other, 0).await.concat().is_empty(),
+            "nothing for the other customer"
+        );
+        assert_eq!(app.stock("BOUND-CUP").await, (9, 0), "sold once");
+    }
+}
+
+#[tokio::test]
 async fn a_corrupt_stored_order_is_an_internal_error_never_a_default() {
     for database in databases("orders") {
         let app = spawn_app(&database).await;
