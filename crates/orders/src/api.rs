@@ -279,7 +279,7 @@ impl OrderApi {
             request_id: placed.request_id.as_ref().map(|id| id.as_str().to_owned()),
             customer_id: placed.customer_id,
             currency_code,
-            total_minor: lines.iter().map(Line::total_minor).sum(),
+            total_minor: crate::order::total_minor(&lines).map_err(Error::InvalidArgument)?,
             lines,
             address: placed.address,
             failure_reason: String::new(),

@@ -4,6 +4,8 @@
 
 use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::r#type::v1::{Address, Money};
+use crowdcrunch_proto::{MAX_MINOR_UNITS, bounded_product, bounded_sum};
+use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::storage::timestamp_from_micros;
 
 use crate::domain::{CustomerId, OrderId, OrderStatus, PaymentId, Quantity, ShipmentId, Sku};
@@ -20,9 +22,44 @@ pub struct Line {
 }
 
 impl Line {
-    /// Price of the whole line.
-    pub fn total_minor(&self) -> i64 {
-        self.unit_price_minor * i64::from(self.quantity.get())
+    /// Price of the whole line; `None` when it would be over [`MAX_MINOR_UNITS`], which
+    /// [`total_minor`] refuses before an order is placed.
+    pub fn total_minor(&self) -> Option<i64> {
+        bounded_product(self.unit_price_minor, i64::from(self.quantity.get()))
+    }
+}
+
+/// The total of an order of `lines`: every line and the sum at most [`MAX_MINOR_UNITS`], never a
+/// wrapped number. A line over it is a violation of its `lines[i].quantity`; a sum over it, of
+/// `lines`.
+pub fn total_minor(lines: &[Line]) -> Result<i64, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let mut total = Some(0);
+    for (index, line) in lines.iter().enumerate() {
+        match line.total_minor() {
+            Some(line_total) => total = total.and_then(|total| bounded_sum(total, line_total)),
+            None => violations.push(FieldViolation::new(
+                format!("lines[{index}].quantity"),
+                format!(
+                    "{} units of {} at {} minor units each come to more than \
+                     {MAX_MINOR_UNITS} minor units, the most an order may cost",
+                    line.quantity.get(),
+                    line.sku,
+                    line.unit_price_minor
+                ),
+            )),
+        }
+    }
+    match total {
+        Some(total) if violations.is_empty() => Ok(total),
+        Some(_) => Err(violations),
+        None => {
+            violations.push(FieldViolation::new(
+                "lines",
+                format!("the lines come to more than {MAX_MINOR_UNITS} minor units, the most an order may cost"),
+            ));
+            Err(violations)
+        }
     }
 }
 
@@ -237,7 +274,8 @@ impl Order {
                     sku: line.sku.to_string(),
                     quantity: line.quantity.get(),
                     unit_price: Some(self.money(line.unit_price_minor)),
-                    line_total: Some(self.money(line.total_minor())),
+                    // Bounded when placed; absent rather than wrapped for a row that is not.
+                    line_total: line.total_minor().map(|total| self.money(total)),
                 })
                 .collect(),
             total: Some(self.money(self.total_minor)),

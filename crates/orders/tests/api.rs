@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crowdcrunch_outbox::Outbox;
+use crowdcrunch_proto::MAX_MINOR_UNITS;
 use crowdcrunch_proto::customers::v1 as customers;
 use crowdcrunch_proto::customers::v1::customer_service_client::CustomerServiceClient;
 use crowdcrunch_proto::fulfillment::v1 as fulfillment;
@@ -570,6 +571,10 @@ async fn bad_requests_name_every_bad_field_and_create_nothing() {
         let app = spawn_app(&database).await;
         let customer = app.customer().await;
         app.product("BAD-PEN", 150, 5).await;
+        // Priced at the bound: one unit is the most an order may cost.
+        app.product("GOLD", MAX_MINOR_UNITS, 5).await;
+        // Priced so that three units wrap an i64 past zero (issue 14) were it not under the bound.
+        app.product("THIRD", MAX_MINOR_UNITS / 3 + 1, 5).await;
         let good = || place_request(&customer, &[("BAD-PEN", 1)], APPROVED);
         let with_lines = |lines: &[(&str, i32)]| place_request(&customer, lines, APPROVED);
         let place_cases: Vec<(pb::PlaceOrderRequest, &[&str])> = vec![
@@ -635,6 +640,21 @@ async fn bad_requests_name_every_bad_field_and_create_nothing() {
                     ..good()
                 },
                 &["card.number"],
+            ),
+            (
+                pb::PlaceOrderRequest {
+                    card: Some(card("0000000000000000")),
+                    ..good()
+                },
+                &["card.number"],
+            ),
+            // Money never wraps: a line or a total over the bound is refused.
+            (with_lines(&[("GOLD", 2)]), &["lines[0].quantity"]),
+            (with_lines(&[("THIRD", 3)]), &["lines[0].quantity"]),
+            (with_lines(&[("BAD-PEN", 1), ("GOLD", 1)]), &["lines"]),
+            (
+                with_lines(&[("THIRD", 2), ("GOLD", 1000)]),
+                &["lines[1].quantity"],
             ),
         ];
         for (request, fields) in place_cases {
