@@ -9,6 +9,7 @@ use crowdcrunch_proto::exchanges::v1 as pb;
 use crowdcrunch_proto::orders::v1 as orders;
 use crowdcrunch_proto::rules::{id_problem, sku_problem};
 use crowdcrunch_proto::r#type::v1::{Address, Money};
+use crowdcrunch_proto::{MAX_MINOR_UNITS, bounded_product, bounded_sum};
 use crowdcrunch_runtime::idempotency::RequestId;
 use crowdcrunch_runtime::pagination::{self, PageRequest};
 use crowdcrunch_runtime::status::FieldViolation;
@@ -598,7 +599,9 @@ impl TryFrom<orders::Order> for PaidOrder {
 impl NewReturn {
     /// The return this request makes of `order`, whose SKUs other (not rejected) returns already
     /// claim as `claimed` says; a line of a SKU the order lacks, or over what is still returnable,
-    /// is a field violation. A RETURN refunds what the lines cost; an EXCHANGE refunds nothing.
+    /// is a field violation, and so is a line whose refund would take the sum over
+    /// [`MAX_MINOR_UNITS`] (never a wrapped number). A RETURN refunds what the lines cost; an
+    /// EXCHANGE refunds nothing.
     pub fn against(
         &self,
         order: &PaidOrder,
@@ -624,7 +627,15 @@ impl NewReturn {
                     format!("at most {returnable} of {sku} can still be returned"),
                 ));
             }
-            refund_minor += line.unit_price * quantity;
+            match bounded_product(line.unit_price, quantity)
+                .and_then(|line_refund| bounded_sum(refund_minor, line_refund))
+            {
+                Some(sum) => refund_minor = sum,
+                None => violations.push(FieldViolation::new(
+                    format!("lines[{index}].quantity"),
+                    format!("the refund would come to more than {MAX_MINOR_UNITS} minor units"),
+                )),
+            }
         }
         if !violations.is_empty() {
             return Err(violations);
@@ -721,5 +732,54 @@ mod tests {
         .expect("valid");
         assert_eq!(parsed.kind, ReturnKind::Exchange);
         assert_eq!(parsed.lines[0].quantity.get(), 2);
+    }
+
+    #[test]
+    fn a_refund_over_the_bound_is_refused_not_wrapped() {
+        let paid_line = |sku: &str, unit_price| PaidLine {
+            sku: sku.into(),
+            quantity: 3,
+            unit_price,
+        };
+        let order = |lines| PaidOrder {
+            id: OrderId("order-1".into()),
+            customer_id: "customer-1".into(),
+            currency_code: "USD".into(),
+            lines,
+            payment_id: None,
+            shipping_address: None,
+        };
+        let request = |lines| {
+            NewReturn::try_from(&pb::RequestReturnRequest {
+                request_id: String::new(),
+                order_id: "order-1".into(),
+                kind: pb::ReturnKind::Return.into(),
+                lines,
+                reason: String::new(),
+            })
+            .expect("valid")
+        };
+        let refund = |order: &PaidOrder, lines| {
+            request(lines)
+                .against(order, &HashMap::new(), 0)
+                .map(|made| made.refund.minor_units)
+        };
+        // Issue 14's price: three units wrapped to two cents.
+        let wrapping = order(vec![paid_line("MUG", 6_148_914_691_236_517_206)]);
+        assert_eq!(
+            violated(refund(&wrapping, vec![line("MUG", 3)])),
+            ["lines[0].quantity"]
+        );
+        // Each line under the bound, their sum over it.
+        let half = MAX_MINOR_UNITS / 2;
+        let two_lines = order(vec![paid_line("MUG", half), paid_line("CAP", half)]);
+        assert_eq!(
+            violated(refund(&two_lines, vec![line("MUG", 1), line("CAP", 2)])),
+            ["lines[1].quantity"]
+        );
+        assert_eq!(
+            refund(&two_lines, vec![line("MUG", 1), line("CAP", 1)]).ok(),
+            Some(MAX_MINOR_UNITS)
+        );
     }
 }
