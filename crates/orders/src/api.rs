@@ -283,6 +283,7 @@ impl OrderApi {
             lines,
             address: placed.address,
             failure_reason: String::new(),
+            cancellation_reason: String::new(),
             card: CardOnFile {
                 token: token.token,
                 brand: token.brand,
@@ -399,6 +400,24 @@ fn replayed_unfingerprinted(
     }
 }
 
+/// The longest reason CancelOrder keeps, in characters.
+const MAX_CANCELLATION_REASON_LEN: usize = 500;
+
+/// Checks CancelOrder's `reason`: at most [`MAX_CANCELLATION_REASON_LEN`] characters, none of
+/// them a control character.
+fn check_cancellation_reason(reason: &str) -> Result<(), FieldViolation> {
+    if reason.chars().count() > MAX_CANCELLATION_REASON_LEN || reason.chars().any(char::is_control)
+    {
+        return Err(FieldViolation::new(
+            "reason",
+            format!(
+                "must be at most {MAX_CANCELLATION_REASON_LEN} characters, none of them a control character"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the `id` field of a request.
 fn parse_id(raw: &str) -> Result<OrderId, Error> {
     OrderId::parse(raw, "id").map_err(|violation| Error::InvalidArgument(vec![violation]))
@@ -479,8 +498,16 @@ impl OrderService for OrderApi {
         let caller = Caller::of(&request)?.clone();
         let request = request.into_inner();
         let id = parse_id(&request.id)?;
-        RequestId::parse_optional(&request.request_id, "request_id")
-            .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        let violations: Vec<_> = [
+            check_cancellation_reason(&request.reason).err(),
+            RequestId::parse_optional(&request.request_id, "request_id").err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations).into());
+        }
         let order = self
             .load(&id, storage::owned_by(caller.owner_scope()))
             .await?;
@@ -503,7 +530,7 @@ impl OrderService for OrderApi {
             let outbox = &self.outbox;
             outbox
                 .transaction(None, async |connection| {
-                    storage::request_cancel(connection, &order.id).await?;
+                    storage::request_cancel(connection, &order.id, &reason).await?;
                     outbox
                         .enqueue(connection, events::cancellation_requested(&order, &reason))
                         .await?;

@@ -227,6 +227,8 @@ pub struct Order {
     pub address: Address,
     /// Why the order failed or was cancelled; empty otherwise.
     pub failure_reason: String,
+    /// The reason given to CancelOrder, kept when the cancellation was asked for; empty otherwise.
+    pub cancellation_reason: String,
     /// The card it is paid with.
     pub card: CardOnFile,
     /// Its saga's progress, status included.
@@ -282,6 +284,7 @@ impl Order {
             status: self.status().to_proto().into(),
             shipping_address: Some(self.address.clone()),
             failure_reason: self.failure_reason.clone(),
+            cancellation_reason: self.cancellation_reason.clone(),
             payment_id: authorized_payment
                 .map_or_else(String::new, |payment| payment.id.to_string()),
             card_brand: self.card.brand.clone(),

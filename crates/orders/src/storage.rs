@@ -53,6 +53,7 @@ struct OrderRow {
     create_time: i64,
     update_time: i64,
     traceparent: String,
+    cancellation_reason: String,
 }
 
 /// The error of a stored order that breaks an invariant.
@@ -200,6 +201,7 @@ impl OrderRow {
                 country_code: self.country_code,
             },
             failure_reason: self.failure_reason,
+            cancellation_reason: self.cancellation_reason,
             card: CardOnFile {
                 token: self.card_token,
                 brand: self.card_brand,
@@ -273,7 +275,7 @@ const COLUMNS: &str = "id, request_id, customer_id, status, currency_code, total
     city, region, postal_code, country_code, failure_reason, card_token, card_brand, card_last4, reserved, \
     released, payment_id, authorized, captured, voided, refunded, committed, restocked, shipment_id, \
     shipment_cancelled, cancel_requested, reconciled, compensate_to, attempts, next_attempt_time, \
-    create_time, update_time, traceparent";
+    create_time, update_time, traceparent, cancellation_reason";
 
 /// The saga's columns of an order as stored.
 struct ProgressColumns<'a> {
@@ -443,13 +445,21 @@ pub async fn set_status(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Records that order `id` is to be cancelled (the saga carries it out).
-pub async fn request_cancel(connection: &mut AnyConnection, id: &OrderId) -> Result<(), Error> {
-    sqlx::query("UPDATE orders SET cancel_requested = 1, next_attempt_time = $2, update_time = $2 WHERE id = $1")
-        .bind(id.as_str())
-        .bind(now_micros())
-        .execute(connection)
-        .await?;
+/// Records that order `id` is to be cancelled, and why (the saga carries it out).
+pub async fn request_cancel(
+    connection: &mut AnyConnection,
+    id: &OrderId,
+    reason: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE orders SET cancel_requested = 1, cancellation_reason = $3, next_attempt_time = $2, \
+         update_time = $2 WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(now_micros())
+    .bind(reason)
+    .execute(connection)
+    .await?;
     Ok(())
 }
 
@@ -728,6 +738,7 @@ mod tests {
             create_time: 0,
             update_time: 0,
             traceparent: String::new(),
+            cancellation_reason: String::new(),
         }
     }
 

@@ -971,6 +971,68 @@ async fn too_little_stock_rejects_the_order_and_charges_nothing() {
 }
 
 #[tokio::test]
+async fn a_cancelled_order_shows_the_reason_it_was_given_within_bounds() {
+    for database in databases("orders") {
+        let app = spawn_app(&database).await;
+        let customer = app.customer().await;
+        app.product("REASON-VASE", 700, 5).await;
+        let order = app
+            .order(
+                &customer,
+                &[("REASON-VASE", 1)],
+                APPROVED,
+                OrderStatus::Confirmed,
+            )
+            .await;
+        assert_eq!(order.cancellation_reason, "", "none asked for");
+        let cancel = |reason: String| pb::CancelOrderRequest {
+            id: order.id.clone(),
+            reason,
+            request_id: String::new(),
+        };
+        for bad in [
+            "x".repeat(501),
+            "found\u{7}it".to_owned(),
+            "a\nb".to_owned(),
+        ] {
+            let refused = app
+                .orders
+                .clone()
+                .cancel_order(cancel(bad.clone()))
+                .await
+                .expect_err("a bad reason");
+            assert_invalid_argument(&refused, DOMAIN, &["reason"]);
+            assert_eq!(
+                app.get(&order.id).await.expect("get").status(),
+                OrderStatus::Confirmed,
+                "{bad:?}: not cancelled"
+            );
+        }
+        let reason = format!("found it cheaper elsewhere {}", "é".repeat(473));
+        let cancelled = app
+            .orders
+            .clone()
+            .cancel_order(cancel(reason.clone()))
+            .await
+            .expect("cancel with 500 characters of reason")
+            .into_inner();
+        assert_eq!(
+            cancelled.status(),
+            OrderStatus::Cancelled,
+            "{}",
+            app.backend
+        );
+        assert_eq!(cancelled.cancellation_reason, reason);
+        assert_eq!(
+            app.get(&order.id).await.expect("get").cancellation_reason,
+            reason,
+            "{}: stored",
+            app.backend
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_cancelled_order_gives_back_money_stock_and_shipment_until_it_ships() {
     for database in databases("orders") {
         let app = spawn_app(&database).await;
