@@ -18,7 +18,7 @@ use crowdcrunch_runtime::access::Gatekeeper;
 use crowdcrunch_runtime::auth::{AuthSettings, Grant, JwksUrl, SigningKey, TokenRules, Verifier};
 use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken};
 use crowdcrunch_runtime::config::TelemetryArgs;
-use crowdcrunch_runtime::edge::EdgeSettings;
+use crowdcrunch_runtime::edge::{EdgeSettings, Origin};
 use crowdcrunch_runtime::http::HttpServer;
 use crowdcrunch_runtime::metrics::MetricsServer;
 use crowdcrunch_runtime::{ServerSettings, Shutdown, StorageSettings};
@@ -180,9 +180,18 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     services.sort_by_key(|bound| bound.service().default_port);
     // The edge calls every service bound above, and publishes the JWKS.
+    // GraphiQL's page is served by the edge itself, under either name of this machine.
+    let edge_port = edge_server.local_addr().port();
+    let edge_origins = [
+        local_url(edge_server.local_addr()),
+        format!("http://localhost:{edge_port}"),
+    ]
+    .iter()
+    .map(|origin| Origin::parse(origin))
+    .collect::<Result<Vec<_>, _>>()?;
     let edge = BoundEdge::on(
         edge_server,
-        EdgeSettings::default(),
+        EdgeSettings::development(edge_origins),
         &crate::edge::endpoints(&upstream),
         None,
         verifier.clone(),

@@ -22,7 +22,7 @@
 //!   `fault`: the edge's own faults, which never pass for either;
 //! - `request`: the [`Gateway`] and one request's path (persisted queries, documents and their
 //!   cache, variables, validation cache, error propagation);
-//! - `http`: the axum router.
+//! - `http`: the axum router; `ws`: its WebSocket side (graphql-transport-ws).
 
 mod access;
 mod convert;
@@ -36,6 +36,7 @@ mod request;
 mod resolve;
 mod scalars;
 mod schema;
+mod ws;
 
 pub use grpc::{DynamicCodec, backend_name};
 pub use http::router;

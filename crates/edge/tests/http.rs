@@ -307,7 +307,11 @@ async fn graphiql_is_served_by_the_edge_itself() {
 
 #[tokio::test]
 async fn limits_admit_real_tools_and_refuse_pathological_documents() {
-    let app = spawn_app(EdgeSettings::default(), &[]).await;
+    let settings = EdgeSettings {
+        introspection: true,
+        ..EdgeSettings::default()
+    };
+    let app = spawn_app(settings, &[]).await;
     let introspection = include_str!("introspection.graphql");
     let response = app.graphql(introspection, Value::Null).await;
     assert!(
@@ -346,12 +350,8 @@ async fn limits_admit_real_tools_and_refuse_pathological_documents() {
 }
 
 #[tokio::test]
-async fn introspection_can_be_switched_off() {
-    let settings = EdgeSettings {
-        introspection: false,
-        ..EdgeSettings::default()
-    };
-    let app = spawn_app(settings, &[]).await;
+async fn introspection_is_off_by_default() {
+    let app = spawn_app(EdgeSettings::default(), &[]).await;
     let response = app
         .graphql("{ __schema { queryType { name } } }", Value::Null)
         .await;
@@ -397,7 +397,12 @@ async fn the_graphql_http_server_audit_finds_no_must_failure() {
     let Some(node) = support::node_with_graphql() else {
         return;
     };
-    let app = spawn_app(EdgeSettings::default(), &[]).await;
+    // The audit's operations ask `__type`.
+    let settings = EdgeSettings {
+        introspection: true,
+        ..EdgeSettings::default()
+    };
+    let app = spawn_app(settings, &[]).await;
     let url = format!("http://{}/graphql", app.addr);
     let script = support::js_dir().join("audit.mjs");
     let output = tokio::task::spawn_blocking(move || {

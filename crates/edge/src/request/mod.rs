@@ -98,7 +98,8 @@ impl Gateway {
             max_page_size: settings.max_page_size,
             introspection: settings.introspection,
         };
-        let validations = ValidationCache::new(settings.document_cache);
+        let documents_held = settings.document_cache_bytes / settings.max_document_bytes.max(1);
+        let validations = ValidationCache::new(documents_held);
         let (schema, plan) = schema::build(&catalog, &options, |builder| {
             builder.extension(RequestHooksFactory(validations.clone()))
         })?;
@@ -106,9 +107,9 @@ impl Gateway {
             schema,
             plan,
             backends,
-            documents: Documents::new(settings.document_cache),
+            documents: Documents::new(documents_held),
             validations,
-            persisted: PersistedQueries::new(settings.document_cache),
+            persisted: PersistedQueries::new(documents_held),
             settings,
             verifier,
         })))
