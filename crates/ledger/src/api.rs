@@ -25,8 +25,8 @@ impl LedgerApi {
     /// The service over a migrated database; its watch streams end when `shutdown` fires.
     pub fn new(database: Database, shutdown: Shutdown) -> Self {
         Self {
+            hub: Hub::new(&database),
             database,
-            hub: Hub::new(),
             shutdown,
         }
     }

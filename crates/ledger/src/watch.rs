@@ -6,16 +6,23 @@
 //! the last sequence it has passed, and reads "after it" from the database whenever the live feed
 //! skips ahead, lags or is quiet. A watcher whose client reads slowly never blocks appenders or
 //! other watchers: the live feed is a bounded broadcast that overwrites what a slow watcher has not
-//! taken, and that watcher catches up from the database when it can send again. Each watcher's
-//! queries release their connection before it sends, so a stalled client holds no connection.
+//! taken, and that watcher catches up from the database when it can send again.
+//!
+//! A replay never starves the other queries of the database pool, however many watchers replay
+//! at once: a watcher reads the next page (keyset: the events after the last sequence it passed)
+//! only once its client has room for all of it, releases the connection before it sends, and at
+//! most half the pool's connections serve watchers at any moment, so a slow or silent client holds
+//! no connection and a thousand replays leave room for every other query.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crowdcrunch_proto::ledger::v1 as pb;
 use crowdcrunch_runtime::{Database, Shutdown};
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, SemaphorePermit, broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -26,27 +33,32 @@ use crate::storage;
 
 /// Events appended in this process that the live feed holds for watchers that have not taken them.
 const LIVE_BUFFER: usize = 1024;
-/// Events queued per watcher ahead of its client.
-const STREAM_BUFFER: usize = 32;
-/// Events read from the database at once.
-const PAGE: i64 = 500;
+/// Events queued per watcher ahead of its client; a watcher reads a page of at most this many
+/// events once its client has room for them all.
+const STREAM_BUFFER: usize = 64;
 /// How long a watcher waits for a live event before it reads the database anyway.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The stream a watcher's client reads.
 pub type EventStream = ReceiverStream<Result<pb::Event, Status>>;
 
-/// The live feed of the events appended in this process, after they commit.
+/// The live feed of the events appended in this process, after they commit, and the share of
+/// the database pool its watchers may use.
 #[derive(Debug, Clone)]
 pub struct Hub {
     sender: broadcast::Sender<Arc<pb::Event>>,
+    /// One permit per pool connection watchers may use at once: half the pool, at least one.
+    reads: Arc<Semaphore>,
 }
 
 impl Hub {
-    /// A feed with no watcher yet.
-    pub fn new() -> Self {
+    /// A feed with no watcher yet, whose watchers read `database` with at most half its pool.
+    pub fn new(database: &Database) -> Self {
+        let pool_size =
+            usize::try_from(database.pool().options().get_max_connections()).unwrap_or(usize::MAX);
         Self {
             sender: broadcast::channel(LIVE_BUFFER).0,
+            reads: Arc::new(Semaphore::new((pool_size / 2).max(1))),
         }
     }
 
@@ -72,6 +84,7 @@ impl Hub {
         let (out, stream) = mpsc::channel(STREAM_BUFFER);
         let watcher = Watcher {
             database,
+            reads: self.reads.clone(),
             filter,
             last: after,
             live,
@@ -108,6 +121,8 @@ enum Wake {
 
 struct Watcher {
     database: Database,
+    /// The watchers' share of the pool.
+    reads: Arc<Semaphore>,
     filter: EventFilter,
     /// The last sequence passed: sent, or skipped by the filter.
     last: i64,
@@ -163,28 +178,44 @@ impl Watcher {
         }
     }
 
-    /// Sends every stored event after `last` up to the current head.
+    /// Sends every stored event after `last` up to the current head, a page at a time: each
+    /// page read once the client has room for all of it, with a connection held only while it is
+    /// read.
     async fn catch_up(&mut self) -> Result<(), Stop> {
         let head = {
-            let mut connection = self.database.pool().acquire().await?;
+            let (_share, mut connection) = self.connection().await?;
             storage::head(&mut connection).await?
         };
+        let page_size = i64::try_from(STREAM_BUFFER).unwrap_or(i64::MAX);
         loop {
-            let page = {
-                let mut connection = self.database.pool().acquire().await?;
-                storage::range(&mut connection, self.last, head, &self.filter, PAGE).await?
+            let room = tokio::select! {
+                room = self.out.reserve_many(STREAM_BUFFER) => room.map_err(|_| Stop::Gone)?,
+                () = self.shutdown.cancelled() => return Err(Stop::Shutdown),
             };
-            let complete = page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
-            for event in page {
-                let sequence = event.sequence;
-                self.send(event).await?;
-                self.last = sequence;
+            let page = {
+                let (_share, mut connection) = self.connection().await?;
+                storage::range(&mut connection, self.last, head, &self.filter, page_size).await?
+            };
+            let complete = page.len() < STREAM_BUFFER;
+            for (event, slot) in page.into_iter().zip(room) {
+                self.last = event.sequence;
+                slot.send(Ok(event));
             }
             if complete {
                 self.last = self.last.max(head);
                 return Ok(());
             }
         }
+    }
+
+    /// A connection from the watchers' share of the pool; both go back when dropped.
+    async fn connection(&self) -> Result<(SemaphorePermit<'_>, PoolConnection<Any>), Stop> {
+        let share = tokio::select! {
+            share = self.reads.acquire() => share.map_err(|_| Stop::Shutdown)?,
+            () = self.shutdown.cancelled() => return Err(Stop::Shutdown),
+        };
+        let connection = self.database.pool().acquire().await?;
+        Ok((share, connection))
     }
 
     /// Sends one event, waiting while the client is behind, unless the process shuts down.
