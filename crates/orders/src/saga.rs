@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crowdcrunch_outbox::{Event, Outbox};
 use crowdcrunch_proto::fulfillment::v1 as fulfillment;
@@ -43,6 +43,20 @@ const TICK: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
 /// Orders processed at once by one process.
 const CONCURRENCY: i64 = 32;
+/// How often the age of the oldest PENDING order is read, at most.
+const OLDEST_PENDING_EVERY: Duration = Duration::from_secs(5);
+
+/// Counter of orders that reached a final outcome, by `outcome` (`confirmed`, `declined`,
+/// `rejected`, `cancelled`).
+const ORDERS: &str = "orders_total";
+/// Histogram of the duration of saga steps in seconds, by `step` and `result` (`done`, `retry`,
+/// `refused`).
+const STEP_DURATION: &str = "saga_step_duration_seconds";
+/// Counter of compensation steps done (money or stock given back), by `step`.
+const COMPENSATIONS: &str = "saga_compensations_total";
+/// Gauge of the age in seconds of the oldest order still PENDING (0 when none is): a saga that
+/// is stuck shows here.
+const OLDEST_PENDING: &str = "saga_oldest_pending_seconds";
 
 /// The next thing to do for an order, from its persisted progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +91,52 @@ pub enum Step {
     Restock,
     /// Everything is given back: end in the compensation's status.
     Finish(Compensation),
+}
+
+impl Step {
+    /// The step's name in metrics: a fixed word, never an id.
+    fn metric_name(&self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Reserve => "reserve",
+            Self::Authorize => "authorize",
+            Self::Capture(_) => "capture",
+            Self::Commit => "commit",
+            Self::Ship => "ship",
+            Self::Confirm => "confirm",
+            Self::BeginCancel => "begin_cancel",
+            Self::Reconcile => "reconcile",
+            Self::CancelShipment(_) => "cancel_shipment",
+            Self::Refund(_) => "refund",
+            Self::Void(_) => "void",
+            Self::Release => "release",
+            Self::Restock => "restock",
+            Self::Finish(_) => "finish",
+        }
+    }
+
+    /// Whether the step gives money or stock back (or stops a shipment).
+    fn compensates(&self) -> bool {
+        matches!(
+            self,
+            Self::CancelShipment(_)
+                | Self::Refund(_)
+                | Self::Void(_)
+                | Self::Release
+                | Self::Restock
+        )
+    }
+}
+
+/// The outcome of an order that ended in `status`, as [`ORDERS`] counts it.
+fn outcome_name(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Confirmed => "confirmed",
+        OrderStatus::PaymentDeclined => "declined",
+        OrderStatus::Rejected => "rejected",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Pending | OrderStatus::Shipped | OrderStatus::Delivered => "other",
+    }
 }
 
 /// What to do next for an order whose saga has made `progress`.
@@ -169,7 +229,12 @@ impl Saga {
     /// resumed from the persisted progress by whichever process runs next.
     pub async fn run(self, shutdown: Shutdown) {
         let mut tasks = JoinSet::new();
+        let mut oldest_pending_read: Option<Instant> = None;
         loop {
+            if oldest_pending_read.is_none_or(|read| read.elapsed() >= OLDEST_PENDING_EVERY) {
+                oldest_pending_read = Some(Instant::now());
+                self.observe_oldest_pending().await;
+            }
             match self.claim().await {
                 Ok(ids) => {
                     for id in ids {
@@ -187,6 +252,24 @@ impl Saga {
             }
         }
         tasks.abort_all();
+    }
+
+    /// Sets [`OLDEST_PENDING`] from the orders table.
+    async fn observe_oldest_pending(&self) {
+        let oldest = match self.database.pool().acquire().await {
+            Ok(mut connection) => storage::oldest_pending_create_time(&mut connection).await,
+            Err(error) => Err(error.into()),
+        };
+        match oldest {
+            Ok(oldest) => {
+                let age = oldest.map_or(0.0, |oldest| {
+                    Duration::from_micros(u64::try_from(now_micros() - oldest).unwrap_or(0))
+                        .as_secs_f64()
+                });
+                metrics::gauge!(OLDEST_PENDING).set(age);
+            }
+            Err(error) => tracing::debug!(%error, "cannot read the oldest pending order"),
+        }
     }
 
     async fn claim(&self) -> Result<Vec<OrderId>, Error> {
@@ -241,7 +324,18 @@ impl Saga {
                 return Ok(());
             }
             let before = order.clone();
+            let started = Instant::now();
             let outcome = self.run_step(&step, &mut order).await;
+            let result = match &outcome {
+                Ok(Outcome::Done) => "done",
+                Ok(Outcome::Retry(_)) => "retry",
+                Err(_) => "refused",
+            };
+            metrics::histogram!(STEP_DURATION, "step" => step.metric_name(), "result" => result)
+                .record(started.elapsed().as_secs_f64());
+            if step.compensates() && result == "done" {
+                metrics::counter!(COMPENSATIONS, "step" => step.metric_name()).increment(1);
+            }
             let mut event = step_event(&step, &before, &order);
             match outcome {
                 Ok(Outcome::Done) => {
@@ -304,6 +398,9 @@ impl Saga {
                 })
                 .await?;
             self.hub.publish(saved);
+            if let Some(status) = ending {
+                metrics::counter!(ORDERS, "outcome" => outcome_name(status)).increment(1);
+            }
             if ending.is_some() || waiting {
                 return Ok(());
             }

@@ -613,6 +613,19 @@ async fn lines_of(
     Ok(lines)
 }
 
+/// When the oldest order still PENDING was placed, in microseconds since the epoch; `None` when
+/// no order is pending.
+pub async fn oldest_pending_create_time(
+    connection: &mut AnyConnection,
+) -> Result<Option<i64>, Error> {
+    let (oldest,): (Option<i64>,) =
+        sqlx::query_as("SELECT MIN(create_time) FROM orders WHERE status = $1")
+            .bind(OrderStatus::Pending.stored())
+            .fetch_one(&mut *connection)
+            .await?;
+    Ok(oldest)
+}
+
 /// Claims up to `limit` orders whose saga has work due, for `owner` until `lease_until`; returns
 /// their ids. A lease keeps two replicas from running one order's step at once; an expired lease
 /// (its owner died) is taken over.

@@ -22,6 +22,7 @@ use crowdcrunch_proto::payments::v1::payment_service_client::PaymentServiceClien
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
 use crowdcrunch_runtime::auth::Grant;
 use crowdcrunch_runtime::client::GrpcChannel;
+use crowdcrunch_runtime::metrics::sample_sum;
 use crowdcrunch_runtime::server::{GrpcService, ServiceDefinition};
 use crowdcrunch_runtime::testing::{
     TestDatabase, TestServer, all_pages, assert_answered_as_missing, assert_invalid_argument,
@@ -904,6 +905,14 @@ async fn a_declined_card_ends_in_payment_declined_with_the_stock_released() {
         let app = spawn_app(&database).await;
         let customer = app.customer().await;
         app.product("DECLINED-LAMP", 4000, 5).await;
+        let declined = [("outcome", "declined")];
+        let card_declined = [("result", "declined"), ("reason", "card_declined")];
+        let released = [("step", "release")];
+        let before = (
+            sample_sum("orders_total", &declined),
+            sample_sum("payments_authorizations_total", &card_declined),
+            sample_sum("saga_compensations_total", &released),
+        );
         let order = app
             .order(
                 &customer,
@@ -932,6 +941,10 @@ async fn a_declined_card_ends_in_payment_declined_with_the_stock_released() {
             "the reservation was released"
         );
         assert!(app.shipments_of(&order.id).await.is_empty());
+        // The operator sees the decline, its reason and the stock given back.
+        metric_grows("orders_total", &declined, before.0).await;
+        metric_grows("payments_authorizations_total", &card_declined, before.1).await;
+        metric_grows("saga_compensations_total", &released, before.2).await;
     }
 }
 
@@ -942,6 +955,8 @@ async fn too_little_stock_rejects_the_order_and_charges_nothing() {
         let customer = app.customer().await;
         app.product("SCARCE-LAMP", 4000, 1).await;
         app.product("PLENTY-LAMP", 4000, 10).await;
+        let rejected = [("outcome", "rejected")];
+        let before = sample_sum("orders_total", &rejected);
         let order = app
             .order(
                 &customer,
@@ -967,6 +982,24 @@ async fn too_little_stock_rejects_the_order_and_charges_nothing() {
         let (reason, violations) = failed_precondition(&status);
         assert_eq!(reason, "ORDER_NOT_CANCELLABLE");
         assert_eq!(violations, [("ORDER_STATUS".to_owned(), order.id.clone())]);
+        metric_grows("orders_total", &rejected, before).await;
+    }
+}
+
+/// Waits (at most [`PATIENCE`]) until the metric `name` with `labels` is above `before`: the
+/// saga counts an outcome just after it commits it, so a client may see the status first.
+async fn metric_grows(name: &str, labels: &[(&str, &str)], before: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let now = sample_sum(name, labels);
+        if now > before {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}{labels:?} stayed at {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

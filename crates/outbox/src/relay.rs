@@ -9,12 +9,12 @@
 //! back off exponentially up to a few seconds. On shutdown it makes a last, bounded attempt.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crowdcrunch_proto::ledger::v1 as pb;
 use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use crowdcrunch_runtime::client::GrpcChannel;
-use crowdcrunch_runtime::storage::{placeholders, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{now_micros, placeholders, timestamp_from_micros};
 use crowdcrunch_runtime::{Database, Shutdown};
 use tokio::sync::Notify;
 
@@ -35,6 +35,12 @@ const LAST_FLUSH: Duration = Duration::from_secs(2);
 const DELIVERED: &str = "outbox_events_delivered_total";
 /// Counter of failed deliveries (each retried), by `source`.
 const FAILURES: &str = "outbox_delivery_failures_total";
+/// Gauge of the events waiting in the outbox, by `source`.
+const BACKLOG: &str = "outbox_backlog_events";
+/// Gauge of the age in seconds of the oldest undelivered event, by `source` (0 when none waits).
+const OLDEST_AGE: &str = "outbox_oldest_undelivered_age_seconds";
+/// How often the backlog gauges are read from the outbox table, at most.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// A delivery that did not happen; the events stay in the outbox and are retried.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +103,8 @@ pub struct Relay {
     source: &'static str,
     wake: Arc<Notify>,
     ledger: LedgerServiceClient<GrpcChannel>,
+    /// When the backlog gauges were last read.
+    backlog_read: Option<Instant>,
 }
 
 impl Relay {
@@ -111,6 +119,7 @@ impl Relay {
             source,
             wake,
             ledger: LedgerServiceClient::new(ledger),
+            backlog_read: None,
         }
     }
 
@@ -120,6 +129,7 @@ impl Relay {
         let mut backoff = FIRST_BACKOFF;
         let mut failing = false;
         while !stop.is_triggered() {
+            self.observe_backlog().await;
             // Stopping abandons a delivery in flight: if the ledger stored it, the next start
             // delivers it again and the ledger records it once.
             let delivered = tokio::select! {
@@ -167,6 +177,34 @@ impl Relay {
             Err(_) => tracing::warn!(
                 "the last outbox delivery timed out; the events left are delivered after the next start"
             ),
+        }
+    }
+
+    /// Sets the backlog gauges from the outbox table, at most once per [`BACKLOG_EVERY`]: an
+    /// operator sees a backlog that grows, and how long the oldest event has waited, even while
+    /// the ledger is down and nothing is delivered.
+    async fn observe_backlog(&mut self) {
+        if self
+            .backlog_read
+            .is_some_and(|read| read.elapsed() < BACKLOG_EVERY)
+        {
+            return;
+        }
+        self.backlog_read = Some(Instant::now());
+        let read: Result<(i64, Option<i64>), sqlx::Error> =
+            sqlx::query_as("SELECT COUNT(*), MIN(event_time) FROM outbox")
+                .fetch_one(self.database.pool())
+                .await;
+        match read {
+            Ok((waiting, oldest)) => {
+                let age = oldest.map_or(0.0, |oldest| {
+                    Duration::from_micros(u64::try_from(now_micros() - oldest).unwrap_or(0))
+                        .as_secs_f64()
+                });
+                metrics::gauge!(BACKLOG, "source" => self.source).set(waiting as f64);
+                metrics::gauge!(OLDEST_AGE, "source" => self.source).set(age);
+            }
+            Err(error) => tracing::debug!(%error, "cannot read the outbox backlog"),
         }
     }
 

@@ -542,3 +542,49 @@ async fn undelivered_events_survive_a_restart_of_their_service() {
         ledger_server.stop().await.expect("drain");
     }
 }
+
+#[tokio::test]
+async fn a_backlog_that_waits_for_a_ledger_that_is_down_shows_in_the_metrics() {
+    // A source of its own: the gauges are per source, and other tests' relays run beside it.
+    const SOURCE: &str = "customers-backlog";
+    let labels = [("source", SOURCE)];
+    for backend in backends() {
+        let database = backend
+            .customers
+            .connect(&crowdcrunch_customers::MIGRATOR)
+            .await;
+        let service = Running::start(
+            database,
+            SOURCE,
+            unused_addr(),
+            crowdcrunch_customers::service,
+        )
+        .await;
+        let mut customers = customers_client(&service).await;
+        for n in 0..3 {
+            customers
+                .create_customer(create_customer(&format!("waiting{n}@example.com"), ""))
+                .await
+                .expect("create");
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let backlog =
+                crowdcrunch_runtime::metrics::sample_sum("outbox_backlog_events", &labels);
+            let age = crowdcrunch_runtime::metrics::sample_sum(
+                "outbox_oldest_undelivered_age_seconds",
+                &labels,
+            );
+            if backlog >= 3.0 && age > 0.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: backlog {backlog}, oldest age {age}",
+                backend.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        service.stop().await;
+    }
+}

@@ -110,12 +110,7 @@ impl PaymentService for PaymentApi {
                 Ok::<_, Error>(payment)
             })
             .await?;
-        tracing::info!(
-            payment_id = %payment.id,
-            order_id = %payment.order_id,
-            status = payment.status().as_str_name(),
-            "payment authorised"
-        );
+        record_authorization(&payment);
         Ok(Response::new(payment))
     }
 
@@ -209,5 +204,36 @@ impl PaymentService for PaymentApi {
         Ok(Response::new(
             storage::list(&mut connection, &query, owned_by).await?,
         ))
+    }
+}
+
+/// Counter of authorisations answered, by `result` (`authorized` or `declined`) and the decline
+/// `reason` (empty when authorised).
+const AUTHORIZATIONS: &str = "payments_authorizations_total";
+
+/// Counts an authorisation's result and logs it as what it was: a declined payment is never
+/// logged as authorised.
+fn record_authorization(payment: &pb::Payment) {
+    let declined = payment.status() == pb::PaymentStatus::Declined;
+    let result = if declined { "declined" } else { "authorized" };
+    metrics::counter!(
+        AUTHORIZATIONS,
+        "result" => result,
+        "reason" => payment.decline_reason.clone(),
+    )
+    .increment(1);
+    if declined {
+        tracing::debug!(
+            payment_id = %payment.id,
+            order_id = %payment.order_id,
+            reason = %payment.decline_reason,
+            "payment declined"
+        );
+    } else {
+        tracing::debug!(
+            payment_id = %payment.id,
+            order_id = %payment.order_id,
+            "payment authorised"
+        );
     }
 }

@@ -51,6 +51,31 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The sum of the samples of `name` in this process whose labels include every pair of `labels`
+/// (0 when there is none), read from the rendered exposition as Prometheus would scrape it: a
+/// counter's total, or a gauge's value. For tests and diagnostics.
+pub fn sample_sum(name: &str, labels: &[(&str, &str)]) -> f64 {
+    handle()
+        .render()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((series_name, rest)) => (series_name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let wanted = series_name == name
+                && labels.iter().all(|(key, value)| {
+                    series_labels
+                        .split(',')
+                        .any(|pair| pair == format!("{key}=\"{value}\""))
+                });
+            wanted.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 /// The `/metrics` endpoint of the process: bound by [`MetricsServer::bind`], served by
 /// [`MetricsServer::serve`].
 pub struct MetricsServer {
