@@ -7,7 +7,7 @@ use crowdcrunch_runtime::Shutdown;
 use crowdcrunch_runtime::access::Gatekeeper;
 use crowdcrunch_runtime::auth::{AuthArgs, Verifier};
 use crowdcrunch_runtime::config::{
-    MetricsArgs, ServerArgs, ServiceTokenArgs, StorageArgs, TelemetryArgs,
+    MetricsArgs, PageTokenArgs, ServerArgs, ServiceTokenArgs, StorageArgs, TelemetryArgs,
 };
 use crowdcrunch_runtime::edge::EdgeArgs;
 use crowdcrunch_runtime::metrics::MetricsServer;
@@ -89,6 +89,8 @@ struct ServeArgs {
     auth: AuthArgs,
     #[command(flatten, next_help_heading = "Identity")]
     service_token: ServiceTokenArgs,
+    #[command(flatten, next_help_heading = "Pagination (serve <service>)")]
+    page_tokens: PageTokenArgs,
     #[command(flatten, next_help_heading = "The edge (serve edge)")]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -156,6 +158,7 @@ async fn serve(service: &'static Service, args: ServeArgs) -> anyhow::Result<()>
     let server = args.server.settings(default_listen)?;
     let storage = args.storage.settings()?;
     let auth = args.auth.settings()?;
+    let server = server.with_page_tokens(args.page_tokens.page_tokens()?);
     let rules = crowdcrunch::services::access_rules()?;
     let telemetry = args.telemetry.settings()?;
     let identity = args.service_token.token()?;

@@ -2,7 +2,8 @@
 //! real gRPC to each other, with embedded SQLite under `--data-dir` and demo data seeded on the
 //! first start only. Identities are on, as everywhere: `dev` keeps a signing key in the data dir,
 //! publishes its JWKS on the edge's port, gives every service a token of its own for its calls,
-//! and prints a customer's and a staff member's token to start with.
+//! and prints a customer's and a staff member's token to start with. The key of the services'
+//! page tokens is kept in the data dir too, so that a page token survives a restart.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +22,7 @@ use crowdcrunch_runtime::config::TelemetryArgs;
 use crowdcrunch_runtime::edge::{EdgeSettings, Origin};
 use crowdcrunch_runtime::http::HttpServer;
 use crowdcrunch_runtime::metrics::MetricsServer;
+use crowdcrunch_runtime::pagination::PageTokens;
 use crowdcrunch_runtime::{ServerSettings, Shutdown, StorageSettings};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -145,6 +147,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
     let key = SigningKey::load_or_generate(&args.data_dir)?;
+    // Kept beside the signing key, so that page tokens survive a restart of `dev`.
+    let page_tokens = PageTokens::load_or_generate(&args.data_dir)?;
     let rules = crowdcrunch::services::access_rules()?;
     // The edge's port is bound first: the JWKS that every verifier here fetches is served there.
     let edge_server = HttpServer::bind(SocketAddr::new(args.host, args.edge_port))
@@ -164,7 +168,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut upstream = UpstreamArgs::default();
     let mut services = Vec::new();
     for service in &roster::SERVICES {
-        let settings = ServerSettings::new(SocketAddr::new(args.host, args.ports.port(service)));
+        let settings = ServerSettings::new(SocketAddr::new(args.host, args.ports.port(service)))
+            .with_page_tokens(page_tokens.clone());
         let own_token = ServiceToken::new(&key.mint(
             &token_rules,
             &Grant::Service(service.name.to_owned()),

@@ -106,6 +106,7 @@ impl Cluster {
         command
             .args(&self.binary_args[service])
             .envs(support::auth_settings())
+            .envs(support::page_token_key())
             .env("RUST_LOG", "warn,crowdcrunch=info");
         if let Some(url) = &self.database_url {
             command.env("CROWDCRUNCH_DATABASE_URL", url);

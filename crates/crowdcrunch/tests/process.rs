@@ -58,6 +58,10 @@ fn bad_configuration_ends_with_one_clear_line() {
             "CROWDCRUNCH_DATABASE_URL",
         ),
         (
+            vec!["--page-token-key", "c2hvcnQ="],
+            "CROWDCRUNCH_PAGE_TOKEN_KEY: the page-token key has 5 bytes, fewer than 32",
+        ),
+        (
             vec!["--concurrency-limit", "0"],
             "CROWDCRUNCH_CONCURRENCY_LIMIT",
         ),
@@ -68,6 +72,7 @@ fn bad_configuration_ends_with_one_clear_line() {
             .args(["serve", "customers", "--metrics-listen", "127.0.0.1:0"])
             .args(["--ledger-endpoints", "http://127.0.0.1:1"])
             .envs(support::auth_settings())
+            .envs(support::page_token_key())
             .args(&flags);
         if !flags.contains(&"--data-dir") {
             command.args(["--data-dir", &data_dir]);
@@ -170,6 +175,7 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
         // The ledger is not running: the outbox keeps the events, serving is unaffected.
         command.args(["--ledger-endpoints", "http://127.0.0.1:1"]);
         command.envs(support::auth_settings());
+        command.envs(support::page_token_key());
         command
     });
     let addr = process.wait_for_grpc_addr("CustomerService");

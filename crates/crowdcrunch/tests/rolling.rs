@@ -67,7 +67,8 @@ fn customers_instance(addr: SocketAddr, data_dir: &std::path::Path) -> Process {
     command
         .args(["--ledger-endpoints", "http://127.0.0.1:1", "--data-dir"])
         .arg(data_dir)
-        .envs(support::auth_settings());
+        .envs(support::auth_settings())
+        .envs(support::page_token_key());
     let mut process = Process::start(command);
     process.wait_for_line("serving gRPC");
     process

@@ -6,7 +6,7 @@ use crowdcrunch_proto::customers::v1::customer_service_server::CustomerService;
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
-use crowdcrunch_runtime::pagination::PageRequest;
+use crowdcrunch_runtime::pagination::PageTokens;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{CustomerId, CustomerPatch, NewCustomer};
@@ -21,12 +21,18 @@ const MAX_BATCH: usize = 1000;
 pub struct CustomerApi {
     database: Database,
     outbox: Outbox,
+    page_tokens: PageTokens,
 }
 
 impl CustomerApi {
-    /// The service over a migrated database and its outbox.
-    pub fn new(database: Database, outbox: Outbox) -> Self {
-        Self { database, outbox }
+    /// The service over a migrated database and its outbox, signing its page tokens with
+    /// `page_tokens`.
+    pub fn new(database: Database, outbox: Outbox, page_tokens: PageTokens) -> Self {
+        Self {
+            database,
+            outbox,
+            page_tokens,
+        }
     }
 }
 
@@ -84,7 +90,9 @@ impl CustomerService for CustomerApi {
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let request = request.get_ref();
-        let page = PageRequest::parse(request.page_size, &request.page_token)
+        let page = self
+            .page_tokens
+            .parse(request.page_size, &request.page_token)
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(storage::list(&mut connection, &page).await?))

@@ -35,7 +35,9 @@ pub fn service(
 ) -> ServiceDefinition<CustomerServiceServer<CustomerApi>> {
     ServiceDefinition {
         readiness: database.readiness(),
-        service: CustomerServiceServer::new(CustomerApi::new(database, outbox)),
+        service: Box::new(move |page_tokens| {
+            CustomerServiceServer::new(CustomerApi::new(database, outbox, page_tokens))
+        }),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

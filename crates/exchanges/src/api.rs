@@ -12,6 +12,7 @@ use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::client::{UpstreamError, request};
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
+use crowdcrunch_runtime::pagination::PageTokens;
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::storage::{OwnedBy, now_micros};
 use tonic::{Code, Request, Response, Status};
@@ -30,15 +31,23 @@ pub struct ExchangeApi {
     database: Database,
     outbox: Outbox,
     clients: Clients,
+    page_tokens: PageTokens,
 }
 
 impl ExchangeApi {
-    /// The API over its database and outbox, calling `clients`.
-    pub fn new(database: Database, outbox: Outbox, clients: Clients) -> Self {
+    /// The API over its database and outbox, calling `clients`, signing its page tokens with
+    /// `page_tokens`.
+    pub fn new(
+        database: Database,
+        outbox: Outbox,
+        clients: Clients,
+        page_tokens: PageTokens,
+    ) -> Self {
         Self {
             database,
             outbox,
             clients,
+            page_tokens,
         }
     }
 
@@ -396,7 +405,8 @@ impl ExchangeService for ExchangeApi {
         request: Request<pb::ListReturnsRequest>,
     ) -> Result<Response<pb::ListReturnsResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
-        let query = ReturnQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+        let query = ReturnQuery::parse(request.get_ref(), &self.page_tokens)
+            .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let (returns, next_page_token) = storage::list(&mut connection, &query, owned_by).await?;
         Ok(Response::new(pb::ListReturnsResponse {

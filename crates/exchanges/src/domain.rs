@@ -11,7 +11,7 @@ use crowdcrunch_proto::rules::{id_problem, sku_problem};
 use crowdcrunch_proto::r#type::v1::{Address, Money};
 use crowdcrunch_proto::{MAX_MINOR_UNITS, bounded_product, bounded_sum};
 use crowdcrunch_runtime::idempotency::RequestId;
-use crowdcrunch_runtime::pagination::{self, PageRequest};
+use crowdcrunch_runtime::pagination::{self, PageRequest, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::storage::timestamp_from_micros;
 
@@ -516,11 +516,14 @@ pub struct ReturnQuery {
     pub order_ids: Vec<OrderId>,
 }
 
-impl TryFrom<&pb::ListReturnsRequest> for ReturnQuery {
-    type Error = Vec<FieldViolation>;
-
-    fn try_from(request: &pb::ListReturnsRequest) -> Result<Self, Self::Error> {
+impl ReturnQuery {
+    /// Checks `request`; its page token must be one `page_tokens` signed.
+    pub fn parse(
+        request: &pb::ListReturnsRequest,
+        page_tokens: &PageTokens,
+    ) -> Result<Self, Vec<FieldViolation>> {
         let (page, order_ids) = pagination::parse_id_filtered_page(
+            page_tokens,
             request.page_size,
             &request.page_token,
             "order_ids",

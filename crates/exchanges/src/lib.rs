@@ -57,7 +57,9 @@ pub fn service(
 ) -> ServiceDefinition<ExchangeServiceServer<ExchangeApi>> {
     ServiceDefinition {
         readiness: database.readiness(),
-        service: ExchangeServiceServer::new(ExchangeApi::new(database, outbox, clients)),
+        service: Box::new(move |page_tokens| {
+            ExchangeServiceServer::new(ExchangeApi::new(database, outbox, clients, page_tokens))
+        }),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

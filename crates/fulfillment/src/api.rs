@@ -6,6 +6,7 @@ use crowdcrunch_proto::fulfillment::v1::fulfillment_service_server::FulfillmentS
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
+use crowdcrunch_runtime::pagination::PageTokens;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{NewShipment, ShipmentId, ShipmentQuery, StatusChange, parse_shipment_ids};
@@ -17,12 +18,18 @@ use crate::{events, storage};
 pub struct FulfillmentApi {
     database: Database,
     outbox: Outbox,
+    page_tokens: PageTokens,
 }
 
 impl FulfillmentApi {
-    /// The service over a migrated database and its outbox.
-    pub fn new(database: Database, outbox: Outbox) -> Self {
-        Self { database, outbox }
+    /// The service over a migrated database and its outbox, signing its page tokens with
+    /// `page_tokens`.
+    pub fn new(database: Database, outbox: Outbox, page_tokens: PageTokens) -> Self {
+        Self {
+            database,
+            outbox,
+            page_tokens,
+        }
     }
 }
 
@@ -81,7 +88,8 @@ impl FulfillmentService for FulfillmentApi {
         request: Request<pb::ListShipmentsRequest>,
     ) -> Result<Response<pb::ListShipmentsResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
-        let query = ShipmentQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+        let query = ShipmentQuery::parse(request.get_ref(), &self.page_tokens)
+            .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             storage::list(&mut connection, &query, owned_by).await?,

@@ -6,7 +6,7 @@ use crowdcrunch_proto::fulfillment::v1 as pb;
 use crowdcrunch_proto::rules;
 use crowdcrunch_proto::r#type::v1 as types;
 use crowdcrunch_runtime::idempotency::RequestId;
-use crowdcrunch_runtime::pagination::{self, PageRequest};
+use crowdcrunch_runtime::pagination::{self, PageRequest, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
 
 /// The longest tracking number.
@@ -385,11 +385,14 @@ pub struct ShipmentQuery {
     pub order_ids: Vec<OrderId>,
 }
 
-impl TryFrom<&pb::ListShipmentsRequest> for ShipmentQuery {
-    type Error = Vec<FieldViolation>;
-
-    fn try_from(request: &pb::ListShipmentsRequest) -> Result<Self, Self::Error> {
+impl ShipmentQuery {
+    /// Checks `request`; its page token must be one `page_tokens` signed.
+    pub fn parse(
+        request: &pb::ListShipmentsRequest,
+        page_tokens: &PageTokens,
+    ) -> Result<Self, Vec<FieldViolation>> {
         let (page, order_ids) = pagination::parse_id_filtered_page(
+            page_tokens,
             request.page_size,
             &request.page_token,
             "order_ids",

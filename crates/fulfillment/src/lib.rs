@@ -39,7 +39,9 @@ pub fn service(
 ) -> ServiceDefinition<FulfillmentServiceServer<FulfillmentApi>> {
     ServiceDefinition {
         readiness: database.readiness(),
-        service: FulfillmentServiceServer::new(FulfillmentApi::new(database, outbox)),
+        service: Box::new(move |page_tokens| {
+            FulfillmentServiceServer::new(FulfillmentApi::new(database, outbox, page_tokens))
+        }),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

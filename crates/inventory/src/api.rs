@@ -6,7 +6,7 @@ use crowdcrunch_proto::inventory::v1 as pb;
 use crowdcrunch_proto::inventory::v1::inventory_service_server::InventoryService;
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
-use crowdcrunch_runtime::pagination::PageRequest;
+use crowdcrunch_runtime::pagination::PageTokens;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -22,12 +22,18 @@ use crate::storage::{self, Outcome};
 pub struct InventoryApi {
     database: Database,
     outbox: Outbox,
+    page_tokens: PageTokens,
 }
 
 impl InventoryApi {
-    /// The service over a migrated database and its outbox.
-    pub fn new(database: Database, outbox: Outbox) -> Self {
-        Self { database, outbox }
+    /// The service over a migrated database and its outbox, signing its page tokens with
+    /// `page_tokens`.
+    pub fn new(database: Database, outbox: Outbox, page_tokens: PageTokens) -> Self {
+        Self {
+            database,
+            outbox,
+            page_tokens,
+        }
     }
 
     /// Moves on_hand by `change` in a transaction that records `event_type`.
@@ -127,12 +133,14 @@ impl InventoryService for InventoryApi {
         request: Request<pb::ListProductsRequest>,
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
         let request = request.get_ref();
-        let page = PageRequest::parse_filtered(
-            request.page_size,
-            &request.page_token,
-            active_filter(request.active),
-        )
-        .map_err(Error::from)?;
+        let page = self
+            .page_tokens
+            .parse_filtered(
+                request.page_size,
+                &request.page_token,
+                active_filter(request.active),
+            )
+            .map_err(Error::from)?;
         let page =
             storage::list_products(&mut *self.connection().await?, request.active, &page).await?;
         Ok(Response::new(page))

@@ -35,7 +35,9 @@ pub fn service(
 ) -> ServiceDefinition<InventoryServiceServer<InventoryApi>> {
     ServiceDefinition {
         readiness: database.readiness(),
-        service: InventoryServiceServer::new(InventoryApi::new(database, outbox)),
+        service: Box::new(move |page_tokens| {
+            InventoryServiceServer::new(InventoryApi::new(database, outbox, page_tokens))
+        }),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

@@ -3,7 +3,7 @@
 use crowdcrunch_proto::ledger::v1 as pb;
 use crowdcrunch_proto::ledger::v1::ledger_service_server::LedgerService;
 use crowdcrunch_runtime::access::Caller;
-use crowdcrunch_runtime::pagination::{self, PageRequest};
+use crowdcrunch_runtime::pagination::{self, PageRequest, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::{Database, Shutdown};
 use tonic::{Request, Response, Status};
@@ -19,15 +19,18 @@ pub struct LedgerApi {
     database: Database,
     hub: Hub,
     shutdown: Shutdown,
+    page_tokens: PageTokens,
 }
 
 impl LedgerApi {
-    /// The service over a migrated database; its watch streams end when `shutdown` fires.
-    pub fn new(database: Database, shutdown: Shutdown) -> Self {
+    /// The service over a migrated database; its watch streams end when `shutdown` fires, and
+    /// it signs its page tokens with `page_tokens`.
+    pub fn new(database: Database, shutdown: Shutdown, page_tokens: PageTokens) -> Self {
         Self {
             hub: Hub::new(&database),
             database,
             shutdown,
+            page_tokens,
         }
     }
 }
@@ -64,7 +67,8 @@ impl LedgerService for LedgerApi {
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let customer_id = Caller::of(&request)?.owner_scope();
-        let query = EventQuery::parse(request.get_ref()).map_err(Error::InvalidArgument)?;
+        let query = EventQuery::parse(request.get_ref(), &self.page_tokens)
+            .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             query.run(&mut connection, customer_id).await?,
@@ -76,8 +80,10 @@ impl LedgerService for LedgerApi {
         request: Request<pb::BatchListEventsRequest>,
     ) -> Result<Response<pb::BatchListEventsResponse>, Status> {
         let customer_id = Caller::of(&request)?.owner_scope();
-        let queries = pagination::parse_batch(&request.get_ref().requests, EventQuery::parse)
-            .map_err(Error::InvalidArgument)?;
+        let queries = pagination::parse_batch(&request.get_ref().requests, |request| {
+            EventQuery::parse(request, &self.page_tokens)
+        })
+        .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         let mut responses = Vec::with_capacity(queries.len());
         for query in &queries {
@@ -138,14 +144,18 @@ struct EventQuery {
 
 impl EventQuery {
     /// Checks `request`.
-    fn parse(request: &pb::ListEventsRequest) -> Result<Self, Vec<FieldViolation>> {
+    fn parse(
+        request: &pb::ListEventsRequest,
+        page_tokens: &PageTokens,
+    ) -> Result<Self, Vec<FieldViolation>> {
         let subjects = Subjects::parse(&request.subjects).map_err(|violation| vec![violation])?;
-        let page = PageRequest::parse_filtered(
-            request.page_size,
-            &request.page_token,
-            &subjects.0.join("\n"),
-        )
-        .map_err(|violation| vec![violation])?;
+        let page = page_tokens
+            .parse_filtered(
+                request.page_size,
+                &request.page_token,
+                &subjects.0.join("\n"),
+            )
+            .map_err(|violation| vec![violation])?;
         let after = match &page.after {
             None => 0,
             Some(key) => key.parse::<i64>().map_err(|_| {

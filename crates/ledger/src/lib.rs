@@ -35,7 +35,9 @@ pub fn service(
 ) -> ServiceDefinition<LedgerServiceServer<LedgerApi>> {
     ServiceDefinition {
         readiness: database.readiness(),
-        service: LedgerServiceServer::new(LedgerApi::new(database, shutdown)),
+        service: Box::new(move |page_tokens| {
+            LedgerServiceServer::new(LedgerApi::new(database, shutdown, page_tokens))
+        }),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

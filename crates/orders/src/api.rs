@@ -17,7 +17,7 @@ use crowdcrunch_runtime::auth::Identity;
 use crowdcrunch_runtime::client::{UpstreamError, request};
 use crowdcrunch_runtime::context::current_traceparent;
 use crowdcrunch_runtime::idempotency::{self, IdempotencyError, IdempotencyKey, RequestId};
-use crowdcrunch_runtime::pagination;
+use crowdcrunch_runtime::pagination::{self, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::storage::{OwnedBy, now_micros};
 use crowdcrunch_runtime::{Database, Shutdown};
@@ -50,10 +50,12 @@ pub struct OrderApi {
     hub: OrderHub,
     saga: Saga,
     shutdown: Shutdown,
+    page_tokens: PageTokens,
 }
 
 impl OrderApi {
-    /// The API over its database, outbox, clients, change hub and saga runner.
+    /// The API over its database, outbox, clients, change hub and saga runner, signing its page
+    /// tokens with `page_tokens`.
     pub(crate) fn new(
         database: Database,
         outbox: Outbox,
@@ -61,6 +63,7 @@ impl OrderApi {
         hub: OrderHub,
         saga: Saga,
         shutdown: Shutdown,
+        page_tokens: PageTokens,
     ) -> Self {
         Self {
             database,
@@ -69,6 +72,7 @@ impl OrderApi {
             hub,
             saga,
             shutdown,
+            page_tokens,
         }
     }
 
@@ -467,7 +471,8 @@ impl OrderService for OrderApi {
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
-        let query = OrderQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+        let query = OrderQuery::parse(request.get_ref(), &self.page_tokens)
+            .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             list_page(&mut connection, &query, owned_by).await?,
@@ -480,7 +485,7 @@ impl OrderService for OrderApi {
     ) -> Result<Response<pb::BatchListOrdersResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let queries = pagination::parse_batch(&request.get_ref().requests, |request| {
-            OrderQuery::try_from(request)
+            OrderQuery::parse(request, &self.page_tokens)
         })
         .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;

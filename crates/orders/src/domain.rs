@@ -10,7 +10,7 @@ use crowdcrunch_proto::orders::v1 as pb;
 use crowdcrunch_proto::rules;
 use crowdcrunch_proto::r#type::v1::{Address, PaymentCard};
 use crowdcrunch_runtime::idempotency::RequestId;
-use crowdcrunch_runtime::pagination::{self, PageRequest};
+use crowdcrunch_runtime::pagination::{self, PageRequest, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
 
 /// The most lines one order may have.
@@ -309,10 +309,12 @@ pub struct OrderQuery {
     pub status: Option<OrderStatus>,
 }
 
-impl TryFrom<&pb::ListOrdersRequest> for OrderQuery {
-    type Error = Vec<FieldViolation>;
-
-    fn try_from(request: &pb::ListOrdersRequest) -> Result<Self, Self::Error> {
+impl OrderQuery {
+    /// Checks `request`; its page token must be one `page_tokens` signed.
+    pub fn parse(
+        request: &pb::ListOrdersRequest,
+        page_tokens: &PageTokens,
+    ) -> Result<Self, Vec<FieldViolation>> {
         let mut violations = Vec::new();
         // An empty customer id filters nothing, as an absent one.
         let customer_id = match request.customer_id.as_deref() {
@@ -340,7 +342,8 @@ impl TryFrom<&pb::ListOrdersRequest> for OrderQuery {
             customer_id.as_ref().map_or("", CustomerId::as_str),
             status.map_or("", OrderStatus::name)
         );
-        let page = PageRequest::parse_filtered(request.page_size, &request.page_token, &filter)
+        let page = page_tokens
+            .parse_filtered(request.page_size, &request.page_token, &filter)
             .map_err(|violation| vec![violation])?;
         Ok(Self {
             page,

@@ -61,14 +61,17 @@ pub fn service(
     ));
     ServiceDefinition {
         readiness: database.readiness(),
-        service: OrderServiceServer::new(OrderApi::new(
-            database.clone(),
-            outbox,
-            clients,
-            hub,
-            saga,
-            shutdown,
-        )),
+        service: Box::new(move |page_tokens| {
+            OrderServiceServer::new(OrderApi::new(
+                database.clone(),
+                outbox,
+                clients,
+                hub,
+                saga,
+                shutdown,
+                page_tokens,
+            ))
+        }),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

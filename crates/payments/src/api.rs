@@ -6,6 +6,7 @@ use crowdcrunch_proto::payments::v1::payment_service_server::PaymentService;
 use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
+use crowdcrunch_runtime::pagination::PageTokens;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -20,12 +21,18 @@ use crate::{events, storage};
 pub struct PaymentApi {
     database: Database,
     outbox: Outbox,
+    page_tokens: PageTokens,
 }
 
 impl PaymentApi {
-    /// The service over a migrated database and its outbox.
-    pub fn new(database: Database, outbox: Outbox) -> Self {
-        Self { database, outbox }
+    /// The service over a migrated database and its outbox, signing its page tokens with
+    /// `page_tokens`.
+    pub fn new(database: Database, outbox: Outbox, page_tokens: PageTokens) -> Self {
+        Self {
+            database,
+            outbox,
+            page_tokens,
+        }
     }
 
     /// Captures or voids the payment `id` names, in a transaction that records the event when the
@@ -199,7 +206,8 @@ impl PaymentService for PaymentApi {
         request: Request<pb::ListPaymentsRequest>,
     ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
-        let query = PaymentQuery::try_from(request.get_ref()).map_err(Error::InvalidArgument)?;
+        let query = PaymentQuery::parse(request.get_ref(), &self.page_tokens)
+            .map_err(Error::InvalidArgument)?;
         let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             storage::list(&mut connection, &query, owned_by).await?,

@@ -7,7 +7,7 @@ use crowdcrunch_proto::payments::v1 as pb;
 use crowdcrunch_proto::r#type::v1 as types;
 use crowdcrunch_proto::{AmountRule, rules};
 use crowdcrunch_runtime::idempotency::RequestId;
-use crowdcrunch_runtime::pagination::{self, PageRequest};
+use crowdcrunch_runtime::pagination::{self, PageRequest, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
 
 /// The longest refund reason accepted, in characters.
@@ -549,11 +549,14 @@ pub struct PaymentQuery {
     pub order_ids: Vec<OrderId>,
 }
 
-impl TryFrom<&pb::ListPaymentsRequest> for PaymentQuery {
-    type Error = Vec<FieldViolation>;
-
-    fn try_from(request: &pb::ListPaymentsRequest) -> Result<Self, Self::Error> {
+impl PaymentQuery {
+    /// Checks `request`; its page token must be one `page_tokens` signed.
+    pub fn parse(
+        request: &pb::ListPaymentsRequest,
+        page_tokens: &PageTokens,
+    ) -> Result<Self, Vec<FieldViolation>> {
         let (page, order_ids) = pagination::parse_id_filtered_page(
+            page_tokens,
             request.page_size,
             &request.page_token,
             "order_ids",

@@ -45,7 +45,9 @@ pub fn service(
 ) -> ServiceDefinition<PaymentServiceServer<PaymentApi>> {
     ServiceDefinition {
         readiness: database.readiness(),
-        service: PaymentServiceServer::new(PaymentApi::new(database, outbox)),
+        service: Box::new(move |page_tokens| {
+            PaymentServiceServer::new(PaymentApi::new(database, outbox, page_tokens))
+        }),
         file_descriptor_set: crowdcrunch_proto::FILE_DESCRIPTOR_SET,
     }
 }

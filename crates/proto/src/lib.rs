@@ -17,6 +17,7 @@ pub use generated::crowdcrunch::*;
 pub use generated::google;
 
 mod address;
+mod codec;
 pub mod json;
 mod money;
 pub mod rules;

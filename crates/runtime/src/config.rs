@@ -15,6 +15,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::client::Endpoints;
+use crate::pagination::PageTokens;
 
 /// A configuration value that cannot be used; the message names the setting and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +96,32 @@ impl ServerArgs {
             request_timeout: self.request_timeout,
             concurrency_limit: self.concurrency_limit,
             tls: self.tls.settings()?,
+            page_tokens: PageTokens::generate().map_err(ConfigError::from_display)?,
         })
+    }
+}
+
+/// The key of the page tokens a service returns (`serve <service>`; the edge has none).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PageTokenArgs {
+    /// Base64 of at least 32 random bytes (`openssl rand -base64 32`) that signs and checks the
+    /// page tokens this service returns. The same for every replica of the service, so that a
+    /// token one replica returned the next one accepts, also across a rolling upgrade.
+    #[arg(long, env = "CROWDCRUNCH_PAGE_TOKEN_KEY", value_name = "BASE64", hide_env_values = true, value_parser = parse_secret)]
+    pub page_token_key: Option<SecretString>,
+}
+
+impl PageTokenArgs {
+    /// The key; an error when it is not set or not base64 of at least 32 bytes.
+    pub fn page_tokens(&self) -> Result<PageTokens, ConfigError> {
+        let key = self.page_token_key.as_ref().ok_or_else(|| {
+            ConfigError::new(
+                "CROWDCRUNCH_PAGE_TOKEN_KEY must be set: base64 of at least 32 random bytes \
+                 (`openssl rand -base64 32`), the same for every replica of the service",
+            )
+        })?;
+        PageTokens::from_base64(key.expose_secret())
+            .map_err(|error| ConfigError::new(format!("CROWDCRUNCH_PAGE_TOKEN_KEY: {error}")))
     }
 }
 
@@ -114,10 +140,14 @@ pub struct ServerSettings {
     pub concurrency_limit: usize,
     /// Server TLS, when configured.
     pub tls: Option<TlsSettings>,
+    /// The key of the page tokens the served service returns and accepts: random unless set
+    /// with [`ServerSettings::with_page_tokens`], so that its tokens last only as long as it.
+    pub page_tokens: PageTokens,
 }
 
 impl ServerSettings {
-    /// Settings for a plaintext server on `listen_addr` with the defaults of [`ServerArgs`].
+    /// Settings for a plaintext server on `listen_addr` with the defaults of [`ServerArgs`] and a
+    /// random page-token key.
     pub fn new(listen_addr: SocketAddr) -> Self {
         Self {
             listen_addr,
@@ -126,6 +156,17 @@ impl ServerSettings {
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
             tls: None,
+            page_tokens: PageTokens::generate()
+                .unwrap_or_else(|error| panic!("no random page-token key: {error}")),
+        }
+    }
+
+    /// These settings with the page tokens signed by `page_tokens` (the key every replica of
+    /// the service shares).
+    pub fn with_page_tokens(self, page_tokens: PageTokens) -> Self {
+        Self {
+            page_tokens,
+            ..self
         }
     }
 }

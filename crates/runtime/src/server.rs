@@ -26,6 +26,7 @@ use crate::access::{AdmissionLayer, Gatekeeper};
 use crate::config::ServerSettings;
 use crate::context::RequestContextLayer;
 use crate::metrics::GrpcMetricsLayer;
+use crate::pagination::PageTokens;
 use crate::shutdown::Shutdown;
 
 /// How often readiness is checked again while serving.
@@ -118,8 +119,9 @@ impl<S> GrpcService for S where
 /// What one server serves: the service, the descriptors reflection describes it with, and its
 /// readiness check.
 pub struct ServiceDefinition<S> {
-    /// The tonic service (e.g. `CustomerServiceServer<_>`).
-    pub service: S,
+    /// Makes the tonic service (e.g. `CustomerServiceServer<_>`) with the page-token key of the
+    /// server that serves it ([`ServerSettings::page_tokens`]).
+    pub service: Box<dyn FnOnce(PageTokens) -> S + Send>,
     /// Encoded `FileDescriptorSet` that describes `service`.
     pub file_descriptor_set: &'static [u8],
     /// When the service may report SERVING.
@@ -220,7 +222,7 @@ impl GrpcServer {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(definition.service);
+            .add_service((definition.service)(settings.page_tokens.clone()));
 
         // Health is decided before the first call is accepted: "serving" in the log means the
         // health service already tells the truth.

@@ -424,3 +424,68 @@ pub fn assert_answered_as_missing(
     );
     assert_eq!(shape(hidden, hidden_id), shape(missing, missing_id));
 }
+
+/// Calls the unary RPC `path` (`/package.Service/Method`) over `channel` with `body` framed as
+/// its request message, whatever those bytes are: what a client that sends garbage gets.
+pub async fn call_with_raw_body(
+    channel: GrpcChannel,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    let path = path.parse().expect("an RPC path");
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(drop)
+}
+
+/// Sends bytes as they are and takes any answer's bytes.
+#[derive(Debug, Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        Self
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Self
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let remaining = prost::bytes::Buf::remaining(src);
+        Ok(Some(
+            prost::bytes::Buf::copy_to_bytes(src, remaining).to_vec(),
+        ))
+    }
+}

@@ -163,7 +163,7 @@ fn probe_descriptors() -> &'static [u8] {
 
 fn definition(probe: Probe, readiness: Readiness) -> ServiceDefinition<Probe> {
     ServiceDefinition {
-        service: probe,
+        service: Box::new(move |_| probe),
         file_descriptor_set: probe_descriptors(),
         readiness,
     }

@@ -42,6 +42,15 @@ pub fn auth_settings() -> [(&'static str, String); 3] {
     ]
 }
 
+/// The page-token key every `serve` process of the tests shares, as replicas of a service must
+/// (base64 of 32 bytes).
+pub fn page_token_key() -> [(&'static str, &'static str); 1] {
+    [(
+        "CROWDCRUNCH_PAGE_TOKEN_KEY",
+        "Y3Jvd2RjcnVuY2gtdGVzdC1wYWdlLXRva2VuLWtleSE=",
+    )]
+}
+
 /// A token signed with `dev`'s key in `data_dir` (`crowdcrunch token`), for `whom`
 /// (`["--staff", "x"]`, `["--customer", id]`, `["--service", name]`).
 pub fn token(data_dir: &std::path::Path, whom: &[&str]) -> String {
