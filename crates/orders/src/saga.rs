@@ -345,7 +345,7 @@ impl Saga {
                 Ok(Outcome::Retry(status)) => {
                     order.attempts += 1;
                     order.next_attempt_time = now_micros() + backoff_micros(order.attempts);
-                    tracing::info!(order_id = %id, ?step, code = ?status.code(), message = status.message(), "step will be retried");
+                    tracing::debug!(order_id = %id, ?step, code = ?status.code(), reason = status.message(), "step will be retried");
                     event = None;
                 }
                 Err(status) => {

@@ -2,14 +2,17 @@
 //! span has a W3C trace id that crosses gRPC hops, and exported over OTLP only when a collector is
 //! configured.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Subscriber;
+use tracing::dispatcher::{Dispatch, WeakDispatch};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
@@ -54,15 +57,13 @@ pub fn init(
         "opentelemetry=warn,opentelemetry_sdk=warn,{}",
         settings.log_filter
     ))?;
+    let dispatch = DispatchSlot::default();
     let fmt = match settings.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .boxed(),
+        LogFormat::Json => json_lines(dispatch.clone(), std::io::stdout).boxed(),
     };
     tracing_subscriber::registry()
+        .with(dispatch)
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("crowdcrunch"))
@@ -76,6 +77,52 @@ pub fn init(
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(TelemetryGuard { provider })
+}
+
+/// The dispatch the subscriber was registered as, for the JSON lines to find the OpenTelemetry
+/// context of the span an event was written in (tracing-opentelemetry keeps it there).
+#[derive(Clone, Default)]
+struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for DispatchSlot {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.0.set(subscriber.downgrade());
+    }
+}
+
+/// One JSON object per line: `timestamp`, `level`, `target`, one `message` and the event's fields,
+/// `trace_id` and `span_id` of the span it was written in (when there is one), and the fields of
+/// the spans it is in (`request_id`, `rpc.method`, ...) under `span`.
+fn json_lines<S, W>(dispatch: DispatchSlot, writer: W) -> json_subscriber::JsonLayer<S, W>
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + 'static,
+{
+    let mut layer = json_subscriber::JsonLayer::new(writer);
+    layer
+        .with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime)
+        .with_level("level")
+        .with_target("target")
+        .with_flattened_event()
+        .with_flattened_span_fields("span");
+    layer.add_multiple_dynamic_fields(move |_event, context, writer| {
+        let Some(span) = context.lookup_current() else {
+            return;
+        };
+        let Some(dispatch) = dispatch.0.get().and_then(WeakDispatch::upgrade) else {
+            return;
+        };
+        let Some(otel) = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch) else {
+            return;
+        };
+        let span = otel.span();
+        let ids = span.span_context();
+        if ids.is_valid() {
+            let _ = writer.write_field("trace_id", ids.trace_id().to_string());
+            let _ = writer.write_field("span_id", ids.span_id().to_string());
+        }
+    });
+    layer
 }
 
 /// Telemetry for test binaries: spans and trace ids always, log output only when `TEST_LOG` is set.
@@ -144,7 +191,69 @@ fn tracer_provider(
 
 #[cfg(test)]
 mod tests {
-    use super::cause_chain;
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::{DispatchSlot, cause_chain, json_lines};
+
+    /// A log destination the test reads back.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_json_line_has_one_message_and_the_ids_of_its_trace_and_span() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let dispatch = DispatchSlot::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(dispatch.clone())
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(json_lines(dispatch, move || writer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(port = 80, "outside any request");
+            let span = tracing::info_span!("grpc", request_id = "req-1");
+            let _entered = span.enter();
+            tracing::warn!(reason = "a reason", "inside a request");
+        });
+        let text = String::from_utf8(lines.0.lock().expect("the lines").clone()).expect("UTF-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in &lines {
+            assert_eq!(line.matches("\"message\":").count(), 1, "{line}");
+        }
+        let outside: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+        assert_eq!(outside["message"], "outside any request");
+        assert_eq!(outside["port"], 80);
+        assert!(outside.get("trace_id").is_none(), "{outside}");
+        let inside: serde_json::Value = serde_json::from_str(lines[1]).expect("JSON");
+        assert_eq!(inside["message"], "inside a request");
+        assert_eq!(inside["level"], "WARN");
+        assert_eq!(inside["span"]["request_id"], "req-1");
+        let hex = |value: &serde_json::Value, len: usize| {
+            value
+                .as_str()
+                .is_some_and(|id| id.len() == len && id.chars().all(|c| c.is_ascii_hexdigit()))
+        };
+        assert!(hex(&inside["trace_id"], 32), "{inside}");
+        assert!(hex(&inside["span_id"], 16), "{inside}");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot start billing: {0}")]
