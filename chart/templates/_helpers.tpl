@@ -240,6 +240,11 @@ jwtRules:
 {{- .Values.database.existingSecret | default (printf "%s-database" (include "crowdcrunch.fullname" .)) }}
 {{- end }}
 
+{{/* Secret holding the key of the services' page tokens. */}}
+{{- define "crowdcrunch.pageTokenSecretName" -}}
+{{- .Values.pageTokens.existingSecret | default (printf "%s-page-tokens" (include "crowdcrunch.fullname" .)) }}
+{{- end }}
+
 {{/* Secret holding the bundled PostgreSQL's password. */}}
 {{- define "crowdcrunch.postgresqlSecretName" -}}
 {{- .Values.postgresql.auth.existingSecret | default (printf "%s-postgresql" (include "crowdcrunch.fullname" .)) }}

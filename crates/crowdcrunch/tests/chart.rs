@@ -524,6 +524,23 @@ fn every_service_is_probed_rolled_and_drained() {
                     "{ctx}: CROWDCRUNCH_DATABASE_URL comes from a Secret"
                 );
             }
+            let page_token_key = env
+                .get("CROWDCRUNCH_PAGE_TOKEN_KEY")
+                .map(|v| str_at(v, &["valueFrom", "secretKeyRef", "name"]));
+            if service == EDGE {
+                assert!(
+                    page_token_key.is_none(),
+                    "{ctx}: the edge signs no page token"
+                );
+            } else {
+                let secret = page_token_key.flatten().unwrap_or_else(|| {
+                    panic!("{ctx}: CROWDCRUNCH_PAGE_TOKEN_KEY comes from a Secret")
+                });
+                assert!(
+                    r.named("Secret", secret).is_some(),
+                    "{ctx}: the chart renders the page-token Secret {secret}"
+                );
+            }
         }
     }
 }
