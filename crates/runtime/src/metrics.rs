@@ -1,9 +1,10 @@
 //! RED metrics for every gRPC call and the process, served in Prometheus text format on a
 //! separate port (`/metrics`), so scraping never competes with traffic and never needs mTLS.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,14 @@ use crate::shutdown::Shutdown;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Counter of finished gRPC calls, by `service`, `method` and `code`.
+/// Counter of finished gRPC calls, by `service`, `method`, `code` and `rpc_type` (`unary` or
+/// `server_stream`).
 pub const GRPC_REQUESTS: &str = "grpc_server_requests_total";
-/// Histogram of gRPC call durations in seconds (for streams: until the stream ends).
+/// Histogram of unary gRPC call durations in seconds, by `service`, `method` and `code`.
 pub const GRPC_DURATION: &str = "grpc_server_request_duration_seconds";
+/// Histogram of server-streaming call durations in seconds (until the stream ends), apart from
+/// unary latency: a subscription open for an hour is not a slow request.
+pub const GRPC_STREAM_DURATION: &str = "grpc_server_stream_duration_seconds";
 
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -46,7 +51,16 @@ pub fn handle() -> &'static PrometheusHandle {
             GRPC_REQUESTS,
             "Finished gRPC calls by service, method and status code."
         );
-        metrics::describe_histogram!(GRPC_DURATION, metrics::Unit::Seconds, "gRPC call duration.");
+        metrics::describe_histogram!(
+            GRPC_DURATION,
+            metrics::Unit::Seconds,
+            "Unary gRPC call duration."
+        );
+        metrics::describe_histogram!(
+            GRPC_STREAM_DURATION,
+            metrics::Unit::Seconds,
+            "Server-streaming gRPC call duration, until the stream ends."
+        );
         handle
     })
 }
@@ -122,16 +136,44 @@ impl MetricsServer {
     }
 }
 
-/// Server layer recording [`GRPC_REQUESTS`] and [`GRPC_DURATION`] for every call, with the status
-/// code the client really saw (from the trailers, or from a trailers-only response).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcMetricsLayer;
+/// Server layer recording [`GRPC_REQUESTS`] for every call, with the status code the client
+/// really saw (from the trailers, or from a trailers-only response), and its duration in
+/// [`GRPC_DURATION`] or, for a server-streaming method, [`GRPC_STREAM_DURATION`].
+#[derive(Clone, Debug, Default)]
+pub struct GrpcMetricsLayer {
+    /// The paths (`/package.Service/Method`) of the server-streaming methods served.
+    streaming: Arc<HashSet<String>>,
+}
+
+impl GrpcMetricsLayer {
+    /// A layer that tells streams from unary calls by the methods of the services in the encoded
+    /// `FileDescriptorSet`s.
+    pub fn new(file_descriptor_sets: &[&[u8]]) -> Result<Self, prost_reflect::DescriptorError> {
+        let mut streaming = HashSet::new();
+        for bytes in file_descriptor_sets {
+            let pool = prost_reflect::DescriptorPool::decode(*bytes)?;
+            for service in pool.services() {
+                for method in service.methods() {
+                    if method.is_server_streaming() {
+                        streaming.insert(format!("/{}/{}", service.full_name(), method.name()));
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            streaming: Arc::new(streaming),
+        })
+    }
+}
 
 impl<S> Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
+        GrpcMetrics {
+            inner,
+            streaming: self.streaming.clone(),
+        }
     }
 }
 
@@ -139,6 +181,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 #[derive(Clone, Debug)]
 pub struct GrpcMetrics<S> {
     inner: S,
+    streaming: Arc<HashSet<String>>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcMetrics<S>
@@ -156,7 +199,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let call = CallRecorder::start(request.uri().path());
+        let path = request.uri().path();
+        let call = CallRecorder::start(path, self.streaming.contains(path));
         let future = self.inner.call(request);
         Box::pin(async move {
             match future.await {
@@ -199,11 +243,12 @@ fn status_code(headers: &HeaderMap) -> Option<Code> {
 struct CallRecorder {
     service: String,
     method: String,
+    streaming: bool,
     start: Instant,
 }
 
 impl CallRecorder {
-    fn start(path: &str) -> Self {
+    fn start(path: &str, streaming: bool) -> Self {
         let (service, method) = path
             .trim_start_matches('/')
             .split_once('/')
@@ -211,18 +256,26 @@ impl CallRecorder {
         Self {
             service: service.to_owned(),
             method: method.to_owned(),
+            streaming,
             start: Instant::now(),
         }
     }
 
     fn finish(self, code: Code) {
+        let (rpc_type, duration) = if self.streaming {
+            ("server_stream", GRPC_STREAM_DURATION)
+        } else {
+            ("unary", GRPC_DURATION)
+        };
         let labels = [
             ("service", self.service),
             ("method", self.method),
             ("code", code_name(code).to_owned()),
         ];
+        metrics::histogram!(duration, &labels).record(self.start.elapsed().as_secs_f64());
+        let [service, method, code] = labels;
+        let labels = [service, method, code, ("rpc_type", rpc_type.to_owned())];
         metrics::counter!(GRPC_REQUESTS, &labels).increment(1);
-        metrics::histogram!(GRPC_DURATION, &labels).record(self.start.elapsed().as_secs_f64());
     }
 }
 

@@ -49,6 +49,9 @@ pub enum ServeError {
     /// The reflection descriptors do not decode.
     #[error("bad file descriptor set for reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The service's descriptors do not say which methods stream.
+    #[error("bad file descriptor set for metrics: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
     /// The transport failed while serving.
     #[error("server failed: {0}")]
     Transport(tonic::transport::Error),
@@ -207,7 +210,10 @@ impl GrpcServer {
             // every outbound call; outermost so that everything below is inside it.
             .layer(RequestContextLayer)
             // RED metrics: every call, with the code the client saw, including shed calls.
-            .layer(GrpcMetricsLayer)
+            .layer(GrpcMetricsLayer::new(&[
+                definition.file_descriptor_set,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+            ])?)
             // Admission: who calls and whether their RPC's rule admits them, before any handler
             // runs (health and reflection stay open); a refusal is counted above with its code,
             // and the admitted `Caller` rides in the request's extensions.

@@ -562,24 +562,58 @@ async fn metrics_count_calls_by_method_and_code() {
     call(channel.clone(), "Echo", ProtoDuration::default(), None)
         .await
         .expect("echo");
-    let status = call(channel, "Nope", ProtoDuration::default(), None)
+    let status = call(channel.clone(), "Nope", ProtoDuration::default(), None)
         .await
         .expect_err("unknown method");
     assert_eq!(status.code(), Code::Unimplemented);
+    // A stream the client leaves after its first message: measured apart from unary latency.
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
+    drop(watch);
+    let health = "grpc.health.v1.Health";
+    let left = [
+        ("service", health),
+        ("method", "Watch"),
+        ("code", "CANCELLED"),
+        ("rpc_type", "server_stream"),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while crowdcrunch_runtime::metrics::sample_sum("grpc_server_requests_total", &left) < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let text = scrape(metrics_addr).await;
     assert!(text.contains("200 OK"), "{text}");
     for line in [
-        format!(r#"grpc_server_requests_total{{service="{PROBE}",method="Echo",code="OK"}}"#),
         format!(
-            r#"grpc_server_requests_total{{service="{PROBE}",method="Nope",code="UNIMPLEMENTED"}}"#
+            r#"grpc_server_requests_total{{service="{PROBE}",method="Echo",code="OK",rpc_type="unary"}}"#
+        ),
+        format!(
+            r#"grpc_server_requests_total{{service="{PROBE}",method="Nope",code="UNIMPLEMENTED",rpc_type="unary"}}"#
         ),
         format!(
             r#"grpc_server_request_duration_seconds_bucket{{service="{PROBE}",method="Echo",code="OK",le="0.005"}}"#
         ),
+        format!(r#"grpc_server_stream_duration_seconds_count{{service="{health}",method="Watch""#),
     ] {
         assert!(text.contains(&line), "missing {line} in\n{text}");
     }
+    assert!(
+        !text.contains(&format!(
+            r#"grpc_server_request_duration_seconds_count{{service="{health}""#
+        )),
+        "a stream is not a slow unary call:\n{text}"
+    );
     server.stop().await.expect("drain");
     shutdown.trigger();
     metrics_task
