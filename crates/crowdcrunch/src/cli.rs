@@ -181,3 +181,15 @@ async fn serve(service: &'static Service, args: ServeArgs) -> anyhow::Result<()>
     metrics.context("metrics server failed")?;
     service
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// Every command's flags are well formed: unique names and ids across the flattened
+    /// settings of `serve` and `dev` (clap checks only the command a process runs).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

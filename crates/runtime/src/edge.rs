@@ -52,7 +52,8 @@ pub struct EdgeArgs {
     pub backend_timeout: Duration,
     /// Overall deadline of one GraphQL request; what is left of it becomes the `grpc-timeout`
     /// of every backend call it makes.
-    #[arg(long, env = "CROWDCRUNCH_EDGE_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    // Not `--request-timeout`: in `serve` that is the gRPC servers' own deadline.
+    #[arg(id = "graphql_request_timeout", long = "graphql-request-timeout", value_name = "GRAPHQL_REQUEST_TIMEOUT", env = "CROWDCRUNCH_EDGE_REQUEST_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
     /// Time a client has to send a request's headers; a slower one is disconnected.
     #[arg(long, env = "CROWDCRUNCH_EDGE_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
