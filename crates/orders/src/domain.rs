@@ -359,6 +359,9 @@ pub fn parse_order_ids(ids: &[String]) -> Result<Vec<OrderId>, Vec<FieldViolatio
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
