@@ -197,6 +197,7 @@ fn not_acceptable() -> axum::response::Response {
 
 async fn graphql_post(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
@@ -230,7 +231,8 @@ async fn graphql_post(
         Ok(request) => request,
         Err(message) => return bad_request(media, &message),
     };
-    run(&state.edge, request, &headers, media, Method::POST).await
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer);
+    run(&state.edge, request, &headers, peer, media, Method::POST).await
 }
 
 /// The JSON body of a POST: `{query, operationName, variables, extensions}`.
@@ -340,7 +342,13 @@ async fn graphql_get(
         (Err(message), _) | (_, Err(message)) => Err(message),
     };
     match request {
-        Ok(request) => run(&state.edge, request, &headers, media, Method::GET).await,
+        Ok(request) => {
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0);
+            run(&state.edge, request, &headers, peer, media, Method::GET).await
+        }
         Err(message) => bad_request(media, &message),
     }
 }
@@ -349,6 +357,7 @@ async fn run(
     edge: &Gateway,
     mut request: Request,
     headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
     media: &'static str,
     method: Method,
 ) -> axum::response::Response {
@@ -362,10 +371,22 @@ async fn run(
     if request.query.is_empty() {
         return bad_request(media, "the request has no query");
     }
-    let kind = match edge.prepare(&mut request, &credentials) {
+    let client = edge.client_address(peer, headers);
+    let kind = match edge.prepare_from(&mut request, &credentials, client) {
         Ok(kind) => kind,
         Err(Refused::Invalid(response)) => return answer(&response, media, true),
         Err(Refused::Unauthenticated(refusal)) => return unauthenticated(&refusal, media),
+        Err(Refused::RateLimited {
+            response,
+            retry_after_seconds,
+        }) => {
+            // 429 with `Retry-After` under either media type, like a 401.
+            let mut http = answer(&response, media, true);
+            *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            http.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+            return http;
+        }
     };
     match (method, kind) {
         (Method::GET, Some(OperationType::Mutation)) => {

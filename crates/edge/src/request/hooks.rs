@@ -1,5 +1,6 @@
-//! The edge's hooks into every request's execution (an async-graphql extension): the
-//! validation cache, the "execution started" flag, the path of resolver errors, and the
+//! The edge's hooks into every request's execution (an async-graphql extension): the caches of
+//! documents and persisted queries, filled once a document validated, the "execution started"
+//! flag, the path of resolver errors, and the
 //! recording half of null propagation (`propagation.rs`).
 
 use std::sync::Arc;
@@ -11,12 +12,13 @@ use async_graphql::extensions::{
 };
 use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Value};
 
+use super::persisted::PersistAs;
 use super::propagation::{Outcome, path_of};
-use super::validation::{ValidationCache, ValidationKey};
+use super::{Caches, Unvalidated, Validated};
 
-/// The edge's hooks into every request's execution: the validation cache, the "execution
-/// started" flag, the path of resolver errors, and null propagation.
-struct RequestHooks(Arc<ValidationCache>);
+/// The edge's hooks into every request's execution: the caches filled once a document
+/// validated, the "execution started" flag, the path of resolver errors, and null propagation.
+struct RequestHooks(Arc<Caches>);
 
 #[async_trait::async_trait]
 impl Extension for RequestHooks {
@@ -74,37 +76,39 @@ impl Extension for RequestHooks {
         }
     }
 
+    /// Validates a document once: one that validated before answers its remembered result;
+    /// one that validates now is kept in the document cache (and its persisted query
+    /// remembered), and one that fails validation is kept nowhere.
     async fn validation(
         &self,
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let Some(ValidationKey(key)) = ctx.data_opt::<ValidationKey>().copied() else {
-            return next.run(ctx).await;
+        let result = match ctx.data_opt::<Validated>() {
+            Some(Validated(result)) => *result,
+            None => {
+                self.0.documents.count_validation();
+                let result = next.run(ctx).await?;
+                if let Some(unvalidated) = ctx.data_opt::<Unvalidated>() {
+                    self.0.documents.validated(
+                        &unvalidated.query,
+                        &unvalidated.parsed,
+                        unvalidated.operation.as_deref(),
+                        result,
+                    );
+                }
+                result
+            }
         };
-        if let Some(result) = self
-            .0
-            .results
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            .copied()
-        {
-            return Ok(result);
+        if let Some(persist) = ctx.data_opt::<PersistAs>() {
+            self.0.persisted.validated(persist);
         }
-        self.0.runs.fetch_add(1, Ordering::Relaxed);
-        let result = next.run(ctx).await?;
-        self.0
-            .results
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .put(key, result);
         Ok(result)
     }
 }
 
 /// Makes the extension of each request, over the one shared cache.
-pub(super) struct RequestHooksFactory(pub(super) Arc<ValidationCache>);
+pub(super) struct RequestHooksFactory(pub(super) Arc<Caches>);
 
 impl ExtensionFactory for RequestHooksFactory {
     fn create(&self) -> Arc<dyn Extension> {

@@ -1,29 +1,45 @@
 //! The request path: the [`Gateway`], built once and shared by every request, runs one GraphQL
-//! request through automatic persisted queries (`persisted`), the document cache and the alias
-//! limit (`documents`), the variables coerced against their declared types (`variables`), the
-//! validation cache (`validation`), and execution in the request's scope, with the edge's hooks
+//! request through automatic persisted queries (`persisted`), the document's bounds checked
+//! before parsing (`tokens`), the cache of documents that validated and the alias limit
+//! (`documents`, bounded in bytes by `bounded`), the variables coerced against their declared
+//! types (`variables`), the operation's static cost (`cost`) against the per-request limit and
+//! the caller's budget (`budget`), and execution in the request's scope, with the edge's hooks
 //! (`hooks`) and the spec's error propagation done by hand (`propagation`).
 //!
 //! A repeated query is parsed once and validated once, whatever its variables; the variables are
-//! coerced on every request, which is all that validation would check of them.
+//! coerced, and the cost computed, on every request.
+//!
+//! Codes of the refusals made here: `QUERY_TOO_LARGE` (the document's bytes or tokens, before
+//! parsing; `extensions.maxBytes` or `extensions.maxTokens`), `QUERY_TOO_COMPLEX` (aliases),
+//! `QUERY_TOO_COSTLY` (the static cost over `max_cost`; `extensions.cost` and
+//! `extensions.limit`), all HTTP 400 under `application/graphql-response+json`; and
+//! `RATE_LIMITED` (the caller's budget per minute spent; HTTP 429 with `Retry-After`). A response
+//! of an operation that ran carries its static cost as
+//! `extensions.cost = {"requestedQueryCost": N, "maximumAvailable": max_cost}`.
 
 mod access;
+mod bounded;
+mod budget;
+mod cost;
 mod documents;
+#[cfg(test)]
+mod fuzz;
 mod hooks;
 mod persisted;
 mod propagation;
 #[cfg(test)]
 mod tests;
-mod validation;
+mod tokens;
 mod variables;
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Request, Response, ServerError};
+use async_graphql::{Request, Response, ServerError, ValidationResult};
 use crowdcrunch_runtime::TlsSettings;
 use crowdcrunch_runtime::auth::{Identity, Verifier};
 use crowdcrunch_runtime::client::Endpoints;
@@ -39,10 +55,11 @@ use crate::loader::RequestScope;
 use crate::plan::Plan;
 use crate::plan::catalog::{Catalog, CatalogError};
 use crate::schema::{self, SchemaOptions};
-use documents::Documents;
+pub use bounded::CacheUsage;
+use budget::{Budgets, Caller};
+use documents::{Documents, Parsed};
 use hooks::RequestHooksFactory;
 use persisted::PersistedQueries;
-use validation::{ValidationCache, ValidationKey, validation_key};
 
 /// The edge could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +82,53 @@ struct Inner {
     plan: Arc<Plan>,
     backends: Backends,
     settings: EdgeSettings,
-    documents: Documents,
-    validations: Arc<ValidationCache>,
-    persisted: PersistedQueries,
+    caches: Arc<Caches>,
+    budgets: Budgets,
     verifier: Verifier,
 }
+
+/// The caches a client's documents may fill, only with what validated, within
+/// `document_cache_bytes` together: documents hold the parsed tree (most of it), persisted
+/// queries only their text.
+pub(super) struct Caches {
+    documents: Documents,
+    persisted: PersistedQueries,
+}
+
+impl Caches {
+    fn new(settings: &EdgeSettings) -> Self {
+        let bytes = settings.document_cache_bytes;
+        Self {
+            documents: Documents::new(bytes - bytes / 4),
+            persisted: PersistedQueries::new(bytes / 4),
+        }
+    }
+}
+
+/// What the cache of documents and the cache of persisted queries hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedDocuments {
+    /// The documents that validated (with their validation results).
+    pub documents: CacheUsage,
+    /// The persisted queries.
+    pub persisted: CacheUsage,
+}
+
+/// A prepared request's document that has not validated yet, to keep once it does (request
+/// data, read by the validation hook).
+pub(super) struct Unvalidated {
+    query: String,
+    operation: Option<String>,
+    parsed: Arc<Parsed>,
+}
+
+/// A prepared request's document that validated before, with its result (request data).
+#[derive(Clone, Copy)]
+pub(super) struct Validated(ValidationResult);
+
+/// A prepared request's static cost (request data, read when it is answered).
+#[derive(Clone, Copy)]
+struct Priced(u64);
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,18 +157,16 @@ impl Gateway {
             max_page_size: settings.max_page_size,
             introspection: settings.introspection,
         };
-        let documents_held = settings.document_cache_bytes / settings.max_document_bytes.max(1);
-        let validations = ValidationCache::new(documents_held);
+        let caches = Arc::new(Caches::new(&settings));
         let (schema, plan) = schema::build(&catalog, &options, |builder| {
-            builder.extension(RequestHooksFactory(validations.clone()))
+            builder.extension(RequestHooksFactory(caches.clone()))
         })?;
         Ok(Self(Arc::new(Inner {
             schema,
             plan,
             backends,
-            documents: Documents::new(documents_held),
-            validations,
-            persisted: PersistedQueries::new(documents_held),
+            caches,
+            budgets: Budgets::new(settings.cost_budget_per_minute),
             settings,
             verifier,
         })))
@@ -144,13 +201,48 @@ impl Gateway {
     /// How many documents the edge validated since it started: a repeated query is validated
     /// once (for tests and diagnostics).
     pub fn validations(&self) -> u64 {
-        self.0.validations.runs.load(Ordering::Relaxed)
+        self.0.caches.documents.validations.load(Ordering::Relaxed)
+    }
+
+    /// What the caches of documents and persisted queries hold (for tests and diagnostics):
+    /// only documents that validated, within `document_cache_bytes`.
+    pub fn cached_documents(&self) -> CachedDocuments {
+        CachedDocuments {
+            documents: self.0.caches.documents.usage(),
+            persisted: self.0.caches.persisted.usage(),
+        }
     }
 
     /// Resolves an automatic persisted query (Apollo's `persistedQuery` extension): a query
-    /// with its hash is remembered; a hash alone is looked up.
+    /// with its hash is remembered once it validates; a hash alone is looked up.
     pub fn persisted_query(&self, request: &mut Request) -> Result<(), Box<Response>> {
-        self.0.persisted.resolve(request)
+        self.0.caches.persisted.resolve(request)
+    }
+
+    /// The client's address: the peer's, or behind a trusted proxy the first address of
+    /// `X-Forwarded-For` (the client the proxy saw).
+    pub(crate) fn client_address(
+        &self,
+        peer: Option<SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Option<IpAddr> {
+        let forwarded = || {
+            headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let peer = peer.map(|peer| peer.ip());
+        if self.0.settings.trusted_proxy {
+            forwarded().or(peer)
+        } else {
+            peer
+        }
     }
 
     /// The caller of an HTTP request, from its `Authorization` header.
@@ -167,28 +259,60 @@ impl Gateway {
         Credentials::of_value(&self.0.verifier, authorization).await
     }
 
-    /// Parses (once per distinct query) and checks the limits the schema cannot check itself,
-    /// and that a caller without a token selects only what anyone may. Answers the operation's
-    /// type, for the HTTP layer (a mutation over GET is refused).
+    /// Prepares a request whose client address is not known (over WebSocket, see
+    /// [`Gateway::prepare_from`]): a caller without a token is charged to the budget that every
+    /// such caller shares.
     pub(crate) fn prepare(
         &self,
         request: &mut Request,
         credentials: &Credentials,
     ) -> Result<Option<OperationType>, Refused> {
-        let parsed = self.0.documents.parse(&request.query)?;
-        if parsed.aliases > self.0.settings.max_aliases {
+        self.prepare_from(request, credentials, None)
+    }
+
+    /// Checks the document's bounds and parses it (once per distinct query that validated),
+    /// checks the limits the schema cannot check itself, that a caller without a token selects
+    /// only what anyone may, and the operation's static cost against the per-request limit and
+    /// the caller's budget (charging it), before any backend call. `client` is the caller's
+    /// address, whose budget a caller without a token spends. Answers the operation's type,
+    /// for the HTTP layer (a mutation over GET is refused).
+    pub(crate) fn prepare_from(
+        &self,
+        request: &mut Request,
+        credentials: &Credentials,
+        client: Option<IpAddr>,
+    ) -> Result<Option<OperationType>, Refused> {
+        let settings = &self.0.settings;
+        let operation_name = request.operation_name.clone();
+        let cached = self
+            .0
+            .caches
+            .documents
+            .get(&request.query, operation_name.as_deref());
+        let (parsed, validated) = match cached {
+            Some(cached) => cached,
+            None => (
+                documents::parse(
+                    &request.query,
+                    settings.max_document_bytes,
+                    settings.max_tokens,
+                )?,
+                None,
+            ),
+        };
+        if parsed.aliases > settings.max_aliases {
             return Err(Refused::Invalid(error_response(
                 "QUERY_TOO_COMPLEX",
                 format!(
                     "the query uses {} aliases; at most {} are allowed",
-                    parsed.aliases, self.0.settings.max_aliases
+                    parsed.aliases, settings.max_aliases
                 ),
             )));
         }
-        let operation = documents::operation(&parsed.document, request.operation_name.as_deref());
+        let operation = documents::operation(&parsed.document, operation_name.as_deref());
         if let Some(operation) = operation {
-            let mut errors =
-                variables::coerce(self.0.schema.registry(), operation, &request.variables);
+            let registry = self.0.schema.registry();
+            let mut errors = variables::coerce(registry, operation, &request.variables);
             if !errors.is_empty() {
                 errors
                     .iter_mut()
@@ -196,31 +320,69 @@ impl Gateway {
                 return Err(Refused::Invalid(Box::new(Response::from_errors(errors))));
             }
             if matches!(credentials.identity(), Identity::Anonymous)
-                && let Some(refusal) = access::anonymous_refusal(
-                    self.0.schema.registry(),
-                    &self.0.plan,
-                    &parsed.document,
-                    operation,
-                )
+                && let Some(refusal) =
+                    access::anonymous_refusal(registry, &self.0.plan, &parsed.document, operation)
             {
                 return Err(Refused::Unauthenticated(refusal));
             }
+            let max_page_size = u64::try_from(settings.max_page_size).unwrap_or(0);
+            let cost = cost::cost(
+                registry,
+                &parsed.document,
+                operation,
+                &request.variables,
+                max_page_size,
+            );
+            if cost > settings.max_cost {
+                return Err(Refused::Invalid(too_costly(cost, settings.max_cost)));
+            }
+            let caller = Caller::of(credentials.identity(), client);
+            self.0
+                .budgets
+                .charge(caller, cost, Instant::now())
+                .map_err(|overdrawn| Refused::RateLimited {
+                    response: error_response(
+                        "RATE_LIMITED",
+                        format!(
+                            "this operation costs {cost}; the caller's budget of {} per minute \
+                             allows it again in {} seconds",
+                            settings.cost_budget_per_minute, overdrawn.retry_after_seconds
+                        ),
+                    ),
+                    retry_after_seconds: overdrawn.retry_after_seconds,
+                })?;
+            request.data.insert(Priced(cost));
         }
         request.set_parsed_query(parsed.document.clone());
+        match validated {
+            Some(result) => request.data.insert(Validated(result)),
+            None => request.data.insert(Unvalidated {
+                query: request.query.clone(),
+                operation: operation_name,
+                parsed: parsed.clone(),
+            }),
+        }
         Ok(operation.map(|operation| operation.ty))
     }
 
     /// Executes a prepared query or mutation in the request's scope. Answers the response, and
-    /// whether execution started (false when the request failed validation).
+    /// whether execution started (false when the request failed validation); a response of an
+    /// operation that ran carries its cost (`extensions.cost`).
     pub async fn execute(&self, request: Request, call: CallContext) -> (Response, bool) {
         let span = call.span.clone();
+        let cost = self.cost_extension(&request);
         let request = self.scoped(request, call);
-        propagation::run(&self.0.schema, request)
+        let (mut response, executed) = propagation::run(&self.0.schema, request)
             .instrument(span)
-            .await
+            .await;
+        if executed && let Some(cost) = cost {
+            response.extensions.insert("cost".to_owned(), cost);
+        }
+        (response, executed)
     }
 
-    /// Executes a subscription (or any operation over WebSocket) in its own scope.
+    /// Executes a subscription (or any operation over WebSocket) in its own scope, once
+    /// prepared; each event carries its cost (`extensions.cost`).
     pub fn execute_stream(
         &self,
         mut request: Request,
@@ -230,12 +392,35 @@ impl Gateway {
             let response = refused.response();
             return futures::stream::once(async move { *response }).boxed();
         }
+        let cost = self.cost_extension(&request);
         propagation::run_stream(&self.0.schema, self.scoped(request, call))
+            .map(move |mut response| {
+                if let Some(cost) = &cost {
+                    response.extensions.insert("cost".to_owned(), cost.clone());
+                }
+                response
+            })
+            .boxed()
+    }
+
+    /// The `extensions.cost` of a prepared request: its static cost and the most one request
+    /// may cost, as GitHub and Shopify answer theirs.
+    fn cost_extension(&self, request: &Request) -> Option<async_graphql::Value> {
+        let Priced(cost) = *request
+            .data
+            .get(&std::any::TypeId::of::<Priced>())?
+            .downcast_ref::<Priced>()?;
+        Some(
+            async_graphql::Value::from_json(serde_json::json!({
+                "requestedQueryCost": cost,
+                "maximumAvailable": self.0.settings.max_cost,
+            }))
+            .unwrap_or_default(),
+        )
     }
 
     fn scoped(&self, request: Request, call: CallContext) -> Request {
-        let key = validation_key(&request);
-        request.data(ValidationKey(key)).data(RequestScope::new(
+        request.data(RequestScope::new(
             self.0.plan.clone(),
             self.0.backends.clone(),
             call,
@@ -250,6 +435,13 @@ pub(crate) enum Refused {
     Invalid(Box<Response>),
     /// The caller must authenticate first (HTTP 401).
     Unauthenticated(Unauthenticated),
+    /// The caller's budget cannot pay for the operation now (HTTP 429 with `Retry-After`).
+    RateLimited {
+        /// The response that says why (`RATE_LIMITED`).
+        response: Box<Response>,
+        /// When it would be paid for, in seconds.
+        retry_after_seconds: u64,
+    },
 }
 
 impl From<Box<Response>> for Refused {
@@ -262,10 +454,31 @@ impl Refused {
     /// The GraphQL response that says why.
     pub(crate) fn response(self) -> Box<Response> {
         match self {
-            Self::Invalid(response) => response,
+            Self::Invalid(response) | Self::RateLimited { response, .. } => response,
             Self::Unauthenticated(refusal) => error_response(refusal.code(), refusal.to_string()),
         }
     }
+}
+
+/// The refusal of an operation whose static cost is over the limit: `QUERY_TOO_COSTLY` with
+/// `extensions.cost` and `extensions.limit`.
+fn too_costly(cost: u64, limit: u64) -> Box<Response> {
+    let mut response = error_response(
+        "QUERY_TOO_COSTLY",
+        format!(
+            "the operation costs {cost}; at most {limit} is allowed (each field costs 1, and a \
+             list multiplies what it selects by its page size or its number of ids)"
+        ),
+    );
+    if let Some(extensions) = response
+        .errors
+        .first_mut()
+        .and_then(|error| error.extensions.as_mut())
+    {
+        extensions.set("cost", cost);
+        extensions.set("limit", limit);
+    }
+    response
 }
 
 /// A response holding one error with `extensions.code`.
@@ -280,9 +493,4 @@ fn set_code(error: &mut ServerError, code: &str) {
         .extensions
         .get_or_insert_with(Default::default)
         .set("code", code);
-}
-
-/// The capacity of a cache configured for `size` entries: a cache of 0 still holds one.
-fn capacity(size: usize) -> NonZeroUsize {
-    NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN)
 }

@@ -10,9 +10,9 @@ use async_graphql::{Request, Response};
 use futures::StreamExt as _;
 use serde_json::json;
 
+use super::Caches;
 use super::hooks::RequestHooksFactory;
 use super::propagation::{run, run_stream};
-use super::validation::ValidationCache;
 use crate::fault::{FAULT_MESSAGE, Fault, INTERNAL};
 
 /// `Query { item: Item, items: [Item!], strict: Item!, faulty: String }` and `Subscription { items: Item }`
@@ -74,7 +74,9 @@ fn schema() -> Schema {
         .register(query)
         .register(item)
         .register(subscription)
-        .extension(RequestHooksFactory(ValidationCache::new(8)))
+        .extension(RequestHooksFactory(std::sync::Arc::new(Caches::new(
+            &crowdcrunch_runtime::edge::EdgeSettings::default(),
+        ))))
         .finish()
         .expect("a valid schema")
 }

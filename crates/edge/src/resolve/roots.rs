@@ -1,13 +1,16 @@
 //! Root fields: the request built from the field's arguments (or its `input`), one call of the
 //! RPC, and the response as the field's value: an object (whose joins are prefetched), a scalar,
-//! a connection page, or, for a subscription, a stream of them.
+//! a connection page, or, for a subscription, a stream of them. A batch get asks the backend for
+//! each distinct id once and answers the ids as requested, duplicates in place.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::Value;
 use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext, SubscriptionFieldFuture};
 use futures::StreamExt as _;
-use prost_reflect::{DynamicMessage, ReflectMessage as _};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, ReflectMessage as _};
+use tonic::Status;
 
 use super::page::{self, Page};
 use super::plan_and_scope;
@@ -18,6 +21,7 @@ use crate::errors::{self, InputRoot};
 use crate::fault::Fault;
 use crate::grpc::Rpc;
 use crate::loader::RequestScope;
+use crate::plan::catalog::list_item_field;
 use crate::plan::{Paging, Plan};
 
 /// A root field calling a unary RPC.
@@ -31,12 +35,18 @@ pub(super) fn unary<'a>(
     FieldFuture::new(async move {
         let (plan, scope) = plan_and_scope(&ctx)?;
         admit(&ctx, scope, &rpc)?;
-        let request = build_request(&ctx, plan, &key, root)?;
-        let response = scope
+        let mut request = build_request(&ctx, plan, &key, root)?;
+        let distinct = DistinctKeys::of(&rpc, &mut request);
+        let mut response = scope
             .backends
             .unary(&rpc, request, &scope.call)
             .await
             .map_err(|status| errors::from_status(&status, &rpc.backend, root))?;
+        if let Some(distinct) = distinct {
+            distinct
+                .answer_requested(&mut response)
+                .map_err(|status| errors::from_status(&status, &rpc.backend, root))?;
+        }
         if matches!(shape, Shape::Object) {
             let selection: Vec<_> = ctx.ctx.field().selection_set().collect();
             prefetch_joins(plan, scope, &selection, std::slice::from_ref(&response)).await;
@@ -97,6 +107,77 @@ pub fn subscribe<'a>(
                 .ok_or_else(|| Fault::Unwired("the value of an event").into())
         }))
     })
+}
+
+/// The keys of a batch get (AIP-231: `BatchGet*`, a repeated string field of keys in, the items
+/// in request order out), deduplicated before the call: the backend is asked for each distinct
+/// key once, and its answer is fanned back out to the keys as the client asked for them.
+struct DistinctKeys {
+    /// The response's repeated item field.
+    items: FieldDescriptor,
+    /// For each key as requested, the index of its distinct key.
+    requested: Vec<usize>,
+    /// How many distinct keys were asked for.
+    distinct: usize,
+}
+
+impl DistinctKeys {
+    /// Leaves only the distinct keys in `request` when `rpc` is a batch get.
+    fn of(rpc: &Rpc, request: &mut DynamicMessage) -> Option<Self> {
+        if !rpc.method.name().starts_with("BatchGet") {
+            return None;
+        }
+        let keys_field = rpc
+            .method
+            .input()
+            .fields()
+            .find(|field| field.is_list() && field.kind() == Kind::String)?;
+        let items = list_item_field(&rpc.method.output())?;
+        let prost_reflect::Value::List(keys) = request.get_field(&keys_field).into_owned() else {
+            return None;
+        };
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut distinct = Vec::new();
+        let requested = keys
+            .into_iter()
+            .map(|key| {
+                let text = key.as_str().unwrap_or_default().to_owned();
+                *index.entry(text).or_insert_with(|| {
+                    distinct.push(key);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let count = distinct.len();
+        request.set_field(&keys_field, prost_reflect::Value::List(distinct));
+        Some(Self {
+            items,
+            requested,
+            distinct: count,
+        })
+    }
+
+    /// Answers every key as requested, from the backend's answer to the distinct ones.
+    fn answer_requested(&self, response: &mut DynamicMessage) -> Result<(), Status> {
+        let prost_reflect::Value::List(items) = response.get_field(&self.items).into_owned() else {
+            return Err(Status::internal("a batch get answered no list of items"));
+        };
+        if items.len() != self.distinct {
+            // The backend broke AIP-231's contract: its failure, not the edge's.
+            return Err(Status::internal(format!(
+                "a batch get answered {} items for {} ids",
+                items.len(),
+                self.distinct
+            )));
+        }
+        let answered = self
+            .requested
+            .iter()
+            .filter_map(|index| items.get(*index).cloned())
+            .collect();
+        response.set_field(&self.items, prost_reflect::Value::List(answered));
+        Ok(())
+    }
 }
 
 /// Admits the caller to a root field that calls `rpc`, before any call.

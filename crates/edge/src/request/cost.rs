@@ -1,0 +1,327 @@
+//! The static cost of an operation, known before it runs, so an operation too costly is refused
+//! before any backend call and each caller's budget is charged what it asks for.
+//!
+//! Each field costs 1, plus what its selection costs. A list field costs that once per item it
+//! may hold: the page size its parent set, that is the `first` of a connection (a root's or a
+//! join's, coerced to the largest page as the resolver coerces it; the largest page when it is
+//! not given) for its `nodes` and `edges`, and the number of ids (or SKUs) of a batch get for its
+//! items. A list whose length the request does not set (an order's lines, a join to every payment
+//! of an order) counts its selection once, as its parent's data bounds it. Fragments are priced
+//! where they are spread, every time they are spread, and aliases are fields like any other. The
+//! arguments are read with the request's variables, so one document costs what each request
+//! asks for. The arithmetic saturates: a cost past `u64::MAX` is `u64::MAX`.
+
+use std::collections::HashMap;
+
+use async_graphql::parser::types::{
+    ExecutableDocument, Field, OperationDefinition, OperationType, Selection, SelectionSet,
+};
+use async_graphql::registry::{MetaField, MetaTypeName, Registry};
+use async_graphql::{Name, Value, Variables};
+
+/// The deepest selection priced; a deeper one (which the depth limit refuses anyway) costs
+/// `u64::MAX`.
+const MAX_DEPTH: usize = 256;
+
+/// The static cost of `operation` in `document` with `variables`; `max_page_size` is the page
+/// of a connection whose `first` is not given, and the most any `first` can ask for.
+pub(super) fn cost(
+    registry: &Registry,
+    document: &ExecutableDocument,
+    operation: &OperationDefinition,
+    variables: &Variables,
+    max_page_size: u64,
+) -> u64 {
+    let root = match operation.ty {
+        OperationType::Query => Some(registry.query_type.as_str()),
+        OperationType::Mutation => registry.mutation_type.as_deref(),
+        OperationType::Subscription => registry.subscription_type.as_deref(),
+    };
+    let mut pricing = Pricing {
+        registry,
+        document,
+        operation,
+        variables,
+        max_page_size,
+        fragments: HashMap::new(),
+        spreading: Vec::new(),
+    };
+    pricing.selection_set(&operation.selection_set.node, root, 1, 0)
+}
+
+/// One operation being priced, with what is known of its fragments.
+struct Pricing<'a> {
+    registry: &'a Registry,
+    document: &'a ExecutableDocument,
+    operation: &'a OperationDefinition,
+    variables: &'a Variables,
+    max_page_size: u64,
+    /// The cost of each fragment already priced, by its name and the page size it was spread
+    /// under: a fragment spread many times is priced once per page size.
+    fragments: HashMap<(&'a str, u64), u64>,
+    /// The fragments being spread (a cycle, which validation refuses, costs nothing more).
+    spreading: Vec<&'a str>,
+}
+
+impl<'a> Pricing<'a> {
+    /// The cost of `set`, selected on `type_name` (`None` when unknown: validation reports it),
+    /// where a list field holds `page` items.
+    fn selection_set(
+        &mut self,
+        set: &'a SelectionSet,
+        type_name: Option<&'a str>,
+        page: u64,
+        depth: usize,
+    ) -> u64 {
+        if depth > MAX_DEPTH {
+            return u64::MAX;
+        }
+        set.items.iter().fold(0, |total, selection| {
+            let cost = match &selection.node {
+                Selection::Field(field) => self.field(&field.node, type_name, page, depth),
+                Selection::InlineFragment(fragment) => {
+                    let on = fragment
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .map(|condition| condition.node.on.node.as_str())
+                        .or(type_name);
+                    self.selection_set(&fragment.node.selection_set.node, on, page, depth + 1)
+                }
+                Selection::FragmentSpread(spread) => {
+                    self.fragment(spread.node.fragment_name.node.as_str(), page, depth)
+                }
+            };
+            total.saturating_add(cost)
+        })
+    }
+
+    fn field(
+        &mut self,
+        field: &'a Field,
+        type_name: Option<&'a str>,
+        page: u64,
+        depth: usize,
+    ) -> u64 {
+        let meta = type_name
+            .and_then(|name| self.registry.types.get(name))
+            .and_then(|meta| meta.field_by_name(&field.name.node));
+        let children = &field.selection_set.node;
+        let Some(meta) = meta else {
+            return 1u64.saturating_add(self.selection_set(children, None, 1, depth + 1));
+        };
+        let items = if MetaTypeName::create(&meta.ty).unwrap_non_null().is_list() {
+            page
+        } else {
+            1
+        };
+        let child_type = MetaTypeName::concrete_typename(&meta.ty);
+        let child_page = self.page_of(field, meta);
+        let selection = self.selection_set(children, Some(child_type), child_page, depth + 1);
+        items.saturating_mul(selection.saturating_add(1))
+    }
+
+    /// The cost of spreading fragment `name` where a list holds `page` items.
+    fn fragment(&mut self, name: &'a str, page: u64, depth: usize) -> u64 {
+        if let Some(cost) = self.fragments.get(&(name, page)) {
+            return *cost;
+        }
+        let Some(fragment) = self.document.fragments.get(name) else {
+            return 0;
+        };
+        if self.spreading.contains(&name) {
+            return 0;
+        }
+        self.spreading.push(name);
+        let on = fragment.node.type_condition.node.on.node.as_str();
+        let cost = self.selection_set(&fragment.node.selection_set.node, Some(on), page, depth + 1);
+        self.spreading.pop();
+        self.fragments.insert((name, page), cost);
+        cost
+    }
+
+    /// How many items the lists that `field` answers hold: its `first` (a connection), the
+    /// number of items of its non-null list argument (a batch get's ids), or 1.
+    fn page_of(&self, field: &'a Field, meta: &MetaField) -> u64 {
+        if meta.args.contains_key("first") {
+            return match self.argument(field, "first") {
+                Some(Value::Number(first)) => first.as_i64().map_or(self.max_page_size, |first| {
+                    u64::try_from(first).map_or(0, |first| first.min(self.max_page_size))
+                }),
+                // Not given, null, or not a number (which validation refuses).
+                _ => self.max_page_size,
+            };
+        }
+        let Some(list) = meta
+            .args
+            .values()
+            .find(|input| input.ty.starts_with('[') && input.ty.ends_with('!'))
+        else {
+            return 1;
+        };
+        match self.argument(field, &list.name) {
+            Some(Value::List(items)) => u64::try_from(items.len()).unwrap_or(u64::MAX),
+            None | Some(Value::Null) => 0,
+            // A single value stands for a list of one.
+            Some(_) => 1,
+        }
+    }
+
+    /// The value of `field`'s argument `name`, its variables replaced by their values.
+    fn argument(&self, field: &'a Field, name: &str) -> Option<Value> {
+        let (_, value) = field
+            .arguments
+            .iter()
+            .find(|(argument, _)| argument.node == name)?;
+        value
+            .node
+            .clone()
+            .into_const_with(|variable| {
+                Ok::<_, std::convert::Infallible>(
+                    self.variable(&variable).cloned().unwrap_or(Value::Null),
+                )
+            })
+            .ok()
+    }
+
+    /// The value of variable `name`: the request's, or its declared default.
+    fn variable(&self, name: &Name) -> Option<&'a Value> {
+        self.variables.get(name).or_else(|| {
+            self.operation
+                .variable_definitions
+                .iter()
+                .find(|definition| definition.node.name.node == *name)
+                .and_then(|definition| definition.node.default_value.as_ref())
+                .map(|default| &default.node)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::dynamic::Schema;
+    use crowdcrunch_runtime::edge::EdgeSettings;
+    use serde_json::json;
+
+    use super::*;
+    use crate::request::documents::operation;
+    use crate::request::fuzz::gateway;
+
+    /// The largest page in these tests.
+    const MAX_PAGE: u64 = 100;
+
+    fn schema() -> Schema {
+        let settings = EdgeSettings {
+            introspection: true,
+            ..EdgeSettings::default()
+        };
+        let (_runtime, gateway) = gateway(settings);
+        gateway.0.schema.clone()
+    }
+
+    fn cost_of(schema: &Schema, query: &str, variables: serde_json::Value) -> u64 {
+        let document = async_graphql::parser::parse_query(query).expect("parses");
+        let operation = operation(&document, None).expect("one operation");
+        let variables = Variables::from_json(variables);
+        cost(
+            schema.registry(),
+            &document,
+            operation,
+            &variables,
+            MAX_PAGE,
+        )
+    }
+
+    #[test]
+    fn each_field_costs_one_and_a_page_multiplies_its_items() {
+        let schema = schema();
+        assert_eq!(cost_of(&schema, "{ __typename }", json!({})), 1);
+        // customers + 10 × (nodes + id)
+        let page = "{ customers(first: 10) { nodes { id } } }";
+        assert_eq!(cost_of(&schema, page, json!({})), 1 + 10 * 2);
+        // pageInfo is one object, whatever the page.
+        let info =
+            "{ customers(first: 10) { pageInfo { hasNextPage } edges { cursor node { id } } } }";
+        assert_eq!(cost_of(&schema, info, json!({})), 1 + 2 + 10 * 4);
+        // Without `first`, the largest page; above it, coerced to it.
+        let absent = "{ customers { nodes { id } } }";
+        assert_eq!(cost_of(&schema, absent, json!({})), 1 + MAX_PAGE * 2);
+        let above = "{ customers(first: 5000) { nodes { id } } }";
+        assert_eq!(cost_of(&schema, above, json!({})), 1 + MAX_PAGE * 2);
+        let variable = "query($n: Int) { customers(first: $n) { nodes { id } } }";
+        assert_eq!(cost_of(&schema, variable, json!({"n": 3})), 1 + 3 * 2);
+        assert_eq!(cost_of(&schema, variable, json!({})), 1 + MAX_PAGE * 2);
+        let default = "query($n: Int = 7) { customers(first: $n) { nodes { id } } }";
+        assert_eq!(cost_of(&schema, default, json!({})), 1 + 7 * 2);
+    }
+
+    #[test]
+    fn a_batch_get_multiplies_by_its_ids_literal_or_variable() {
+        let schema = schema();
+        let literal = r#"{ batchGetCustomers(ids: ["a", "b", "a"]) { customers { id email } } }"#;
+        assert_eq!(cost_of(&schema, literal, json!({})), 1 + 3 * 3);
+        let variable = "query($ids: [ID!]!) { batchGetCustomers(ids: $ids) { customers { id } } }";
+        let ids: Vec<String> = (0..500).map(|i| i.to_string()).collect();
+        assert_eq!(
+            cost_of(&schema, variable, json!({ "ids": ids })),
+            1 + 500 * 2
+        );
+    }
+
+    #[test]
+    fn joins_pages_multiply_all_the_way_down() {
+        let schema = schema();
+        let nested = "{ customers(first: 100) { nodes { orders(first: 100) { nodes { customer { \
+                      orders(first: 100) { nodes { events(first: 100) { nodes { id } } } } } } } } } }";
+        assert!(cost_of(&schema, nested, json!({})) > 100_000_000);
+    }
+
+    #[test]
+    fn a_fragment_costs_every_time_it_is_spread() {
+        let schema = schema();
+        let once =
+            "{ a: customers(first: 10) { nodes { ...F } } } fragment F on Customer { id email }";
+        let twice = "{ a: customers(first: 10) { nodes { ...F } } b: customers(first: 20) { nodes { ...F } } } \
+                     fragment F on Customer { id email }";
+        assert_eq!(cost_of(&schema, once, json!({})), 1 + 10 * 3);
+        assert_eq!(cost_of(&schema, twice, json!({})), 1 + 10 * 3 + 1 + 20 * 3);
+        let inline = "{ customers(first: 10) { nodes { ... on Customer { id email } } } }";
+        assert_eq!(cost_of(&schema, inline, json!({})), 1 + 10 * 3);
+    }
+
+    #[test]
+    fn fragments_spread_exponentially_saturate_without_walking_each_spread() {
+        let schema = schema();
+        let mut query = "{ customer(id: \"a\") { ...F0 } }".to_owned();
+        for level in 0..80 {
+            query.push_str(&format!(
+                " fragment F{level} on Customer {{ ...F{next} ...F{next} }}",
+                next = level + 1
+            ));
+        }
+        query.push_str(" fragment F80 on Customer { id }");
+        assert_eq!(cost_of(&schema, &query, json!({})), u64::MAX);
+        let cycle = "{ customer(id: \"a\") { ...A } } fragment A on Customer { id ...B } \
+                     fragment B on Customer { email ...A }";
+        assert_eq!(cost_of(&schema, cycle, json!({})), 3);
+    }
+
+    #[test]
+    fn graphiql_introspection_query_is_cheap() {
+        let schema = schema();
+        let introspection = include_str!("../../tests/introspection.graphql");
+        let document = async_graphql::parser::parse_query(introspection).expect("parses");
+        let operation = operation(&document, Some("IntrospectionQuery"))
+            .or_else(|| operation(&document, None))
+            .expect("one operation");
+        let cost = cost(
+            schema.registry(),
+            &document,
+            operation,
+            &Variables::default(),
+            MAX_PAGE,
+        );
+        let settings = crowdcrunch_runtime::edge::EdgeSettings::default();
+        assert!(cost < settings.max_cost / 10, "{cost}");
+    }
+}
