@@ -14,7 +14,8 @@
 //! most half the pool's connections serve watchers at any moment, so a slow or silent client holds
 //! no connection and a thousand replays leave room for every other query.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crowdcrunch_proto::ledger::v1 as pb;
@@ -38,6 +39,14 @@ const LIVE_BUFFER: usize = 1024;
 const STREAM_BUFFER: usize = 64;
 /// How long a watcher waits for a live event before it reads the database anyway.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the watchers' gauges are set.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Gauge of the open WatchEvents streams of this process.
+const WATCHERS: &str = "ledger_watchers";
+/// Gauge of how long, in seconds, the slowest watcher has been behind the newest event appended
+/// in this process (0 when every watcher has passed it).
+const WATCHER_LAG: &str = "ledger_watcher_lag_seconds";
 
 /// The stream a watcher's client reads.
 pub type EventStream = ReceiverStream<Result<pb::Event, Status>>;
@@ -49,6 +58,82 @@ pub struct Hub {
     sender: broadcast::Sender<Arc<pb::Event>>,
     /// One permit per pool connection watchers may use at once: half the pool, at least one.
     reads: Arc<Semaphore>,
+    /// How far each watcher is, for the operator's gauges.
+    progress: Arc<Mutex<Progress>>,
+}
+
+/// The watchers' progress against the newest event appended in this process.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The newest sequence published here.
+    newest: i64,
+    /// Each open watcher: since when it has been behind `newest` (`None`: it has passed it).
+    behind_since: HashMap<u64, Option<std::time::Instant>>,
+    next_id: u64,
+    /// Whether the task that sets the gauges runs.
+    observed: bool,
+}
+
+impl Progress {
+    /// The slowest watcher's lag.
+    fn lag(&self) -> Duration {
+        self.behind_since
+            .values()
+            .flatten()
+            .map(std::time::Instant::elapsed)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// Sets the watchers' gauges every [`GAUGE_INTERVAL`] while the hub exists.
+async fn observe(progress: std::sync::Weak<Mutex<Progress>>) {
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(progress) = progress.upgrade() else {
+            return;
+        };
+        let (watchers, lag) = {
+            let progress = lock(&progress);
+            (progress.behind_since.len(), progress.lag())
+        };
+        metrics::gauge!(WATCHERS).set(watchers as f64);
+        metrics::gauge!(WATCHER_LAG).set(lag.as_secs_f64());
+    }
+}
+
+fn lock(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
+    progress
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A watcher's place in [`Progress`], given up when the watcher ends.
+struct Tracked {
+    id: u64,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl Tracked {
+    /// Records that the watcher has passed `last`.
+    fn passed(&self, last: i64) {
+        let mut progress = lock(&self.progress);
+        let behind = last < progress.newest;
+        if let Some(since) = progress.behind_since.get_mut(&self.id) {
+            match (behind, since.is_some()) {
+                (true, false) => *since = Some(std::time::Instant::now()),
+                (false, true) => *since = None,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        lock(&self.progress).behind_since.remove(&self.id);
+    }
 }
 
 impl Hub {
@@ -56,14 +141,27 @@ impl Hub {
     pub fn new(database: &Database) -> Self {
         let pool_size =
             usize::try_from(database.pool().options().get_max_connections()).unwrap_or(usize::MAX);
+        metrics::gauge!(WATCHERS).set(0.0);
+        metrics::gauge!(WATCHER_LAG).set(0.0);
         Self {
             sender: broadcast::channel(LIVE_BUFFER).0,
             reads: Arc::new(Semaphore::new((pool_size / 2).max(1))),
+            progress: Arc::default(),
         }
     }
 
     /// Hands committed events to every watcher; never waits.
     pub fn publish(&self, events: Vec<pb::Event>) {
+        if let Some(newest) = events.iter().map(|event| event.sequence).max() {
+            let mut progress = lock(&self.progress);
+            if newest > progress.newest {
+                progress.newest = newest;
+                let now = std::time::Instant::now();
+                for since in progress.behind_since.values_mut() {
+                    since.get_or_insert(now);
+                }
+            }
+        }
         for event in events {
             // No watcher is not an error.
             let _ = self.sender.send(Arc::new(event));
@@ -82,7 +180,23 @@ impl Hub {
         // Subscribe before the backlog is read: whatever commits meanwhile is in the feed.
         let live = self.sender.subscribe();
         let (out, stream) = mpsc::channel(STREAM_BUFFER);
+        let tracked = {
+            let mut progress = lock(&self.progress);
+            let id = progress.next_id;
+            progress.next_id += 1;
+            let behind = (after < progress.newest).then(std::time::Instant::now);
+            progress.behind_since.insert(id, behind);
+            if !progress.observed {
+                progress.observed = true;
+                tokio::spawn(observe(Arc::downgrade(&self.progress)));
+            }
+            Tracked {
+                id,
+                progress: self.progress.clone(),
+            }
+        };
         let watcher = Watcher {
+            tracked,
             database,
             reads: self.reads.clone(),
             filter,
@@ -120,6 +234,8 @@ enum Wake {
 }
 
 struct Watcher {
+    /// Its progress, for the gauges.
+    tracked: Tracked,
     database: Database,
     /// The watchers' share of the pool.
     reads: Arc<Semaphore>,
@@ -146,6 +262,7 @@ impl Watcher {
         if let Err(stop) = self.catch_up().await {
             return stop;
         }
+        self.tracked.passed(self.last);
         let mut poll = tokio::time::interval_at(Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -175,6 +292,7 @@ impl Watcher {
             if let Err(stop) = step {
                 return stop;
             }
+            self.tracked.passed(self.last);
         }
     }
 
