@@ -1,9 +1,9 @@
 //! The edge's bounds against a hostile client, over real HTTP in front of the real customers
-//! service: documents past their size or tokens refused before parsing, and only documents that
-//! validated kept (memory stays flat under many distinct bad documents); a static cost that sees
-//! pages, batch gets and every fragment spread, refused over the limit before any backend call
-//! and answered in `extensions.cost`; each caller's budget per minute (429 with `Retry-After`);
-//! and a batch get asking the backend for each distinct id once.
+//! service: documents past their size or tokens refused before parsing (memory under many bad
+//! documents is `document_memory.rs`); a static cost that sees pages, batch gets and every
+//! fragment spread, refused over the limit before any backend call and answered in
+//! `extensions.cost`; each caller's budget per minute (429 with `Retry-After`); and a batch get
+//! asking the backend for each distinct id once.
 
 mod support;
 
@@ -32,30 +32,6 @@ async fn answered(app: &App, query: &str, status: u16) -> Value {
     let body = String::from_utf8_lossy(&answer.body);
     assert_eq!(answer.status, status, "{}", &body[..body.len().min(2000)]);
     answer.json()
-}
-
-/// The resident memory of this process (the edge runs in it), in bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
-
-/// A document of unknown fields `{ f<n>_0 f<n>_1 ... }`, distinct for each `n`, about `bytes`
-/// long.
-fn unknown_fields(n: usize, bytes: usize) -> String {
-    let mut document = String::from("{");
-    let mut field = 0;
-    while document.len() < bytes {
-        document.push_str(&format!(" f{n}_{field}"));
-        field += 1;
-    }
-    document.push_str(" }");
-    document
 }
 
 #[tokio::test]
@@ -102,62 +78,6 @@ async fn a_document_past_its_size_or_its_tokens_is_refused_before_parsing() {
     assert!(body["data"]["__schema"]["types"].is_array());
     introspecting.stop().await;
     app.stop().await;
-}
-
-#[tokio::test]
-async fn distinct_bad_documents_leave_the_caches_empty_and_memory_flat() {
-    let app = spawn_app(EdgeSettings::default(), &[]).await;
-    let settings = app.edge.settings().clone();
-    // One of each kind first, so what the process allocates once is not counted.
-    post(&app, &json!({ "query": unknown_fields(1_000, 250_000) })).await;
-    post(&app, &json!({ "query": unknown_fields(1_001, 12_000) })).await;
-    let before = resident_bytes();
-
-    for n in 0..100 {
-        // 250 KB, under the body limit: refused before parsing.
-        let oversized = unknown_fields(n, 250_000);
-        let answer = post(&app, &json!({ "query": oversized })).await;
-        assert_eq!(answer.status, 400);
-        assert_eq!(codes(&answer.json()), ["QUERY_TOO_LARGE"]);
-
-        // Within the bounds, parsed, and refused by validation (unknown fields), also when it
-        // asks to be persisted.
-        let invalid = unknown_fields(n, 12_000);
-        let hash = hex_sha256(&invalid);
-        let persisted = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
-        let answer = post(&app, &json!({ "query": invalid, "extensions": persisted })).await;
-        assert_eq!(answer.status, 400);
-        let body = answer.json();
-        assert!(body.get("data").is_none());
-        assert!(!codes(&body).is_empty());
-        // Its hash alone is not known: it never validated.
-        let answer = post(&app, &json!({ "extensions": persisted })).await;
-        assert_eq!(codes(&answer.json()), ["PERSISTED_QUERY_NOT_FOUND"]);
-    }
-
-    let cached = app.edge.cached_documents();
-    assert_eq!(cached.documents.entries, 0, "{cached:?}");
-    assert_eq!(cached.persisted.entries, 0, "{cached:?}");
-    let grown = resident_bytes().saturating_sub(before);
-    assert!(
-        grown < 20 * 1024 * 1024,
-        "the edge grew by {grown} bytes over 200 bad documents"
-    );
-
-    // A document that validates is kept, weighed in bytes within the budget.
-    let valid = "{ customers(first: 1) { nodes { id } } }";
-    let answer = post(&app, &json!({ "query": valid })).await;
-    assert_eq!(answer.status, 200);
-    let cached = app.edge.cached_documents();
-    assert_eq!(cached.documents.entries, 1);
-    assert!(cached.documents.bytes > valid.len());
-    assert!(cached.documents.bytes + cached.persisted.bytes <= settings.document_cache_bytes);
-    app.stop().await;
-}
-
-fn hex_sha256(text: &str) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 #[tokio::test]
