@@ -7,6 +7,7 @@
 //! a fault (`crate::fault`), never reported as a backend's or the client's.
 
 use async_graphql::{Error, ErrorExtensionValues, Value};
+use crowdcrunch_runtime::telemetry::LogThrottle;
 use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 
@@ -46,6 +47,16 @@ pub enum InputRoot {
     None,
 }
 
+/// Logs a failed backend call, at most once every few seconds per backend and code: an outage
+/// fails every request, and one line (with how many it stands for) says it as well as a thousand.
+fn log_failure(backend: &str, code: Code, reason: &str) {
+    static THROTTLE: std::sync::LazyLock<LogThrottle> =
+        std::sync::LazyLock::new(|| LogThrottle::new(std::time::Duration::from_secs(5)));
+    if let Some(held_back) = THROTTLE.admit(&format!("{backend} {code:?}")) {
+        tracing::warn!(backend, ?code, reason, held_back, "backend call failed");
+    }
+}
+
 /// A GraphQL error for `status`, returned by the `backend` service.
 pub fn from_status(status: &Status, backend: &str, root: InputRoot) -> Error {
     let details = status.get_error_details();
@@ -66,7 +77,7 @@ pub fn from_status(status: &Status, backend: &str, root: InputRoot) -> Error {
         _ => status.message().to_owned(),
     };
     if matches!(code, Code::Internal | Code::Unknown | Code::DataLoss) || !described {
-        tracing::warn!(backend, code = ?code, message = status.message(), "backend call failed");
+        log_failure(backend, code, status.message());
     }
     let mut extensions = ErrorExtensionValues::default();
     extensions.set("code", code_name(code));

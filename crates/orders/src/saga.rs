@@ -21,6 +21,7 @@ use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_runtime::client::{is_transient, request};
 use crowdcrunch_runtime::context::continue_traceparent;
 use crowdcrunch_runtime::storage::now_micros;
+use crowdcrunch_runtime::telemetry::LogThrottle;
 use crowdcrunch_runtime::{Database, Shutdown};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -290,7 +291,12 @@ impl Saga {
     /// Runs `id`'s steps back to back until it settles or a step must wait.
     async fn process(&self, id: OrderId) {
         if let Err(error) = self.advance(&id).await {
-            tracing::warn!(order_id = %id, %error, "saga step failed; it will be retried");
+            // In an outage every order in flight fails its step: one line now and then says it.
+            static THROTTLE: std::sync::LazyLock<LogThrottle> =
+                std::sync::LazyLock::new(|| LogThrottle::new(Duration::from_secs(5)));
+            if let Some(held_back) = THROTTLE.admit("saga step failed") {
+                tracing::warn!(order_id = %id, %error, held_back, "saga step failed; it will be retried");
+            }
         }
         if let Ok(mut connection) = self.database.pool().acquire().await {
             let _ = storage::release_lease(&mut connection, &id, &self.owner).await;

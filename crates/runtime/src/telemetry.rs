@@ -2,7 +2,9 @@
 //! span has a W3C trace id that crosses gRPC hops, and exported over OTLP only when a collector is
 //! configured.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
@@ -148,6 +150,64 @@ pub fn init_for_tests() {
     });
 }
 
+/// Rate-limits log lines that repeat one cause: the first line about a cause is written, then at
+/// most one per interval, saying how many it held back meanwhile. In an outage, a thousand
+/// failing requests a second make one warning a few seconds, not a thousand.
+#[derive(Debug)]
+pub struct LogThrottle {
+    interval: Duration,
+    causes: Mutex<HashMap<String, Throttled>>,
+}
+
+#[derive(Debug)]
+struct Throttled {
+    written: Instant,
+    held_back: u64,
+}
+
+/// Causes remembered at most; more (an unbounded variety of causes) starts the memory afresh.
+const THROTTLED_CAUSES: usize = 1024;
+
+impl LogThrottle {
+    /// At most one line per `interval` for each cause.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            causes: Mutex::default(),
+        }
+    }
+
+    /// Whether a line about `cause` may be written now: `Some(n)` with the lines held back since
+    /// the last one written, or `None` to hold this one back.
+    pub fn admit(&self, cause: &str) -> Option<u64> {
+        let now = Instant::now();
+        let mut causes = self
+            .causes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(throttled) = causes.get_mut(cause) {
+            if now.duration_since(throttled.written) < self.interval {
+                throttled.held_back += 1;
+                return None;
+            }
+            let held_back = std::mem::take(&mut throttled.held_back);
+            throttled.written = now;
+            return Some(held_back);
+        }
+        if causes.len() >= THROTTLED_CAUSES {
+            causes.clear();
+        }
+        causes.insert(
+            cause.to_owned(),
+            Throttled {
+                written: now,
+                held_back: 0,
+            },
+        );
+        Some(0)
+    }
+}
+
 /// `error` and its causes in one line, `a: b: c`, each cause once: many errors already end with
 /// their cause's message (thiserror's `{0}` beside `#[from]`), and would say it twice.
 pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -196,7 +256,24 @@ mod tests {
     use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    use super::{DispatchSlot, cause_chain, json_lines};
+    use super::{DispatchSlot, LogThrottle, cause_chain, json_lines};
+
+    #[test]
+    fn a_repeated_cause_is_written_once_per_interval_with_what_was_held_back() {
+        let throttle = LogThrottle::new(std::time::Duration::from_millis(200));
+        assert_eq!(throttle.admit("inventory UNAVAILABLE"), Some(0));
+        for _ in 0..999 {
+            assert_eq!(throttle.admit("inventory UNAVAILABLE"), None);
+        }
+        assert_eq!(
+            throttle.admit("payments UNAVAILABLE"),
+            Some(0),
+            "another cause has its own budget"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert_eq!(throttle.admit("inventory UNAVAILABLE"), Some(999));
+        assert_eq!(throttle.admit("inventory UNAVAILABLE"), None);
+    }
 
     /// A log destination the test reads back.
     #[derive(Clone, Default)]
