@@ -12,7 +12,7 @@ use crowdcrunch_runtime::auth::Verifier;
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::config::TlsSettings;
 use crowdcrunch_runtime::edge::EdgeSettings;
-use crowdcrunch_runtime::http::HttpServer;
+use crowdcrunch_runtime::http::{ConnectionLimits, HttpServer};
 
 /// The configured services' endpoints, by service name: the edge calls every service of the
 /// roster. A service left out answers UNAVAILABLE for its fields; the others still resolve.
@@ -80,14 +80,17 @@ impl BoundEdge {
         self.server.local_addr()
     }
 
-    /// Serves until `shutdown` fires and the drain ends.
+    /// Serves until `shutdown` fires and the drain ends, holding clients to the edge's
+    /// connection limits (header read and idle timeouts, most open connections).
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let limits = ConnectionLimits::from(self.edge.settings());
         let router = crowdcrunch_edge::router(self.edge, shutdown.clone());
         let router = match self.extra_routes {
             Some(routes) => router.merge(routes),
             None => router,
         };
         self.server
+            .with_limits(limits)
             .serve(router, shutdown, self.grace)
             .await
             .context("the edge failed")

@@ -16,6 +16,7 @@ use futures::Stream;
 use http::uri::PathAndQuery;
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
+use tokio::time::Instant;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 use tracing::Instrument as _;
@@ -141,8 +142,8 @@ pub fn backend_name(service: &str) -> String {
     service.split('.').nth(1).unwrap_or(service).to_owned()
 }
 
-/// What a call carries from the GraphQL request: the trace span, the forwarded headers and the
-/// caller.
+/// What a call carries from the GraphQL request: the trace span, the forwarded headers, the
+/// caller and the request's deadline.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     /// The request's span; backend calls are its children.
@@ -151,9 +152,28 @@ pub struct CallContext {
     pub forwarded: ForwardedHeaders,
     /// The caller, whose `authorization` every call forwards.
     pub credentials: Credentials,
+    /// When the request must be answered: each call gets what is left of it as its
+    /// `grpc-timeout`, never more than the backends' deadline. `None` (an operation over
+    /// WebSocket) leaves the backends' deadline alone.
+    pub deadline: Option<Instant>,
 }
 
 impl CallContext {
+    /// The time a call started now may take: what is left of the request's deadline, at most
+    /// `backend_timeout`; DEADLINE_EXCEEDED when nothing is left.
+    fn time_left(&self, backend_timeout: Duration) -> Result<Duration, Status> {
+        let Some(deadline) = self.deadline else {
+            return Ok(backend_timeout);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Status::deadline_exceeded(
+                "the request's deadline passed before this call",
+            ));
+        }
+        Ok(left.min(backend_timeout))
+    }
+
     /// A request for a call: `message` with the caller's `authorization`, so the service judges
     /// the caller again (zero trust).
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -281,7 +301,7 @@ impl Backends {
         context: &CallContext,
     ) -> Result<DynamicMessage, Status> {
         let (mut client, codec, path) = self.start(rpc)?;
-        let deadline = self.deadline;
+        let deadline = context.time_left(self.deadline)?;
         let span = tracing::info_span!(parent: &context.span, "grpc.call", otel.kind = "client", rpc.method = %rpc.path);
         let mut request = context.request(request);
         let call = async move {
@@ -307,7 +327,7 @@ impl Backends {
     {
         rpc.count(BACKEND_CALLS);
         let (mut client, codec, path) = self.start(rpc)?;
-        let deadline = self.deadline;
+        let deadline = context.time_left(self.deadline)?;
         let span = tracing::info_span!(parent: &context.span, "grpc.stream", otel.kind = "client", rpc.method = %rpc.path);
         let request = context.request(request);
         let call = async move {

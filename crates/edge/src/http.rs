@@ -6,19 +6,36 @@
 //! `Authorization: Bearer` (over graphql-transport-ws, the `authorization` of the
 //! `connection_init` payload); a bad token, or none where the operation needs one, is 401 with
 //! `WWW-Authenticate` under either media type (over WebSocket, a bad one closes with 4403).
+//!
+//! What surrounds every request (`guard`): browsers may call from the allowed origins only
+//! (CORS, with preflights answered 204, or 403 with no CORS headers for another origin); trace
+//! headers, request ids and `x-forwarded-for` from outside are dropped unless a trusted proxy
+//! sits in front; each request has an `x-request-id` (a UUIDv7 minted here when none came or
+//! none can be trusted), echoed in the answer; every answer says `nosniff`, may not be framed
+//! and sends no referrer. GraphQL requests (`admit`) are limited in number (503 `OVERLOADED`
+//! with `Retry-After` past the limit), answered by their deadline (504 `TIMEOUT`; each backend
+//! call gets what is left of it as its `grpc-timeout`), read their body within its timeout
+//! (408) and are never cached. GraphiQL and its assets are served only when enabled, under a
+//! strict CSP.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Request, Response, Variables};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest as _, State};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use crowdcrunch_runtime::Shutdown;
-use crowdcrunch_runtime::context::{ForwardedHeaders, continue_trace};
+use crowdcrunch_runtime::context::{
+    ForwardedHeaders, REQUEST_ID, continue_trace, remove_trace_headers,
+};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::access::{Credentials, Unauthenticated};
 use crate::grpc::CallContext;
@@ -28,24 +45,210 @@ use crate::request::{Gateway, Refused, error_response};
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const JSON: &str = "application/json";
 
+/// GraphiQL's page may run the edge's own scripts and talk to the edge alone; its styles are
+/// the edge's too (inline ones included: styles cannot run code).
+const GRAPHIQL_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+/// Every other answer may not be framed (clickjacking).
+const NO_FRAMING_CSP: &str = "frame-ancestors 'none'";
+/// The methods a browser may call `/graphql` with.
+const CORS_METHODS: &str = "GET, POST";
+/// The request headers a browser may send cross-origin.
+const CORS_HEADERS: &str = "accept, authorization, content-type, x-request-id";
+/// The response headers a browser's script may read cross-origin.
+const CORS_EXPOSED: &str = "retry-after, x-request-id";
+/// How long a browser may remember a preflight's answer, in seconds.
+const CORS_MAX_AGE: &str = "600";
+/// What a shed request is told to wait, in seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
+
 #[derive(Clone)]
 struct AppState {
     edge: Gateway,
     shutdown: Shutdown,
+    /// Permits of the GraphQL requests served at once.
+    requests: Arc<Semaphore>,
 }
+
+/// The deadline of one GraphQL request, set when it is admitted.
+#[derive(Debug, Clone, Copy)]
+struct RequestDeadline(Instant);
 
 /// The edge's routes. `/readyz` turns 503 once `shutdown` fires, so the load balancer stops
 /// sending before the drain.
 pub fn router(edge: Gateway, shutdown: Shutdown) -> Router {
-    let limit = edge.settings().max_body_bytes;
-    Router::new()
-        .route("/", get(graphiql))
+    let settings = edge.settings().clone();
+    let state = AppState {
+        requests: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+        edge,
+        shutdown,
+    };
+    let mut routes = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/graphiql/{file}", get(asset))
+        // GraphQL requests alone are limited and timed: the probes answer under any load.
+        .route_layer(middleware::from_fn_with_state(state.clone(), admit))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(AppState { edge, shutdown })
+        .route("/readyz", get(readyz));
+    if settings.graphiql {
+        routes = routes
+            .route("/", get(graphiql))
+            .route("/graphiql/{file}", get(asset));
+    }
+    routes
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        // Outermost, so that every answer (a refusal, a 404) carries the headers.
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// What every request and answer goes through: CORS by the allow-list, the trace headers of an
+/// untrusted client dropped, a request id, and the security headers.
+async fn guard(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    let settings = state.edge.settings();
+    let allowed_origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|origin| {
+            origin.to_str().is_ok_and(|origin| {
+                settings
+                    .allowed_origins
+                    .iter()
+                    .any(|allowed| allowed.matches(origin))
+            })
+        })
+        .cloned();
+    let headers = request.headers_mut();
+    if !settings.trusted_proxy {
+        remove_trace_headers(headers);
+        headers.remove("x-forwarded-for");
+    }
+    let request_id = headers
+        .entry(REQUEST_ID)
+        .or_insert_with(mint_request_id)
+        .clone();
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = match (preflight, &allowed_origin) {
+        (false, _) => next.run(request).await,
+        (true, Some(_)) => preflight_allowed(),
+        (true, None) => (
+            StatusCode::FORBIDDEN,
+            "this origin may not call the API from a browser\n",
+        )
+            .into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, request_id);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(NO_FRAMING_CSP));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // Whether the CORS headers are there depends on `Origin`: caches must know.
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+    if let Some(origin) = allowed_origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(CORS_EXPOSED),
+        );
+    }
+    response
+}
+
+/// A fresh request id: a UUIDv7, ordered by time.
+fn mint_request_id() -> HeaderValue {
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+    HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("unnamed"))
+}
+
+/// The answer to a preflight from an allowed origin (the origin itself is added by `guard`).
+fn preflight_allowed() -> axum::response::Response {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS),
+            (header::ACCESS_CONTROL_MAX_AGE, CORS_MAX_AGE),
+        ],
+    )
+        .into_response()
+}
+
+/// Admits a GraphQL request while fewer than the limit are served (503 `OVERLOADED` with
+/// `Retry-After` beyond it), and answers it by its deadline (504 `TIMEOUT`). GraphQL answers
+/// carry personal data: `Cache-Control: no-store`.
+async fn admit(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    let settings = state.edge.settings();
+    let media = negotiate(request.headers()).unwrap_or(JSON);
+    let mut response = match state.requests.clone().try_acquire_owned() {
+        Err(_) => {
+            let response = error_response(
+                "OVERLOADED",
+                format!(
+                    "the edge is serving {} requests, its limit; try again shortly",
+                    settings.max_concurrent_requests
+                ),
+            );
+            let mut http = refusal(&response, media, StatusCode::SERVICE_UNAVAILABLE);
+            http.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            http
+        }
+        Ok(_permit) => {
+            let deadline = Instant::now() + settings.request_timeout;
+            request.extensions_mut().insert(RequestDeadline(deadline));
+            match tokio::time::timeout_at(deadline, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => {
+                    let response = error_response(
+                        "TIMEOUT",
+                        format!(
+                            "the request was not answered within its deadline of {}",
+                            humanize(settings.request_timeout)
+                        ),
+                    );
+                    refusal(&response, media, StatusCode::GATEWAY_TIMEOUT)
+                }
+            }
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `1.5s`, `15s`: a duration as the settings write it.
+fn humanize(duration: std::time::Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
+}
+
+/// The deadline `admit` gave the request.
+fn deadline_of(request: &axum::extract::Request) -> Instant {
+    request
+        .extensions()
+        .get::<RequestDeadline>()
+        .map_or_else(Instant::now, |RequestDeadline(deadline)| *deadline)
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -76,6 +279,7 @@ pub(crate) fn call_context(headers: &HeaderMap, credentials: Credentials) -> Cal
         span,
         forwarded,
         credentials,
+        deadline: None,
     }
 }
 
@@ -168,9 +372,21 @@ fn media_with_charset(media: &str) -> &'static str {
 
 /// A malformed HTTP request: not a GraphQL request at all.
 fn bad_request(media: &'static str, message: &str) -> axum::response::Response {
-    let response = error_response("BAD_REQUEST", message);
-    let mut http = answer(&response, media, true);
-    *http.status_mut() = StatusCode::BAD_REQUEST;
+    refusal(
+        &error_response("BAD_REQUEST", message),
+        media,
+        StatusCode::BAD_REQUEST,
+    )
+}
+
+/// A request refused before execution with `status`, whatever the media type.
+fn refusal(
+    response: &Response,
+    media: &'static str,
+    status: StatusCode,
+) -> axum::response::Response {
+    let mut http = answer(response, media, true);
+    *http.status_mut() = status;
     http
 }
 
@@ -198,9 +414,10 @@ fn not_acceptable() -> axum::response::Response {
 async fn graphql_post(
     State(state): State<AppState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> axum::response::Response {
+    let headers = request.headers().clone();
+    let deadline = deadline_of(&request);
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -227,12 +444,42 @@ async fn graphql_post(
             );
         }
     }
+    // A client that trickles its body is not waited for: 408, and the connection closes.
+    let body_read_timeout = state.edge.settings().body_read_timeout;
+    let body =
+        match tokio::time::timeout(body_read_timeout, Bytes::from_request(request, &state)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(rejection)) => return rejection.into_response(),
+            Err(_) => {
+                let message = format!(
+                    "the request's body did not arrive within {}",
+                    humanize(body_read_timeout)
+                );
+                let mut http = refusal(
+                    &error_response("BAD_REQUEST", message),
+                    media,
+                    StatusCode::REQUEST_TIMEOUT,
+                );
+                http.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return http;
+            }
+        };
     let request = match parse_body(&body) {
         Ok(request) => request,
         Err(message) => return bad_request(media, &message),
     };
     let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer);
-    run(&state.edge, request, &headers, peer, media, Method::POST).await
+    run(
+        &state.edge,
+        request,
+        &headers,
+        peer,
+        media,
+        Method::POST,
+        deadline,
+    )
+    .await
 }
 
 /// The JSON body of a POST: `{query, operationName, variables, extensions}`.
@@ -292,6 +539,7 @@ async fn graphql_get(
     State(state): State<AppState>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
+    let deadline = deadline_of(&request);
     let (mut parts, _) = request.into_parts();
     let headers = parts.headers.clone();
     if headers
@@ -317,7 +565,7 @@ async fn graphql_get(
                 };
             }
         };
-    if !params.contains_key("query") && wants_html(&headers) {
+    if !params.contains_key("query") && wants_html(&headers) && state.edge.settings().graphiql {
         return graphiql().await.into_response();
     }
     let Some(media) = negotiate(&headers) else {
@@ -347,7 +595,16 @@ async fn graphql_get(
                 .extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map(|info| info.0);
-            run(&state.edge, request, &headers, peer, media, Method::GET).await
+            run(
+                &state.edge,
+                request,
+                &headers,
+                peer,
+                media,
+                Method::GET,
+                deadline,
+            )
+            .await
         }
         Err(message) => bad_request(media, &message),
     }
@@ -360,6 +617,7 @@ async fn run(
     peer: Option<std::net::SocketAddr>,
     media: &'static str,
     method: Method,
+    deadline: Instant,
 ) -> axum::response::Response {
     let credentials = match edge.caller(headers).await {
         Ok(credentials) => credentials,
@@ -408,15 +666,21 @@ async fn run(
         }
         _ => {}
     }
-    let (response, executed) = edge
-        .execute(request, call_context(headers, credentials))
-        .await;
+    let call = CallContext {
+        deadline: Some(deadline),
+        ..call_context(headers, credentials)
+    };
+    let (response, executed) = edge.execute(request, call).await;
     answer(&response, media, !executed)
 }
 
-/// GraphiQL, with its scripts and styles served by the edge itself (no CDN).
+/// GraphiQL, with its scripts and styles served by the edge itself (no CDN), under a CSP that
+/// lets nothing else run.
 async fn graphiql() -> impl IntoResponse {
-    Html(include_str!("../assets/graphiql.html"))
+    (
+        [(header::CONTENT_SECURITY_POLICY, GRAPHIQL_CSP)],
+        Html(include_str!("../assets/graphiql.html")),
+    )
 }
 
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> axum::response::Response {
@@ -436,6 +700,10 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> axum::
         ),
         "graphql-ws.min.js" => (
             include_bytes!("../assets/graphql-ws.min.js"),
+            "text/javascript",
+        ),
+        "graphiql-init.js" => (
+            include_bytes!("../assets/graphiql-init.js"),
             "text/javascript",
         ),
         _ => return StatusCode::NOT_FOUND.into_response(),

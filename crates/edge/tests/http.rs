@@ -283,7 +283,11 @@ async fn http_follows_the_graphql_over_http_spec() {
 
 #[tokio::test]
 async fn graphiql_is_served_by_the_edge_itself() {
-    let app = spawn_app(EdgeSettings::default(), &[]).await;
+    let settings = EdgeSettings {
+        graphiql: true,
+        ..EdgeSettings::default()
+    };
+    let app = spawn_app(settings, &[]).await;
     for path in ["/", "/graphql"] {
         let page = app.get(path, &[("accept", "text/html")]).await;
         assert_eq!(page.status, 200, "{path}");
@@ -297,6 +301,7 @@ async fn graphiql_is_served_by_the_edge_itself() {
         "react.production.min.js",
         "react-dom.production.min.js",
         "graphql-ws.min.js",
+        "graphiql-init.js",
     ] {
         let answer = app.get(&format!("/graphiql/{asset}"), &[]).await;
         assert_eq!(answer.status, 200, "{asset}");

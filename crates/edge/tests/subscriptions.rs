@@ -4,15 +4,21 @@
 
 mod support;
 
+use crowdcrunch_runtime::edge::EdgeSettings;
 use serde_json::json;
-use support::spawn_system;
+use support::spawn_system_with;
 
 const CREATE: &str =
     "mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }";
 
 #[tokio::test]
 async fn events_stream_live_with_the_trace_of_the_request_that_caused_them() {
-    let system = spawn_system().await;
+    // Behind a trusted proxy, which the client's trace context comes through.
+    let system = spawn_system_with(EdgeSettings {
+        trusted_proxy: true,
+        ..EdgeSettings::default()
+    })
+    .await;
     let app = &system.app;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let created = app

@@ -20,7 +20,7 @@ use crate::client::ServiceToken;
 /// Headers an application must copy from an inbound request to its outbound calls for Envoy's
 /// tracing and request correlation (Istio "trace context propagation").
 pub const FORWARDED_HEADERS: [&str; 8] = [
-    "x-request-id",
+    REQUEST_ID,
     "x-b3-traceid",
     "x-b3-spanid",
     "x-b3-parentspanid",
@@ -29,6 +29,22 @@ pub const FORWARDED_HEADERS: [&str; 8] = [
     "b3",
     "x-ot-span-context",
 ];
+
+/// The header that names a request (Envoy sets it; the edge mints one when it cannot trust the
+/// client's).
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The W3C trace context headers.
+pub const TRACE_CONTEXT_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// Removes what a client outside the cluster could send to name a request or join a trace: the
+/// W3C trace context and every forwarded header (request id, B3, OpenTracing). What follows
+/// then starts its own trace.
+pub fn remove_trace_headers(headers: &mut HeaderMap) {
+    for name in TRACE_CONTEXT_HEADERS.iter().chain(&FORWARDED_HEADERS) {
+        headers.remove(*name);
+    }
+}
 
 tokio::task_local! {
     static FORWARDED: ForwardedHeaders;
@@ -66,7 +82,7 @@ impl ForwardedHeaders {
     pub fn request_id(&self) -> Option<&str> {
         self.0
             .iter()
-            .find(|(name, _)| name == "x-request-id")
+            .find(|(name, _)| name == REQUEST_ID)
             .and_then(|(_, value)| value.to_str().ok())
     }
 

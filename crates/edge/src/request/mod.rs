@@ -156,6 +156,7 @@ impl Gateway {
             max_complexity: settings.max_complexity,
             max_page_size: settings.max_page_size,
             introspection: settings.introspection,
+            field_suggestions: settings.field_suggestions,
         };
         let caches = Arc::new(Caches::new(&settings));
         let (schema, plan) = schema::build(&catalog, &options, |builder| {

@@ -43,6 +43,8 @@ pub struct SchemaOptions {
     pub max_page_size: i32,
     /// Whether `__schema` and `__type` answer.
     pub introspection: bool,
+    /// Whether validation errors suggest names ("did you mean ...").
+    pub field_suggestions: bool,
 }
 
 impl Default for SchemaOptions {
@@ -52,6 +54,7 @@ impl Default for SchemaOptions {
             max_complexity: 2000,
             max_page_size: 100,
             introspection: true,
+            field_suggestions: true,
         }
     }
 }
@@ -155,6 +158,9 @@ pub fn build(
     }
     if !options.introspection {
         schema = schema.disable_introspection();
+    }
+    if !options.field_suggestions {
+        schema = schema.disable_suggestions();
     }
     for scalar in scalars::all() {
         schema = schema.register(scalar);

@@ -125,7 +125,12 @@ pub async fn spawn_edge_verifying(
         .expect("bind the edge");
     let addr = server.local_addr();
     let router = crowdcrunch_edge::router(edge.clone(), shutdown.clone());
-    tokio::spawn(server.serve(router, shutdown.clone(), std::time::Duration::from_secs(5)));
+    let limits = crowdcrunch_runtime::http::ConnectionLimits::from(edge.settings());
+    tokio::spawn(server.with_limits(limits).serve(
+        router,
+        shutdown.clone(),
+        std::time::Duration::from_secs(5),
+    ));
     App {
         addr,
         edge,
@@ -406,6 +411,11 @@ pub struct System {
 }
 
 pub async fn spawn_system() -> System {
+    spawn_system_with(EdgeSettings::default()).await
+}
+
+/// The same system, the edge with `settings`.
+pub async fn spawn_system_with(settings: EdgeSettings) -> System {
     crowdcrunch_runtime::metrics::handle();
     let ledger_db = databases("ledger").remove(0);
     let customers_db = databases("customers").remove(0);
@@ -435,8 +445,55 @@ pub async fn spawn_system() -> System {
         ("ledger".to_owned(), ledger),
     ]);
     System {
-        app: spawn_edge(EdgeSettings::default(), &endpoints, backends).await,
+        app: spawn_edge(settings, &endpoints, backends).await,
         relay,
         _databases: vec![ledger_db, customers_db],
     }
+}
+
+/// The headers of every call a backend received, in order.
+pub type RecordedCalls = std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>;
+
+/// The customers service (on SQLite) behind a layer that records the headers of each call and
+/// holds it for `delay` before serving it; the edge in front of it with `settings`.
+pub async fn spawn_app_recording(
+    settings: EdgeSettings,
+    delay: std::time::Duration,
+) -> (App, RecordedCalls) {
+    let database = databases("customers").remove(0);
+    let db = database.connect(&crowdcrunch_customers::MIGRATOR).await;
+    let outbox = crowdcrunch_outbox::Outbox::open(&db, "customers")
+        .await
+        .expect("open the outbox");
+    let definition = crowdcrunch_customers::service(db, outbox);
+    let page_tokens =
+        crowdcrunch_runtime::pagination::PageTokens::generate().expect("a page-token key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let recorded = RecordedCalls::default();
+    let record = recorded.clone();
+    let layer = tower::ServiceBuilder::new()
+        .map_request(move |request: http::Request<tonic::body::Body>| {
+            record.lock().expect("lock").push(request.headers().clone());
+            request
+        })
+        .map_future(move |call| async move {
+            tokio::time::sleep(delay).await;
+            call.await
+        });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service((definition.service)(page_tokens))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let endpoints = HashMap::from([(
+        "customers".to_owned(),
+        Endpoints::parse(&url).expect("endpoints"),
+    )]);
+    let mut app = spawn_edge(settings, &endpoints, HashMap::new()).await;
+    app.databases.push(database);
+    (app, recorded)
 }
