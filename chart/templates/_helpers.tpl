@@ -279,6 +279,16 @@ CROWDCRUNCH_AUTH_MESH_ACCOUNT_PREFIX: {{ include "crowdcrunch.meshAccountPrefix"
 {{- with $root.Values.observability.otlpEndpoint }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
+{{- if eq .name "edge" }}
+{{- with $root.Values.edge }}
+CROWDCRUNCH_EDGE_INTROSPECTION: {{ .introspection | quote }}
+CROWDCRUNCH_EDGE_GRAPHIQL: {{ .graphiql | quote }}
+CROWDCRUNCH_EDGE_FIELD_SUGGESTIONS: {{ .fieldSuggestions | quote }}
+CROWDCRUNCH_EDGE_ALLOWED_ORIGINS: {{ join "," .allowedOrigins | quote }}
+{{- /* Only Istio's ingress gateway in front sets the headers a trusted proxy is believed for. */}}
+CROWDCRUNCH_EDGE_TRUSTED_PROXY: {{ and .trustedProxy $root.Values.istio.enabled | quote }}
+{{- end }}
+{{- end }}
 {{- range $callee := $cfg.calls | default list | uniq | sortAlpha }}
 {{- $calleeCfg := include "crowdcrunch.serviceConfig" (dict "root" $root "name" $callee) | fromYaml }}
 {{ printf "CROWDCRUNCH_%s_ENDPOINTS" (upper $callee) }}: {{ printf "http://%s:%s" (include "crowdcrunch.componentName" (dict "root" $root "name" $callee)) (include "crowdcrunch.apiPort" $calleeCfg) | quote }}

@@ -67,6 +67,7 @@ const RETRY_AFTER_SECONDS: &str = "1";
 struct AppState {
     edge: Gateway,
     shutdown: Shutdown,
+    sockets: crate::ws::Sockets,
     /// Permits of the GraphQL requests served at once.
     requests: Arc<Semaphore>,
 }
@@ -80,6 +81,7 @@ struct RequestDeadline(Instant);
 pub fn router(edge: Gateway, shutdown: Shutdown) -> Router {
     let settings = edge.settings().clone();
     let state = AppState {
+        sockets: crate::ws::Sockets::new(edge.clone(), shutdown.clone()),
         requests: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
         edge,
         shutdown,
@@ -547,13 +549,7 @@ async fn graphql_get(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
     {
-        return crate::ws::upgrade(
-            state.edge.clone(),
-            state.shutdown.clone(),
-            &mut parts,
-            &headers,
-        )
-        .await;
+        return state.sockets.upgrade(&mut parts, &headers).await;
     }
     let params: HashMap<String, String> =
         match axum::extract::Query::<HashMap<String, String>>::try_from_uri(&parts.uri) {

@@ -27,6 +27,7 @@ mod fuzz;
 mod hooks;
 mod persisted;
 mod propagation;
+mod subscription;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -260,17 +261,6 @@ impl Gateway {
         Credentials::of_value(&self.0.verifier, authorization).await
     }
 
-    /// Prepares a request whose client address is not known (over WebSocket, see
-    /// [`Gateway::prepare_from`]): a caller without a token is charged to the budget that every
-    /// such caller shares.
-    pub(crate) fn prepare(
-        &self,
-        request: &mut Request,
-        credentials: &Credentials,
-    ) -> Result<Option<OperationType>, Refused> {
-        self.prepare_from(request, credentials, None)
-    }
-
     /// Checks the document's bounds and parses it (once per distinct query that validated),
     /// checks the limits the schema cannot check itself, that a caller without a token selects
     /// only what anyone may, and the operation's static cost against the per-request limit and
@@ -311,6 +301,9 @@ impl Gateway {
             )));
         }
         let operation = documents::operation(&parsed.document, operation_name.as_deref());
+        if let Some(refusal) = subscription::single_root_field_refusal(&parsed.document) {
+            return Err(Refused::Invalid(refusal));
+        }
         if let Some(operation) = operation {
             let registry = self.0.schema.registry();
             let mut errors = variables::coerce(registry, operation, &request.variables);
@@ -382,17 +375,13 @@ impl Gateway {
         (response, executed)
     }
 
-    /// Executes a subscription (or any operation over WebSocket) in its own scope, once
-    /// prepared; each event carries its cost (`extensions.cost`).
+    /// Executes a prepared subscription in its own scope, event by event; each event carries
+    /// the subscription's cost (`extensions.cost`).
     pub fn execute_stream(
         &self,
-        mut request: Request,
+        request: Request,
         call: CallContext,
     ) -> BoxStream<'static, Response> {
-        if let Err(refused) = self.prepare(&mut request, &call.credentials) {
-            let response = refused.response();
-            return futures::stream::once(async move { *response }).boxed();
-        }
         let cost = self.cost_extension(&request);
         propagation::run_stream(&self.0.schema, self.scoped(request, call))
             .map(move |mut response| {

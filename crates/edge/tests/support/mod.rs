@@ -322,6 +322,15 @@ impl WsClient {
         client
     }
 
+    /// A client over a socket already upgraded.
+    pub fn from_stream(
+        stream: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> Self {
+        Self { stream }
+    }
+
     /// Connects to the edge's `/graphql`, before `connection_init`.
     pub async fn open(app: &App) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
