@@ -1,6 +1,11 @@
 //! The real binary as an operator and a newcomer meet it: `--help`, bad configuration, `serve`
-//! draining on SIGTERM, and `dev` starting from an empty directory and again over its own data.
+//! draining on SIGTERM, its access log when it is switched on, and `dev` starting from an empty
+//! directory and again over its own data.
 
+#[expect(
+    dead_code,
+    reason = "this test uses a part of the shared support module"
+)]
 mod support;
 
 use std::net::SocketAddr;
@@ -204,6 +209,46 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
         output.join("\n")
     );
     drop(watch);
+}
+
+#[tokio::test]
+async fn the_access_log_is_a_setting_with_one_line_per_call_in_its_trace() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut process = Process::start({
+        let mut command = binary();
+        command.args([
+            "serve",
+            "customers",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--ledger-endpoints",
+            "http://127.0.0.1:1",
+            "--data-dir",
+        ]);
+        command
+            .arg(data_dir.path())
+            .env("CROWDCRUNCH_ACCESS_LOG", "true")
+            .envs(support::auth_settings())
+            .envs(support::page_token_key());
+        command
+    });
+    let addr = process.wait_for_grpc_addr("CustomerService");
+    let anonymous = list_customers(addr, None).await;
+    assert_eq!(
+        anonymous.expect_err("no token").code(),
+        tonic::Code::Unauthenticated
+    );
+    let line = process.wait_for_line("call finished");
+    let line: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["code"], "UNAUTHENTICATED", "{line}");
+    assert!(
+        line["trace_id"].as_str().is_some_and(|id| id.len() == 32),
+        "{line}"
+    );
+    assert!(line["duration_ms"].as_f64().is_some(), "{line}");
 }
 
 /// `ListCustomers` on the customers service at `addr`, with `token` when there is one.

@@ -57,7 +57,7 @@ impl CustomerService for CustomerApi {
                 Ok::<_, Error>(created)
             })
             .await?;
-        tracing::info!(customer_id = %created.id, "customer created");
+        tracing::debug!(customer_id = %created.id, "customer created");
         Ok(Response::new(created))
     }
 
@@ -113,7 +113,7 @@ impl CustomerService for CustomerApi {
                 Ok::<_, Error>(updated)
             })
             .await?;
-        tracing::info!(customer_id = %updated.id, "customer updated");
+        tracing::debug!(customer_id = %updated.id, "customer updated");
         Ok(Response::new(updated))
     }
 }

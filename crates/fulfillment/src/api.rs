@@ -55,7 +55,7 @@ impl FulfillmentService for FulfillmentApi {
                 Ok::<_, Error>(created)
             })
             .await?;
-        tracing::info!(shipment_id = %created.id, order_id = %created.order_id, "shipment created");
+        tracing::debug!(shipment_id = %created.id, order_id = %created.order_id, "shipment created");
         Ok(Response::new(created))
     }
 
@@ -112,7 +112,7 @@ impl FulfillmentService for FulfillmentApi {
                 let moved = storage::update_status(connection, &change).await?;
                 if moved.changed {
                     let event = events::status_changed(&moved.shipment);
-                    tracing::info!(shipment_id = %moved.shipment.id, "{}", event.event_type);
+                    tracing::debug!(shipment_id = %moved.shipment.id, "{}", event.event_type);
                     self.outbox.enqueue(connection, event).await?;
                 }
                 Ok::<_, Error>(moved.shipment)

@@ -52,7 +52,7 @@ impl InventoryApi {
                 Ok::<_, Error>(stock)
             })
             .await?;
-        tracing::info!(sku = %stock.sku, delta = change.delta, on_hand = stock.on_hand, "{event_type}");
+        tracing::debug!(sku = %stock.sku, delta = change.delta, on_hand = stock.on_hand, "{event_type}");
         Ok(stock)
     }
 
@@ -68,7 +68,7 @@ impl InventoryApi {
                     self.outbox
                         .enqueue(connection, events::reservation(&reservation))
                         .await?;
-                    tracing::info!(reservation_id = id.as_str(), ?outcome, "reservation ended");
+                    tracing::debug!(reservation_id = id.as_str(), ?outcome, "reservation ended");
                 }
                 Ok::<_, Error>(reservation)
             })
@@ -106,7 +106,7 @@ impl InventoryService for InventoryApi {
                 Ok::<_, Error>(created)
             })
             .await?;
-        tracing::info!(sku = %created.sku, "product created");
+        tracing::debug!(sku = %created.sku, "product created");
         Ok(Response::new(created))
     }
 
@@ -160,7 +160,7 @@ impl InventoryService for InventoryApi {
                 Ok::<_, Error>(updated)
             })
             .await?;
-        tracing::info!(sku = %updated.sku, "product updated");
+        tracing::debug!(sku = %updated.sku, "product updated");
         Ok(Response::new(updated))
     }
 
@@ -216,7 +216,7 @@ impl InventoryService for InventoryApi {
                 if reserved.created {
                     let event = events::reservation(&reserved.reservation);
                     self.outbox.enqueue(connection, event).await?;
-                    tracing::info!(
+                    tracing::debug!(
                         reservation_id = reservation.id.as_str(),
                         lines = reservation.lines.len(),
                         "stock reserved"

@@ -317,7 +317,7 @@ impl OrderApi {
         if answer.id != order.id.as_str() {
             return self.load(&stored_order_id(&answer)?, None).await;
         }
-        tracing::info!(order_id = %order.id, total_minor = order.total_minor, "order placed");
+        tracing::debug!(order_id = %order.id, total_minor = order.total_minor, "order placed");
         self.saga.wake();
         Ok(order)
     }

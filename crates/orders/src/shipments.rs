@@ -105,7 +105,7 @@ async fn consume(
                     .await?;
                 unsaved = 0;
                 if let Some(order) = changed {
-                    tracing::info!(%order_id, status = to.name(), "order follows its shipment");
+                    tracing::debug!(%order_id, status = to.name(), "order follows its shipment");
                     hub.publish(order);
                 }
             }

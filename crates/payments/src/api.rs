@@ -55,7 +55,7 @@ impl PaymentApi {
                 let applied = storage::transition(connection, &asked.id, transition).await?;
                 if applied.changed {
                     let event = events::transitioned(&applied.payment, transition);
-                    tracing::info!(payment_id = %applied.payment.id, "{}", event.event_type);
+                    tracing::debug!(payment_id = %applied.payment.id, "{}", event.event_type);
                     self.outbox.enqueue(connection, event).await?;
                 }
                 Ok::<_, Error>(applied.payment)
@@ -88,7 +88,7 @@ impl PaymentService for PaymentApi {
                 Ok::<_, Error>(token)
             })
             .await?;
-        tracing::info!(card_token = %token.token, brand = %token.brand, "card tokenized");
+        tracing::debug!(card_token = %token.token, brand = %token.brand, "card tokenized");
         Ok(Response::new(token))
     }
 
@@ -165,7 +165,7 @@ impl PaymentService for PaymentApi {
                 let amount = money(&refund.amount.currency_code, refund.amount.minor_units);
                 let event = events::refund_issued(&payment, &refund_id, &amount, &refund.reason);
                 self.outbox.enqueue(connection, event).await?;
-                tracing::info!(
+                tracing::debug!(
                     payment_id = %payment.id,
                     refund_id,
                     minor_units = refund.amount.minor_units,

@@ -71,6 +71,10 @@ pub struct ServerArgs {
     /// Calls served at once; further calls are shed with RESOURCE_EXHAUSTED.
     #[arg(long, env = "CROWDCRUNCH_CONCURRENCY_LIMIT", default_value_t = 1024)]
     pub concurrency_limit: usize,
+    /// Whether every finished call is logged at info (an access log); off, calls are counted in
+    /// the metrics and logged only when they fail.
+    #[arg(long, env = "CROWDCRUNCH_ACCESS_LOG", default_value_t = false, action = clap::ArgAction::Set)]
+    pub access_log: bool,
     /// TLS of the server (and of its clients, for mutual TLS).
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -95,6 +99,7 @@ impl ServerArgs {
             max_connection_age: self.max_connection_age,
             request_timeout: self.request_timeout,
             concurrency_limit: self.concurrency_limit,
+            access_log: self.access_log,
             tls: self.tls.settings()?,
             page_tokens: PageTokens::generate().map_err(ConfigError::from_display)?,
         })
@@ -138,6 +143,8 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Calls served at once.
     pub concurrency_limit: usize,
+    /// Whether every finished call is logged at info.
+    pub access_log: bool,
     /// Server TLS, when configured.
     pub tls: Option<TlsSettings>,
     /// The key of the page tokens the served service returns and accepts: random unless set
@@ -155,6 +162,7 @@ impl ServerSettings {
             max_connection_age: Duration::from_secs(300),
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
+            access_log: false,
             tls: None,
             page_tokens: PageTokens::generate()
                 .unwrap_or_else(|error| panic!("no random page-token key: {error}")),

@@ -138,11 +138,14 @@ impl MetricsServer {
 
 /// Server layer recording [`GRPC_REQUESTS`] for every call, with the status code the client
 /// really saw (from the trailers, or from a trailers-only response), and its duration in
-/// [`GRPC_DURATION`] or, for a server-streaming method, [`GRPC_STREAM_DURATION`].
+/// [`GRPC_DURATION`] or, for a server-streaming method, [`GRPC_STREAM_DURATION`]. The code also
+/// goes on the call's span (`rpc.grpc.status_code`, and an error status for a server fault), and
+/// with an access log each finished call is one info line.
 #[derive(Clone, Debug, Default)]
 pub struct GrpcMetricsLayer {
     /// The paths (`/package.Service/Method`) of the server-streaming methods served.
     streaming: Arc<HashSet<String>>,
+    access_log: bool,
 }
 
 impl GrpcMetricsLayer {
@@ -162,7 +165,13 @@ impl GrpcMetricsLayer {
         }
         Ok(Self {
             streaming: Arc::new(streaming),
+            access_log: false,
         })
+    }
+
+    /// The same layer, logging every finished call at info when `access_log` is set.
+    pub fn with_access_log(self, access_log: bool) -> Self {
+        Self { access_log, ..self }
     }
 }
 
@@ -173,6 +182,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
         GrpcMetrics {
             inner,
             streaming: self.streaming.clone(),
+            access_log: self.access_log,
         }
     }
 }
@@ -182,6 +192,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetrics<S> {
     inner: S,
     streaming: Arc<HashSet<String>>,
+    access_log: bool,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for GrpcMetrics<S>
@@ -200,7 +211,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let path = request.uri().path();
-        let call = CallRecorder::start(path, self.streaming.contains(path));
+        let call = CallRecorder::start(path, self.streaming.contains(path), self.access_log);
         let future = self.inner.call(request);
         Box::pin(async move {
             match future.await {
@@ -244,11 +255,14 @@ struct CallRecorder {
     service: String,
     method: String,
     streaming: bool,
+    access_log: bool,
+    /// The call's span (the request context's, which this layer runs in).
+    span: tracing::Span,
     start: Instant,
 }
 
 impl CallRecorder {
-    fn start(path: &str, streaming: bool) -> Self {
+    fn start(path: &str, streaming: bool, access_log: bool) -> Self {
         let (service, method) = path
             .trim_start_matches('/')
             .split_once('/')
@@ -257,6 +271,8 @@ impl CallRecorder {
             service: service.to_owned(),
             method: method.to_owned(),
             streaming,
+            access_log,
+            span: tracing::Span::current(),
             start: Instant::now(),
         }
     }
@@ -272,11 +288,39 @@ impl CallRecorder {
             ("method", self.method),
             ("code", code_name(code).to_owned()),
         ];
-        metrics::histogram!(duration, &labels).record(self.start.elapsed().as_secs_f64());
+        let elapsed = self.start.elapsed();
+        metrics::histogram!(duration, &labels).record(elapsed.as_secs_f64());
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if is_fault(code) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        if self.access_log {
+            self.span.in_scope(|| {
+                tracing::info!(
+                    code = code_name(code),
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    "call finished"
+                );
+            });
+        }
         let [service, method, code] = labels;
         let labels = [service, method, code, ("rpc_type", rpc_type.to_owned())];
         metrics::counter!(GRPC_REQUESTS, &labels).increment(1);
     }
+}
+
+/// Whether `code` is a server fault (what burns the availability budget), not an answer to the
+/// client: UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED, UNIMPLEMENTED.
+pub fn is_fault(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+    )
 }
 
 /// The canonical upper-case name of a gRPC status code (`NOT_FOUND`).

@@ -210,10 +210,13 @@ impl GrpcServer {
             // every outbound call; outermost so that everything below is inside it.
             .layer(RequestContextLayer)
             // RED metrics: every call, with the code the client saw, including shed calls.
-            .layer(GrpcMetricsLayer::new(&[
-                definition.file_descriptor_set,
-                tonic_health::pb::FILE_DESCRIPTOR_SET,
-            ])?)
+            .layer(
+                GrpcMetricsLayer::new(&[
+                    definition.file_descriptor_set,
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                ])?
+                .with_access_log(settings.access_log),
+            )
             // Admission: who calls and whether their RPC's rule admits them, before any handler
             // runs (health and reflection stay open); a refusal is counted above with its code,
             // and the admitted `Caller` rides in the request's extensions.

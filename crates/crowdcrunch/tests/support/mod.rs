@@ -137,6 +137,13 @@ impl Process {
         }
     }
 
+    /// The lines printed since the last read, without waiting.
+    pub fn take_lines(&mut self) -> Vec<String> {
+        let fresh: Vec<String> = self.lines.try_iter().collect();
+        self.seen.extend(fresh.iter().cloned());
+        fresh
+    }
+
     /// The address of `service` in the table `crowdcrunch dev` prints.
     pub fn wait_for_table_addr(&mut self, service: &str) -> SocketAddr {
         let line = self.wait_for_line(&format!("  {service} "));
