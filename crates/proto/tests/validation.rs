@@ -49,6 +49,22 @@ fn address_field() -> impl Strategy<Value = String> {
     "[A-Za-z0-9][A-Za-z0-9 ,.'/-]{0,60}"
 }
 
+/// The fields of an address, in the order of the proto.
+type AddressFields = (String, String, String, String, String, String, String);
+
+fn address(fields: AddressFields) -> Address {
+    let (recipient, line1, line2, city, region, postal_code, country_code) = fields;
+    Address {
+        recipient,
+        line1,
+        line2,
+        city,
+        region,
+        postal_code,
+        country_code,
+    }
+}
+
 fn valid_address() -> impl Strategy<Value = Address> {
     (
         address_field(),
@@ -59,17 +75,7 @@ fn valid_address() -> impl Strategy<Value = Address> {
         prop_oneof![Just(String::new()), address_field()],
         "[A-Z]{2}",
     )
-        .prop_map(
-            |(recipient, line1, line2, city, region, postal_code, country_code)| Address {
-                recipient,
-                line1,
-                line2,
-                city,
-                region,
-                postal_code,
-                country_code,
-            },
-        )
+        .prop_map(address)
 }
 
 fn any_address() -> impl Strategy<Value = Address> {
@@ -82,17 +88,7 @@ fn any_address() -> impl Strategy<Value = Address> {
         any_text(),
         prop_oneof!["[A-Z]{2}", any_text()],
     )
-        .prop_map(
-            |(recipient, line1, line2, city, region, postal_code, country_code)| Address {
-                recipient,
-                line1,
-                line2,
-                city,
-                region,
-                postal_code,
-                country_code,
-            },
-        )
+        .prop_map(address)
 }
 
 /// `result` is `exact` and within the bound, or refused because `exact` is over the bound (or
