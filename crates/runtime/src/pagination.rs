@@ -56,6 +56,14 @@ pub enum PageTokenKeyError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The key file holds no usable key.
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with what it holds.
+        reason: Box<PageTokenKeyError>,
+    },
     /// The system's random source failed.
     #[error("the system random source failed while generating a page-token key")]
     Random,
@@ -108,8 +116,14 @@ impl PageTokens {
             path: path.clone(),
             source,
         };
+        let from_file = |encoded: &str| {
+            Self::from_base64(encoded).map_err(|reason| PageTokenKeyError::BadFile {
+                path: path.clone(),
+                reason: Box::new(reason),
+            })
+        };
         match std::fs::read_to_string(&path) {
-            Ok(encoded) => return Self::from_base64(&encoded),
+            Ok(encoded) => return from_file(&encoded),
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                 return Err(io_error(error));
             }
@@ -130,7 +144,7 @@ impl PageTokens {
             }
             // Another process created it meanwhile: use theirs.
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                Self::from_base64(&std::fs::read_to_string(&path).map_err(io_error)?)
+                from_file(&std::fs::read_to_string(&path).map_err(io_error)?)
             }
             Err(error) => Err(io_error(error)),
         }
@@ -484,6 +498,15 @@ mod tests {
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
+        );
+        std::fs::write(dir.path().join(PAGE_TOKEN_KEY_FILE), "c2hvcnQ=").expect("overwrite");
+        let error = PageTokens::load_or_generate(dir.path()).expect_err("a 5-byte key");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: the page-token key has 5 bytes, fewer than 32",
+                dir.path().join(PAGE_TOKEN_KEY_FILE).display()
+            )
         );
     }
 }
