@@ -55,9 +55,6 @@ pub enum ServeError {
     /// The transport failed while serving.
     #[error("server failed: {0}")]
     Transport(tonic::transport::Error),
-    /// An HTTP server failed while serving.
-    #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
 }
 
 /// Whether a server is ready to take traffic (its storage answers, its migrations ran).
