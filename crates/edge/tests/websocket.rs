@@ -181,6 +181,21 @@ async fn a_subscription_selects_exactly_one_root_field() {
             "{id}: {message}"
         );
     }
+    // A field the backend refuses is a result like any other: `next` with its error, then
+    // `complete` (as the protocol's reference server answers it).
+    ws.subscribe(
+        "negative",
+        "subscription { events(afterSequence: -1) { sequence } }",
+        Value::Null,
+    )
+    .await;
+    let refused = ws.receive().await;
+    assert_eq!(refused["type"], "next", "{refused}");
+    assert_eq!(codes(&refused["payload"]), ["BAD_USER_INPUT"], "{refused}");
+    assert_eq!(
+        ws.receive().await,
+        json!({"type": "complete", "id": "negative"})
+    );
     // One field, however it is spelled, is a subscription.
     assert!(is_event(&subscribe_to_events(&mut ws, "one").await));
     ws.close().await;

@@ -314,6 +314,16 @@ fn request_of(payload: SubscribePayload) -> Result<Request, String> {
     Ok(request)
 }
 
+/// Whether a subscription's first response is a refusal before execution (validation, depth or
+/// complexity), which the protocol answers with `error`: errors and no data, none of them at a
+/// field's path. An error of a field (the backend refusing the stream) has its path, and is a
+/// `next` like any result, as the protocol's reference server answers it.
+fn failed_before_execution(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty())
+}
+
 /// One operation of a connection, run in its own task.
 struct Operation {
     edge: Gateway,
@@ -347,9 +357,7 @@ impl Operation {
             let mut results = self.edge.execute_stream(request, self.call.clone());
             let mut first = true;
             while let Some(response) = results.next().await {
-                // A subscription refused before its first event (validation, or the backend
-                // refusing the stream) fails as a whole.
-                if first && response.data == async_graphql::Value::Null && response.is_err() {
+                if first && failed_before_execution(&response) {
                     return self.fail(response.errors).await;
                 }
                 first = false;
