@@ -261,18 +261,18 @@ mod tests {
     #[test]
     fn a_repeated_cause_is_written_once_per_interval_with_what_was_held_back() {
         let throttle = LogThrottle::new(std::time::Duration::from_millis(200));
-        assert_eq!(throttle.admit("inventory UNAVAILABLE"), Some(0));
+        assert_eq!(throttle.admit("backend-a UNAVAILABLE"), Some(0));
         for _ in 0..999 {
-            assert_eq!(throttle.admit("inventory UNAVAILABLE"), None);
+            assert_eq!(throttle.admit("backend-a UNAVAILABLE"), None);
         }
         assert_eq!(
-            throttle.admit("payments UNAVAILABLE"),
+            throttle.admit("backend-b UNAVAILABLE"),
             Some(0),
             "another cause has its own budget"
         );
         std::thread::sleep(std::time::Duration::from_millis(250));
-        assert_eq!(throttle.admit("inventory UNAVAILABLE"), Some(999));
-        assert_eq!(throttle.admit("inventory UNAVAILABLE"), None);
+        assert_eq!(throttle.admit("backend-a UNAVAILABLE"), Some(999));
+        assert_eq!(throttle.admit("backend-a UNAVAILABLE"), None);
     }
 
     /// A log destination the test reads back.
