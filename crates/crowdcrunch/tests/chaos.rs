@@ -537,7 +537,9 @@ async fn run_chaos(database_url: Option<String>, backend: &str) {
     }
     let kills = chaos.await.expect("the chaos task panicked");
 
-    // Recovery, then the invariants.
+    // Recovery, then the invariants. A cancellation the orders service accepted may still be
+    // compensating (an order is CONFIRMED until its money and stock are back), slower the busier
+    // the machine: recovery waits for those too.
     let orders_client =
         orders::order_service_client::OrderServiceClient::new(cluster.channel("orders").await);
     let deadline = Instant::now() + PATIENCE;
@@ -548,10 +550,12 @@ async fn run_chaos(database_url: Option<String>, backend: &str) {
             orders::ListOrdersRequest,
             orders
         );
-        if all
-            .iter()
-            .all(|order| order.status() != orders::OrderStatus::Pending)
-            || Instant::now() > deadline
+        let settled = |order: &orders::Order| match order.status() {
+            orders::OrderStatus::Pending => false,
+            orders::OrderStatus::Confirmed => plans.get(&order.id) != Some(&Plan::Cancel),
+            _ => true,
+        };
+        if all.iter().all(settled) || Instant::now() > deadline
         {
             break all;
         }
