@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crowdcrunch_runtime::TlsSettings;
 use crowdcrunch_runtime::access::Rule;
 use crowdcrunch_runtime::client::{Endpoints, GrpcChannel};
 use crowdcrunch_runtime::context::ForwardedHeaders;
+use crowdcrunch_runtime::metrics::code_name;
+use crowdcrunch_runtime::telemetry::LogThrottle;
+use crowdcrunch_runtime::{Shutdown, TlsSettings};
 use futures::Stream;
 use http::uri::PathAndQuery;
 use prost::Message as _;
@@ -23,11 +25,18 @@ use tracing::Instrument as _;
 
 use crate::access::Credentials;
 
-/// Counter of the calls the edge made to its backends, by `rpc` (full name); a retry is the same
-/// call.
+/// Counter of the calls the edge made to its backends, by `rpc` (full name) and the gRPC `code`
+/// they ended with (a stream: the code it opened with); a retry is the same call. Every RPC is
+/// there from the first scrape, at zero.
 pub const BACKEND_CALLS: &str = "edge_backend_calls_total";
-/// Counter of the calls the edge retried once (see `retryable`).
+/// Counter of the calls the edge retried once (see `retryable`), by `rpc`; at zero from the start.
 pub const BACKEND_RETRIES: &str = "edge_backend_retries_total";
+/// Gauge per `backend`: 1 while it answers its health check with SERVING, else 0.
+pub const BACKEND_UP: &str = "edge_backend_up";
+/// How often the edge checks its backends' health for [`BACKEND_UP`].
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long one health check may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Encodes any message and decodes messages of one descriptor.
 #[derive(Debug, Clone)]
@@ -114,6 +123,9 @@ impl Rpc {
         let keyed = method.input().get_field_by_name("request_id").is_some();
         let service = method.parent_service();
         let path = format!("/{}/{}", service.full_name(), name);
+        let full_name = method.full_name().to_owned();
+        metrics::counter!(BACKEND_CALLS, "rpc" => full_name.clone(), "code" => "OK").increment(0);
+        metrics::counter!(BACKEND_RETRIES, "rpc" => full_name).increment(0);
         Ok(Self {
             path: PathAndQuery::try_from(path)?,
             backend: backend_name(service.full_name()),
@@ -129,11 +141,20 @@ impl Rpc {
         self.calls.load(Ordering::Relaxed)
     }
 
-    fn count(&self, counter: &'static str) {
-        if counter == BACKEND_CALLS {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-        }
-        metrics::counter!(counter, "rpc" => self.method.full_name().to_owned()).increment(1);
+    /// Counts a call that ended with `code`.
+    fn count_call(&self, code: Code) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(
+            BACKEND_CALLS,
+            "rpc" => self.method.full_name().to_owned(),
+            "code" => code_name(code),
+        )
+        .increment(1);
+    }
+
+    fn count_retry(&self) {
+        metrics::counter!(BACKEND_RETRIES, "rpc" => self.method.full_name().to_owned())
+            .increment(1);
     }
 }
 
@@ -278,19 +299,27 @@ impl Backends {
         request: DynamicMessage,
         context: &CallContext,
     ) -> Result<DynamicMessage, Status> {
-        rpc.count(BACKEND_CALLS);
         let attempts = if rpc.idempotent { 2 } else { 1 };
         let mut last = Status::unavailable("no attempt");
         for attempt in 0..attempts {
             match self.unary_once(rpc, request.clone(), context).await {
                 Err(status) if retryable(&status) && attempt + 1 < attempts => {
-                    tracing::warn!(rpc = %rpc.path, code = ?status.code(), message = status.message(), "retrying once");
-                    rpc.count(BACKEND_RETRIES);
+                    // In an outage every call retries: one line now and then says it.
+                    static THROTTLE: std::sync::LazyLock<LogThrottle> =
+                        std::sync::LazyLock::new(|| LogThrottle::new(Duration::from_secs(5)));
+                    if let Some(held_back) = THROTTLE.admit(&rpc.backend) {
+                        tracing::warn!(rpc = %rpc.path, code = ?status.code(), reason = status.message(), held_back, "retrying once");
+                    }
+                    rpc.count_retry();
                     last = status;
                 }
-                result => return result,
+                result => {
+                    rpc.count_call(result.as_ref().map_or_else(Status::code, |_| Code::Ok));
+                    return result;
+                }
             }
         }
+        rpc.count_call(last.code());
         Err(last)
     }
 
@@ -325,7 +354,18 @@ impl Backends {
         context: &CallContext,
     ) -> Result<impl Stream<Item = Result<DynamicMessage, Status>> + Send + 'static + use<>, Status>
     {
-        rpc.count(BACKEND_CALLS);
+        let opened = self.open_stream(rpc, request, context).await;
+        rpc.count_call(opened.as_ref().map_or_else(Status::code, |_| Code::Ok));
+        opened
+    }
+
+    async fn open_stream(
+        &self,
+        rpc: &Rpc,
+        request: DynamicMessage,
+        context: &CallContext,
+    ) -> Result<impl Stream<Item = Result<DynamicMessage, Status>> + Send + 'static + use<>, Status>
+    {
         let (mut client, codec, path) = self.start(rpc)?;
         let deadline = context.time_left(self.deadline)?;
         let span = tracing::info_span!(parent: &context.span, "grpc.stream", otel.kind = "client", rpc.method = %rpc.path);
@@ -351,22 +391,40 @@ impl Backends {
 
     /// Whether every configured backend answers its health check with SERVING.
     pub async fn ready(&self) -> bool {
-        let checks = self.channels.values().map(|channel| {
-            let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            async move {
-                let check = client.check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                });
-                matches!(
-                    tokio::time::timeout(Duration::from_secs(2), check).await,
-                    Ok(Ok(response)) if response.get_ref().status
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                )
-            }
-        });
+        let checks = self.channels.values().map(serving);
         futures::future::join_all(checks)
             .await
             .into_iter()
             .all(|ready| ready)
     }
+
+    /// Sets [`BACKEND_UP`] for every backend every few seconds, until `shutdown` fires: an
+    /// operator sees a backend the edge cannot reach before its fields fail.
+    pub async fn watch_health(self, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let checks = self.channels.iter().map(|(name, channel)| async move {
+                let up = if serving(channel).await { 1.0 } else { 0.0 };
+                metrics::gauge!(BACKEND_UP, "backend" => name.clone()).set(up);
+            });
+            futures::future::join_all(checks).await;
+        }
+    }
+}
+
+/// Whether the backend behind `channel` answers its health check with SERVING in time.
+async fn serving(channel: &GrpcChannel) -> bool {
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = client.check(tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    });
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+        Ok(Ok(response)) if response.get_ref().status
+            == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    )
 }

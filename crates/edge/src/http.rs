@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use crate::access::{Credentials, Unauthenticated};
 use crate::grpc::CallContext;
+use crate::request::metrics::{Operation, Outcome};
 use crate::request::{Gateway, Refused, error_response};
 
 /// The GraphQL-over-HTTP media type.
@@ -76,10 +77,32 @@ struct AppState {
 #[derive(Debug, Clone, Copy)]
 struct RequestDeadline(Instant);
 
+/// What a GraphQL request was and how it ended, filled in while it is answered and counted in
+/// the metrics by `admit` once it is.
+#[derive(Debug, Clone, Default)]
+struct Recorded(Arc<std::sync::Mutex<Option<(Operation, Outcome)>>>);
+
+impl Recorded {
+    fn set(&self, operation: Operation, outcome: Outcome) {
+        *self.lock() = Some((operation, outcome));
+    }
+
+    fn take(&self) -> Option<(Operation, Outcome)> {
+        self.lock().take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Operation, Outcome)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The edge's routes. `/readyz` turns 503 once `shutdown` fires, so the load balancer stops
 /// sending before the drain.
 pub fn router(edge: Gateway, shutdown: Shutdown) -> Router {
     let settings = edge.settings().clone();
+    edge.watch_backends(shutdown.clone());
     let state = AppState {
         sockets: crate::ws::Sockets::new(edge.clone(), shutdown.clone()),
         requests: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
@@ -200,6 +223,9 @@ async fn admit(
 ) -> axum::response::Response {
     let settings = state.edge.settings();
     let media = negotiate(request.headers()).unwrap_or(JSON);
+    let started = Instant::now();
+    let recorded = Recorded::default();
+    request.extensions_mut().insert(recorded.clone());
     let mut response = match state.requests.clone().try_acquire_owned() {
         Err(_) => {
             let response = error_response(
@@ -237,6 +263,19 @@ async fn admit(
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // A request refused before its operation was read is counted without one; a 5xx (shed,
+        // past its deadline) is the server's doing whatever the handler had recorded.
+        let (operation, outcome) = recorded
+            .take()
+            .unwrap_or_else(|| (Operation::new(None, None), Outcome::ClientError));
+        let outcome = if response.status().is_server_error() {
+            Outcome::ServerError
+        } else {
+            outcome
+        };
+        operation.record(outcome, started.elapsed());
+    }
     response
 }
 
@@ -251,6 +290,11 @@ fn deadline_of(request: &axum::extract::Request) -> Instant {
         .extensions()
         .get::<RequestDeadline>()
         .map_or_else(Instant::now, |RequestDeadline(deadline)| *deadline)
+}
+
+/// Where the handler records what the request was, for `admit`.
+fn recorded_of(extensions: &http::Extensions) -> Recorded {
+    extensions.get::<Recorded>().cloned().unwrap_or_default()
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -420,6 +464,7 @@ async fn graphql_post(
 ) -> axum::response::Response {
     let headers = request.headers().clone();
     let deadline = deadline_of(&request);
+    let recorded = recorded_of(request.extensions());
     let Some(media) = negotiate(&headers) else {
         return not_acceptable();
     };
@@ -479,7 +524,10 @@ async fn graphql_post(
         peer,
         media,
         Method::POST,
-        deadline,
+        Admitted {
+            deadline,
+            recorded: &recorded,
+        },
     )
     .await
 }
@@ -591,6 +639,7 @@ async fn graphql_get(
                 .extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                 .map(|info| info.0);
+            let recorded = recorded_of(&parts.extensions);
             run(
                 &state.edge,
                 request,
@@ -598,12 +647,21 @@ async fn graphql_get(
                 peer,
                 media,
                 Method::GET,
-                deadline,
+                Admitted {
+                    deadline,
+                    recorded: &recorded,
+                },
             )
             .await
         }
         Err(message) => bad_request(media, &message),
     }
+}
+
+/// What `admit` gave a GraphQL request: its deadline, and where it records how it ended.
+struct Admitted<'a> {
+    deadline: Instant,
+    recorded: &'a Recorded,
 }
 
 async fn run(
@@ -613,8 +671,11 @@ async fn run(
     peer: Option<std::net::SocketAddr>,
     media: &'static str,
     method: Method,
-    deadline: Instant,
+    admitted: Admitted<'_>,
 ) -> axum::response::Response {
+    let Admitted { deadline, recorded } = admitted;
+    // Until it is answered, a request counts as refused: every early answer is the client's.
+    recorded.set(Operation::of(&request, None), Outcome::ClientError);
     let credentials = match edge.caller(headers).await {
         Ok(credentials) => credentials,
         Err(refusal) => return unauthenticated(&refusal, media),
@@ -622,12 +683,16 @@ async fn run(
     if let Err(response) = edge.persisted_query(&mut request) {
         return answer(&response, media, true);
     }
+    recorded.set(Operation::of(&request, None), Outcome::ClientError);
     if request.query.is_empty() {
         return bad_request(media, "the request has no query");
     }
     let client = edge.client_address(peer, headers);
     let kind = match edge.prepare_from(&mut request, &credentials, client) {
-        Ok(kind) => kind,
+        Ok(kind) => {
+            recorded.set(Operation::of(&request, kind), Outcome::ClientError);
+            kind
+        }
         Err(Refused::Invalid(response)) => return answer(&response, media, true),
         Err(Refused::Unauthenticated(refusal)) => return unauthenticated(&refusal, media),
         Err(Refused::RateLimited {
@@ -666,7 +731,9 @@ async fn run(
         deadline: Some(deadline),
         ..call_context(headers, credentials)
     };
+    let operation = Operation::of(&request, kind);
     let (response, executed) = edge.execute(request, call).await;
+    recorded.set(operation, Outcome::of(&response));
     answer(&response, media, !executed)
 }
 

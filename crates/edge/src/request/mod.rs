@@ -25,6 +25,7 @@ mod documents;
 #[cfg(test)]
 mod fuzz;
 mod hooks;
+pub(crate) mod metrics;
 mod persisted;
 mod propagation;
 mod subscription;
@@ -41,10 +42,10 @@ use std::time::Instant;
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{Request, Response, ServerError, ValidationResult};
-use crowdcrunch_runtime::TlsSettings;
 use crowdcrunch_runtime::auth::{Identity, Verifier};
 use crowdcrunch_runtime::client::Endpoints;
 use crowdcrunch_runtime::edge::EdgeSettings;
+use crowdcrunch_runtime::{Shutdown, TlsSettings};
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use http::HeaderMap;
@@ -187,6 +188,11 @@ impl Gateway {
     /// Whether every configured backend answers its health check.
     pub async fn backends_ready(&self) -> bool {
         self.0.backends.ready().await
+    }
+
+    /// Keeps `edge_backend_up` current for every backend until `shutdown` fires.
+    pub(crate) fn watch_backends(&self, shutdown: Shutdown) {
+        tokio::spawn(self.0.backends.clone().watch_health(shutdown));
     }
 
     /// How many calls the edge made to each RPC since it started, by full RPC name (for tests

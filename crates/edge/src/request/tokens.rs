@@ -50,6 +50,48 @@ pub(super) fn within_bounds(
     Ok(count)
 }
 
+/// The name of the document's first operation (`query Products { ... }` → `Products`), without
+/// parsing it; `None` for an anonymous operation or a document that names none. A document of one
+/// operation is parsed without its name, which the metrics want.
+pub(crate) fn operation_name(document: &str) -> Option<&str> {
+    let mut lexer = Lexer {
+        bytes: document.as_bytes(),
+        at: 0,
+    };
+    let mut depth = 0_usize;
+    let mut in_fragment = false;
+    let mut next_is_name = false;
+    loop {
+        lexer.skip_ignored();
+        let start = lexer.at;
+        if !lexer.next_token() {
+            return None;
+        }
+        let token = document.get(start..lexer.at)?;
+        if next_is_name {
+            let is_name = token
+                .bytes()
+                .next()
+                .is_some_and(|byte| byte == b'_' || byte.is_ascii_alphabetic());
+            return is_name.then_some(token);
+        }
+        match token {
+            // A selection set at the top that no fragment opened: the anonymous shorthand.
+            "{" if depth == 0 && !in_fragment => return None,
+            "{" => {
+                depth += 1;
+                in_fragment = false;
+            }
+            "}" => depth = depth.saturating_sub(1),
+            "fragment" if depth == 0 => in_fragment = true,
+            "query" | "mutation" | "subscription" if depth == 0 && !in_fragment => {
+                next_is_name = true;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A lexer that only finds where each token ends. A character no token starts with counts as a
 /// token of its own: the parser refuses it later.
 struct Lexer<'a> {
@@ -161,6 +203,29 @@ mod tests {
 
     fn tokens(document: &str) -> usize {
         within_bounds(document, usize::MAX, usize::MAX).expect("within bounds")
+    }
+
+    #[test]
+    fn the_first_operation_is_named_without_parsing() {
+        assert_eq!(
+            operation_name("query Products { products { sku } }"),
+            Some("Products")
+        );
+        assert_eq!(
+            operation_name("# a comment\n mutation PlaceOrder($input: I!) { placeOrder }"),
+            Some("PlaceOrder")
+        );
+        assert_eq!(
+            operation_name("fragment F on Order { id } query Mine { orders { ...F } }"),
+            Some("Mine")
+        );
+        assert_eq!(operation_name("{ query { id } }"), None);
+        assert_eq!(operation_name("query { products { sku } }"), None);
+        assert_eq!(
+            operation_name("query ($id: ID!) { order(id: $id) { id } }"),
+            None
+        );
+        assert_eq!(operation_name(""), None);
     }
 
     #[test]

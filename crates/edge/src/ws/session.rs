@@ -20,6 +20,7 @@ use super::protocol::{ClientMessage, Close, ServerMessage, SubscribePayload};
 use crate::access::Credentials;
 use crate::grpc::CallContext;
 use crate::http::call_context;
+use crate::request::metrics::{self as graphql_metrics, Outcome};
 use crate::request::{Gateway, error_response};
 
 /// Results the operations of one connection may queue ahead of the socket.
@@ -336,56 +337,77 @@ struct Operation {
 }
 
 impl Operation {
+    /// Runs `request` and counts it in the GraphQL metrics, as a POST is counted: a
+    /// subscription from its `subscribe` to its end.
+    async fn run(self, request: Request) {
+        let started = std::time::Instant::now();
+        let named = graphql_metrics::Operation::of(&request, None);
+        let (kind, outcome) = self.answer(request).await;
+        named.of_kind(kind).record(outcome, started.elapsed());
+    }
+
     /// Runs `request` through the same preparation as a POST, then as a stream of results
-    /// (a subscription) or one result.
-    async fn run(self, mut request: Request) {
+    /// (a subscription) or one result; answers its type and how it ended.
+    async fn answer(&self, mut request: Request) -> (Option<OperationType>, Outcome) {
         if let Err(response) = self.edge.persisted_query(&mut request) {
-            return self.fail(response.errors).await;
+            self.fail(response.errors).await;
+            return (None, Outcome::ClientError);
         }
         if request.query.is_empty() {
             let response = error_response("BAD_REQUEST", "the subscribe message has no query");
-            return self.fail(response.errors).await;
+            self.fail(response.errors).await;
+            return (None, Outcome::ClientError);
         }
         let prepared = self
             .edge
             .prepare_from(&mut request, &self.call.credentials, self.address);
         let kind = match prepared {
             Ok(kind) => kind,
-            Err(refused) => return self.fail(refused.response().errors).await,
+            Err(refused) => {
+                self.fail(refused.response().errors).await;
+                return (None, Outcome::ClientError);
+            }
         };
+        let mut outcome = Outcome::Ok;
         if kind == Some(OperationType::Subscription) {
             let mut results = self.edge.execute_stream(request, self.call.clone());
             let mut first = true;
             while let Some(response) = results.next().await {
                 if first && failed_before_execution(&response) {
-                    return self.fail(response.errors).await;
+                    self.fail(response.errors).await;
+                    return (kind, Outcome::ClientError);
                 }
                 first = false;
+                outcome = outcome.worst(Outcome::of(&response));
                 let next = ServerMessage::Next {
                     id: self.id.clone(),
                     payload: Box::new(response),
                 };
                 if !self.send(next, false).await {
-                    return;
+                    // The subscriber left: that ends a subscription, it does not fail it.
+                    return (kind, outcome);
                 }
             }
         } else {
             let (response, executed) = self.edge.execute(request, self.call.clone()).await;
             if !executed {
-                return self.fail(response.errors).await;
+                self.fail(response.errors).await;
+                return (kind, Outcome::ClientError);
             }
+            outcome = Outcome::of(&response);
             let next = ServerMessage::Next {
                 id: self.id.clone(),
                 payload: Box::new(response),
             };
             if !self.send(next, false).await {
-                return;
+                return (kind, outcome);
             }
         }
         let complete = ServerMessage::Complete {
             id: self.id.clone(),
         };
         self.send(complete, true).await;
+        (kind, outcome)
     }
 
     /// Ends the operation with an `error` message.

@@ -485,7 +485,13 @@ pub async fn spawn_app_recording(
     let record = recorded.clone();
     let layer = tower::ServiceBuilder::new()
         .map_request(move |request: http::Request<tonic::body::Body>| {
-            record.lock().expect("lock").push(request.headers().clone());
+            // The path rides along as `x-recorded-path`: the edge also checks the backend's
+            // health, which a test may want to tell from its own calls.
+            let mut headers = request.headers().clone();
+            if let Ok(path) = http::HeaderValue::from_str(request.uri().path()) {
+                headers.insert("x-recorded-path", path);
+            }
+            record.lock().expect("lock").push(headers);
             request
         })
         .map_future(move |call| async move {
