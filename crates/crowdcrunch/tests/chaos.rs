@@ -555,8 +555,7 @@ async fn run_chaos(database_url: Option<String>, backend: &str) {
             orders::OrderStatus::Confirmed => plans.get(&order.id) != Some(&Plan::Cancel),
             _ => true,
         };
-        if all.iter().all(settled) || Instant::now() > deadline
-        {
+        if all.iter().all(settled) || Instant::now() > deadline {
             break all;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -19,7 +19,8 @@
 //! Schema validation of the rendered objects is `.ci/chart-check`'s job; this test reads the
 //! rendered objects for meaning. Helm is taken from `PATH` or from `<repo>/.tools/bin/helm`
 //! (where `.ci/chart-check` installs it); without helm every check prints one line and passes,
-//! so `cargo test` still works on a fresh machine.
+//! so `cargo test` still works on a fresh machine (`.ci/run` sets `CROWDCRUNCH_REQUIRE_TOOLS`,
+//! under which a missing helm fails instead).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -270,6 +271,10 @@ fn rendered() -> Option<&'static [Rendered]> {
         .get_or_init(|| match find_helm() {
             Some(helm) => Some(CASES.iter().map(|case| render(&helm, case)).collect()),
             None => {
+                assert!(
+                    std::env::var_os("CROWDCRUNCH_REQUIRE_TOOLS").is_none(),
+                    "helm is required (.ci/chart-check installs it)"
+                );
                 // Straight to stderr, past the test harness's capture, so it is seen.
                 let _ = writeln!(
                     std::io::stderr(),
