@@ -39,9 +39,10 @@ enum Command {
     Smoke(SmokeArgs),
     /// Print a token signed with the key `dev` keeps in its data dir, alone on stdout.
     Token(TokenArgs),
-    /// Drive one GraphQL operation (or one gRPC method) at a concurrency and report
-    /// requests/s, errors and latency percentiles.
-    Load(LoadArgs),
+    /// Drive one GraphQL operation (or one gRPC method), with headers and templated variables,
+    /// at a concurrency, or simulate shoppers (`--scenario shop`); report requests/s, errors and
+    /// latency percentiles. Boxed: its flags outweigh the other commands'.
+    Load(Box<LoadArgs>),
 }
 
 /// What `serve` runs: a service, or the GraphQL edge.
@@ -110,7 +111,7 @@ impl Cli {
             Command::Dev(args) => crate::dev::run(args).await,
             Command::Schema => print_schema(),
             Command::Smoke(args) => crate::smoke::run(args).await,
-            Command::Load(args) => crate::load::run(args).await,
+            Command::Load(args) => crate::load::run(*args).await,
             Command::Token(args) => crate::token::run(&args),
         }
     }

@@ -29,6 +29,21 @@ impl HttpClient {
         body: Bytes,
         authorization: Option<&http::HeaderValue>,
     ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+        let mut headers = http::HeaderMap::new();
+        if let Some(authorization) = authorization {
+            headers.insert(http::header::AUTHORIZATION, authorization.clone());
+        }
+        self.post_json_with(uri, body, &headers).await
+    }
+
+    /// POSTs `body` as JSON with these extra `headers` (which replace the defaults they name);
+    /// answers the status and the body.
+    pub async fn post_json_with(
+        &self,
+        uri: &http::Uri,
+        body: Bytes,
+        headers: &http::HeaderMap,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
         let mut request = http::Request::post(uri.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(
@@ -36,10 +51,11 @@ impl HttpClient {
                 "application/graphql-response+json, application/json;q=0.9",
             )
             .body(Full::new(body))?;
-        if let Some(authorization) = authorization {
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, authorization.clone());
+        for name in headers.keys() {
+            request.headers_mut().remove(name);
+        }
+        for (name, value) in headers {
+            request.headers_mut().append(name, value.clone());
         }
         self.send(request).await
     }
