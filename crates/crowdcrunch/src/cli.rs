@@ -127,7 +127,10 @@ fn print_schema() -> anyhow::Result<()> {
 async fn serve_edge(args: ServeArgs) -> anyhow::Result<()> {
     let default_listen = ([0, 0, 0, 0], roster::EDGE_PORT).into();
     let server = args.server.settings(default_listen)?;
-    let settings = args.edge.settings()?;
+    let settings = crowdcrunch_runtime::edge::EdgeSettings {
+        access_log: server.access_log,
+        ..args.edge.settings()?
+    };
     let auth = args.auth.settings()?;
     let telemetry = args.telemetry.settings()?;
     let endpoints = crate::edge::endpoints(&args.upstream);

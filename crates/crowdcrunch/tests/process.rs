@@ -249,6 +249,47 @@ async fn the_access_log_is_a_setting_with_one_line_per_call_in_its_trace() {
         "{line}"
     );
     assert!(line["duration_ms"].as_f64().is_some(), "{line}");
+
+    // The edge's own: one line per GraphQL request.
+    let mut edge = Process::start({
+        let mut command = binary();
+        command
+            .args([
+                "serve",
+                "edge",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .env("CROWDCRUNCH_ACCESS_LOG", "true")
+            .envs(support::auth_settings());
+        command
+    });
+    let serving = edge.wait_for_line("serving HTTP");
+    let serving: serde_json::Value = serde_json::from_str(&serving).expect("a JSON line");
+    let addr: SocketAddr = serving["local_addr"]
+        .as_str()
+        .expect("local_addr")
+        .parse()
+        .expect("an address");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = r#"{"query":"query Probe { __typename }"}"#;
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .expect("send");
+    let line = edge.wait_for_line("request finished");
+    let line: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(line["operation"], "Probe", "{line}");
+    assert_eq!(line["outcome"], "ok", "{line}");
+    assert!(
+        line["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{line}"
+    );
 }
 
 /// `ListCustomers` on the customers service at `addr`, with `token` when there is one.

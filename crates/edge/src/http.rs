@@ -224,6 +224,14 @@ async fn admit(
     let settings = state.edge.settings();
     let media = negotiate(request.headers()).unwrap_or(JSON);
     let started = Instant::now();
+    let request_id = settings.access_log.then(|| {
+        request
+            .headers()
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    });
     let recorded = Recorded::default();
     request.extensions_mut().insert(recorded.clone());
     let mut response = match state.requests.clone().try_acquire_owned() {
@@ -274,6 +282,16 @@ async fn admit(
         } else {
             outcome
         };
+        if let Some(request_id) = request_id {
+            tracing::info!(
+                request_id,
+                operation = operation.name(),
+                outcome = outcome.label(),
+                status = response.status().as_u16(),
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request finished"
+            );
+        }
         operation.record(outcome, started.elapsed());
     }
     response

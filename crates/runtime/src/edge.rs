@@ -195,6 +195,7 @@ impl EdgeArgs {
             field_suggestions: self.field_suggestions,
             trusted_proxy: self.trusted_proxy,
             document_cache_bytes: self.document_cache_bytes,
+            access_log: false,
         })
     }
 }
@@ -290,6 +291,8 @@ pub struct EdgeSettings {
     pub trusted_proxy: bool,
     /// Bytes the document caches may hold.
     pub document_cache_bytes: usize,
+    /// Whether every GraphQL request is logged at info (the process's `CROWDCRUNCH_ACCESS_LOG`).
+    pub access_log: bool,
 }
 
 impl Default for EdgeSettings {
@@ -321,6 +324,7 @@ impl Default for EdgeSettings {
             field_suggestions: false,
             trusted_proxy: false,
             document_cache_bytes: 8 * 1024 * 1024,
+            access_log: false,
         }
     }
 }

@@ -80,7 +80,8 @@ impl Outcome {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// The `outcome` label.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::ClientError => "client_error",
@@ -114,6 +115,11 @@ impl Operation {
             .as_deref()
             .or_else(|| super::tokens::operation_name(&request.query));
         Self::new(name, kind)
+    }
+
+    /// The `operation_name` label.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// The same operation, of type `kind` (known once its document was read).
