@@ -4,7 +4,7 @@
 //! would fit (HTTP 429 with `Retry-After`).
 //!
 //! A caller is the token's subject, or without a token the client's address (the peer's, or
-//! behind a trusted proxy the first `X-Forwarded-For` address). The table is an LRU of at most
+//! behind a trusted proxy the last `X-Forwarded-For` address, which the proxy appended). The table is an LRU of at most
 //! [`MAX_CALLERS`] buckets, so its memory is bounded however many addresses call: the caller idle
 //! longest is forgotten first (and comes back with a full bucket).
 //!

@@ -227,8 +227,9 @@ impl Gateway {
         self.0.caches.persisted.resolve(request)
     }
 
-    /// The client's address: the peer's, or behind a trusted proxy the first address of
-    /// `X-Forwarded-For` (the client the proxy saw).
+    /// The client's address: the peer's, or behind a trusted proxy the last address of
+    /// `X-Forwarded-For`, the one the proxy appended (the client it saw). Earlier entries are
+    /// whatever the client sent, and would let it pick its own budget.
     pub(crate) fn client_address(
         &self,
         peer: Option<SocketAddr>,
@@ -239,7 +240,7 @@ impl Gateway {
                 .get("x-forwarded-for")?
                 .to_str()
                 .ok()?
-                .split(',')
+                .rsplit(',')
                 .next()?
                 .trim()
                 .parse()
