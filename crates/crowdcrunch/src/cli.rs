@@ -11,6 +11,7 @@ use crowdcrunch_runtime::config::{
 };
 use crowdcrunch_runtime::edge::EdgeArgs;
 use crowdcrunch_runtime::metrics::MetricsServer;
+use crowdcrunch_runtime::telemetry::ServiceName;
 
 use crate::dev::DevArgs;
 use crate::load::LoadArgs;
@@ -134,7 +135,7 @@ async fn serve_edge(args: ServeArgs) -> anyhow::Result<()> {
     let auth = args.auth.settings()?;
     let telemetry = args.telemetry.settings()?;
     let endpoints = crate::edge::endpoints(&args.upstream);
-    let _telemetry = crowdcrunch_runtime::telemetry::init("edge", &telemetry)?;
+    let _telemetry = crowdcrunch_runtime::telemetry::init(ServiceName::new("edge"), &telemetry)?;
     if endpoints.is_empty() {
         tracing::warn!("no CROWDCRUNCH_<SERVICE>_ENDPOINTS set: every field will be UNAVAILABLE");
     }
@@ -172,7 +173,8 @@ async fn serve(service: &'static Service, args: ServeArgs) -> anyhow::Result<()>
         server.tls.as_ref(),
         identity.as_ref(),
     )?;
-    let _telemetry = crowdcrunch_runtime::telemetry::init(service.name, &telemetry)?;
+    let _telemetry =
+        crowdcrunch_runtime::telemetry::init(ServiceName::new(service.name), &telemetry)?;
 
     let shutdown = Shutdown::on_signals();
     let metrics = MetricsServer::bind(args.metrics.metrics_addr)

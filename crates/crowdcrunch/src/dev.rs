@@ -23,6 +23,7 @@ use crowdcrunch_runtime::edge::{EdgeSettings, Origin};
 use crowdcrunch_runtime::http::HttpServer;
 use crowdcrunch_runtime::metrics::MetricsServer;
 use crowdcrunch_runtime::pagination::PageTokens;
+use crowdcrunch_runtime::telemetry::ServiceName;
 use crowdcrunch_runtime::{ServerSettings, Shutdown, StorageSettings};
 use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
@@ -136,7 +137,7 @@ impl clap::Args for ServicePorts {
 /// Runs the whole system until Ctrl-C or SIGTERM.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let telemetry = args.telemetry.settings()?;
-    let _telemetry = crowdcrunch_runtime::telemetry::init("crowdcrunch-dev", &telemetry)?;
+    let _telemetry = crowdcrunch_runtime::telemetry::init(ServiceName::new("dev"), &telemetry)?;
     let storage = StorageSettings::Sqlite {
         data_dir: args.data_dir.clone(),
     };

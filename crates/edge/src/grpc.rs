@@ -11,6 +11,7 @@ use std::time::Duration;
 use crowdcrunch_runtime::access::Rule;
 use crowdcrunch_runtime::client::{Endpoints, GrpcChannel};
 use crowdcrunch_runtime::context::ForwardedHeaders;
+use crowdcrunch_runtime::context::{client_span, record_code};
 use crowdcrunch_runtime::metrics::code_name;
 use crowdcrunch_runtime::telemetry::LogThrottle;
 use crowdcrunch_runtime::{Shutdown, TlsSettings};
@@ -195,6 +196,26 @@ impl CallContext {
         Ok(left.min(backend_timeout))
     }
 
+    /// Runs `call`, a call of `rpc`, in its client span under the request's, with the forwarded
+    /// headers in scope, and records the code it ended with on the span.
+    async fn traced<T>(
+        &self,
+        rpc: &Rpc,
+        call: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let span = client_span(&self.span, rpc.path.path());
+        let result = self
+            .forwarded
+            .clone()
+            .scope(call.instrument(span.clone()))
+            .await;
+        record_code(
+            &span,
+            result.as_ref().map_or_else(Status::code, |_| Code::Ok),
+        );
+        result
+    }
+
     /// A request for a call: `message` with the caller's `authorization`, so the service judges
     /// the caller again (zero trust).
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -331,7 +352,6 @@ impl Backends {
     ) -> Result<DynamicMessage, Status> {
         let (mut client, codec, path) = self.start(rpc)?;
         let deadline = context.time_left(self.deadline)?;
-        let span = tracing::info_span!(parent: &context.span, "grpc.call", otel.kind = "client", rpc.method = %rpc.path);
         let mut request = context.request(request);
         let call = async move {
             ready(&mut client, deadline).await?;
@@ -343,7 +363,7 @@ impl Backends {
                 )),
             }
         };
-        context.forwarded.clone().scope(call.instrument(span)).await
+        context.traced(rpc, call).await
     }
 
     /// A server-streaming call. The stream ends the upstream call when it is dropped.
@@ -368,7 +388,6 @@ impl Backends {
     {
         let (mut client, codec, path) = self.start(rpc)?;
         let deadline = context.time_left(self.deadline)?;
-        let span = tracing::info_span!(parent: &context.span, "grpc.stream", otel.kind = "client", rpc.method = %rpc.path);
         let request = context.request(request);
         let call = async move {
             ready(&mut client, deadline).await?;
@@ -381,12 +400,8 @@ impl Backends {
                 )),
             }
         };
-        let stream = context
-            .forwarded
-            .clone()
-            .scope(call.instrument(span))
-            .await?;
-        Ok(stream)
+        // The span covers opening the stream: the code it records is the opening's.
+        context.traced(rpc, call).await
     }
 
     /// Whether every configured backend answers its health check with SERVING.

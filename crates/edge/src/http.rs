@@ -33,6 +33,7 @@ use crowdcrunch_runtime::Shutdown;
 use crowdcrunch_runtime::context::{
     ForwardedHeaders, REQUEST_ID, continue_trace, remove_trace_headers,
 };
+use crowdcrunch_runtime::telemetry::ServiceName;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -329,21 +330,42 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// The trace context, forwarded headers and caller of one HTTP request; a trace starts here when
-/// the client sent none.
+/// The trace context, forwarded headers and caller of one GraphQL operation; a trace starts here
+/// when the client sent none. Its span is the edge's server span, which [`record_operation`]
+/// names once the operation is known.
 pub(crate) fn call_context(headers: &HeaderMap, credentials: Credentials) -> CallContext {
     let forwarded = ForwardedHeaders::from_headers(headers);
     let span = tracing::info_span!(
         "graphql",
+        otel.name = tracing::field::Empty,
         otel.kind = "server",
+        graphql.operation.name = tracing::field::Empty,
+        graphql.operation.type = tracing::field::Empty,
         request_id = forwarded.request_id(),
     );
-    continue_trace(&span, headers);
+    continue_trace(&span, headers, ServiceName::new("edge"));
     CallContext {
         span,
         forwarded,
         credentials,
         deadline: None,
+    }
+}
+
+/// Names the operation on its span, as OpenTelemetry's GraphQL conventions do:
+/// `graphql.operation.name`, `graphql.operation.type` and the span name `mutation PlaceOrder`.
+pub(crate) fn record_operation(
+    span: &tracing::Span,
+    operation: &Operation,
+    kind: Option<OperationType>,
+) {
+    span.record("graphql.operation.name", operation.name());
+    if let Some(kind) = kind {
+        span.record("graphql.operation.type", tracing::field::display(kind));
+        span.record(
+            "otel.name",
+            tracing::field::display(format_args!("{kind} {}", operation.name())),
+        );
     }
 }
 
@@ -750,6 +772,7 @@ async fn run(
         ..call_context(headers, credentials)
     };
     let operation = Operation::of(&request, kind);
+    record_operation(&call.span, &operation, kind);
     let (response, executed) = edge.execute(request, call).await;
     recorded.set(operation, Outcome::of(&response));
     answer(&response, media, !executed)

@@ -22,6 +22,7 @@ use crowdcrunch_runtime::client::{is_transient, request};
 use crowdcrunch_runtime::context::continue_traceparent;
 use crowdcrunch_runtime::storage::now_micros;
 use crowdcrunch_runtime::telemetry::LogThrottle;
+use crowdcrunch_runtime::telemetry::ServiceName;
 use crowdcrunch_runtime::{Database, Shutdown};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -316,7 +317,7 @@ impl Saga {
         let traceparent = storage::get(&mut connection, id, None).await?.traceparent;
         drop(connection);
         let span = tracing::info_span!("saga", order_id = %id);
-        continue_traceparent(&span, &traceparent);
+        continue_traceparent(&span, &traceparent, ServiceName::new("orders"));
         self.advance_steps(id).instrument(span).await
     }
 

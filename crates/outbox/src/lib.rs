@@ -16,7 +16,7 @@ mod relay;
 use std::sync::Arc;
 
 use crowdcrunch_runtime::client::GrpcChannel;
-use crowdcrunch_runtime::context::current_trace_id;
+use crowdcrunch_runtime::context::{current_trace_id, current_traceparent};
 use crowdcrunch_runtime::idempotency::{self, IdempotencyError, IdempotencyKey};
 use crowdcrunch_runtime::storage::now_micros;
 use crowdcrunch_runtime::{Database, StorageError};
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     data TEXT NOT NULL,
     trace_id TEXT NOT NULL,
     event_time BIGINT NOT NULL,
-    customer_id TEXT NOT NULL DEFAULT ''
+    customer_id TEXT NOT NULL DEFAULT '',
+    traceparent TEXT NOT NULL DEFAULT ''
 )";
 
 /// What a state change produced, as the service states it.
@@ -99,6 +100,15 @@ impl Outbox {
                 "TEXT NOT NULL DEFAULT ''",
             )
             .await?;
+        // Outboxes created before deliveries linked to the trace that wrote the event.
+        database
+            .ensure_column(
+                "outbox",
+                "outbox",
+                "traceparent",
+                "TEXT NOT NULL DEFAULT ''",
+            )
+            .await?;
         Ok(Self {
             database: database.clone(),
             source,
@@ -115,8 +125,9 @@ impl Outbox {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO outbox \
-             (id, source, event_type, subject, data, trace_id, event_time, customer_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             (id, source, event_type, subject, data, trace_id, event_time, customer_id, \
+             traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(self.source)
@@ -126,6 +137,7 @@ impl Outbox {
         .bind(current_trace_id())
         .bind(now_micros())
         .bind(event.customer_id.as_deref().unwrap_or(""))
+        .bind(current_traceparent())
         .execute(connection)
         .await?;
         Ok(())

@@ -7,6 +7,10 @@
 //!
 //! It wakes when a transaction with events commits, and on a periodic tick as a fallback; failures
 //! back off exponentially up to a few seconds. On shutdown it makes a last, bounded attempt.
+//!
+//! Each delivery is a trace of its own, its span `outbox.deliver` linked to the span that wrote
+//! each event it carries (OpenTelemetry span links), so an operator goes from a request's trace
+//! to the delivery of its events and back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +18,12 @@ use std::time::{Duration, Instant};
 use crowdcrunch_proto::ledger::v1 as pb;
 use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use crowdcrunch_runtime::client::GrpcChannel;
+use crowdcrunch_runtime::context::{link_to_traceparent, start_trace};
 use crowdcrunch_runtime::storage::{now_micros, placeholders, timestamp_from_micros};
+use crowdcrunch_runtime::telemetry::ServiceName;
 use crowdcrunch_runtime::{Database, Shutdown};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 /// Events delivered per ledger call.
 const BATCH: usize = 100;
@@ -68,6 +75,7 @@ struct OutboxRow {
     trace_id: String,
     event_time: i64,
     customer_id: String,
+    traceparent: String,
 }
 
 impl TryFrom<OutboxRow> for pb::Event {
@@ -217,7 +225,8 @@ impl Relay {
     /// Delivers the oldest events, at most a batch; how many.
     async fn deliver_batch(&mut self) -> Result<usize, DeliveryError> {
         let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, source, event_type, subject, data, trace_id, event_time, customer_id \
+            "SELECT id, source, event_type, subject, data, trace_id, event_time, customer_id, \
+             traceparent \
              FROM outbox \
              ORDER BY id LIMIT $1",
         )
@@ -227,16 +236,22 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
+        let span = tracing::info_span!(
+            "outbox.deliver",
+            source = self.source,
+            events = rows.len(),
+            otel.status_code = tracing::field::Empty,
+        );
+        start_trace(&span, ServiceName::new(self.source));
+        for row in &rows {
+            link_to_traceparent(&span, &row.traceparent);
+        }
         let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
-        let events = rows
-            .into_iter()
-            .map(pb::Event::try_from)
-            .collect::<Result<_, _>>()?;
-        let mut request = tonic::Request::new(pb::AppendEventsRequest { events });
-        request.set_timeout(CALL_TIMEOUT);
-        tokio::time::timeout(CALL_TIMEOUT, self.ledger.append_events(request))
-            .await
-            .map_err(|_| DeliveryError::Timeout)??;
+        let appended = self.append(rows).instrument(span.clone()).await;
+        if appended.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        appended?;
 
         let sql = format!(
             "DELETE FROM outbox WHERE id IN ({})",
@@ -250,6 +265,20 @@ impl Relay {
         metrics::counter!(DELIVERED, "source" => self.source).increment(ids.len() as u64);
         tracing::debug!(count = ids.len(), "outbox events delivered");
         Ok(ids.len())
+    }
+
+    /// Appends the events of `rows` to the ledger, within [`CALL_TIMEOUT`].
+    async fn append(&mut self, rows: Vec<OutboxRow>) -> Result<(), DeliveryError> {
+        let events = rows
+            .into_iter()
+            .map(pb::Event::try_from)
+            .collect::<Result<_, _>>()?;
+        let mut request = tonic::Request::new(pb::AppendEventsRequest { events });
+        request.set_timeout(CALL_TIMEOUT);
+        tokio::time::timeout(CALL_TIMEOUT, self.ledger.append_events(request))
+            .await
+            .map_err(|_| DeliveryError::Timeout)??;
+        Ok(())
     }
 }
 
@@ -267,6 +296,7 @@ mod tests {
             trace_id: String::new(),
             event_time: 0,
             customer_id: String::new(),
+            traceparent: String::new(),
         }
     }
 

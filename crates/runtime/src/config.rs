@@ -446,6 +446,18 @@ pub struct TelemetryArgs {
     /// OTLP/gRPC collector for traces; traces are exported only when it is set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    /// Which spans are sampled (recorded and exported), as the OpenTelemetry specification
+    /// names the samplers.
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        value_enum,
+        default_value = "parentbased_always_on"
+    )]
+    pub traces_sampler: TraceSampler,
+    /// The ratio of traces the `traceidratio` samplers keep, in [0, 1] (1 when not set).
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", value_name = "RATIO")]
+    pub traces_sampler_arg: Option<f64>,
 }
 
 impl TelemetryArgs {
@@ -460,11 +472,66 @@ impl TelemetryArgs {
                 ))
             })?;
         }
+        let ratio = match self.traces_sampler_arg {
+            None => 1.0,
+            Some(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+            Some(ratio) => {
+                return Err(ConfigError::new(format!(
+                    "OTEL_TRACES_SAMPLER_ARG: {ratio} is not a ratio in [0, 1]"
+                )));
+            }
+        };
         Ok(TelemetrySettings {
             log_format: self.log_format,
             log_filter: self.log_filter.clone(),
             otlp_endpoint: self.otlp_endpoint.clone(),
+            sampler: SamplerSettings {
+                sampler: self.traces_sampler,
+                ratio,
+            },
         })
+    }
+}
+
+/// The samplers of the OpenTelemetry specification (`OTEL_TRACES_SAMPLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceSampler {
+    /// Every span.
+    #[value(name = "always_on")]
+    AlwaysOn,
+    /// No span.
+    #[value(name = "always_off")]
+    AlwaysOff,
+    /// A ratio of traces, by trace id.
+    #[value(name = "traceidratio")]
+    TraceIdRatio,
+    /// The caller's decision; every new trace.
+    #[value(name = "parentbased_always_on")]
+    ParentBasedAlwaysOn,
+    /// The caller's decision; no new trace.
+    #[value(name = "parentbased_always_off")]
+    ParentBasedAlwaysOff,
+    /// The caller's decision; a ratio of new traces, by trace id.
+    #[value(name = "parentbased_traceidratio")]
+    ParentBasedTraceIdRatio,
+}
+
+/// Validated sampling: the sampler and its ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplerSettings {
+    /// The sampler.
+    pub sampler: TraceSampler,
+    /// The ratio of the `traceidratio` samplers, in [0, 1].
+    pub ratio: f64,
+}
+
+impl Default for SamplerSettings {
+    /// The specification's default: `parentbased_always_on`.
+    fn default() -> Self {
+        Self {
+            sampler: TraceSampler::ParentBasedAlwaysOn,
+            ratio: 1.0,
+        }
     }
 }
 
@@ -477,6 +544,8 @@ pub struct TelemetrySettings {
     pub log_filter: String,
     /// OTLP collector, when traces are exported.
     pub otlp_endpoint: Option<String>,
+    /// Which spans are sampled.
+    pub sampler: SamplerSettings,
 }
 
 /// The Prometheus endpoint of the process.
@@ -549,5 +618,48 @@ mod tests {
     fn an_endpoint_list_of_no_url_is_refused() {
         assert!(Cli::try_parse_from(["test", "--billing-endpoints", "ftp://host"]).is_err());
         assert!(Cli::try_parse_from(["test", "--billing-endpoints", " , "]).is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Telemetry {
+        #[command(flatten)]
+        telemetry: TelemetryArgs,
+    }
+
+    fn sampling(args: &[&str]) -> Result<SamplerSettings, String> {
+        let cli = Telemetry::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .map_err(|error| error.to_string())?;
+        cli.telemetry
+            .settings()
+            .map(|settings| settings.sampler)
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn the_sampler_is_one_of_the_specification_s_with_a_ratio_in_0_to_1() {
+        assert_eq!(sampling(&[]), Ok(SamplerSettings::default()));
+        assert_eq!(
+            sampling(&[
+                "--traces-sampler",
+                "parentbased_traceidratio",
+                "--traces-sampler-arg",
+                "0.25"
+            ]),
+            Ok(SamplerSettings {
+                sampler: TraceSampler::ParentBasedTraceIdRatio,
+                ratio: 0.25
+            })
+        );
+        assert_eq!(
+            sampling(&["--traces-sampler", "always_off"]).map(|settings| settings.sampler),
+            Ok(TraceSampler::AlwaysOff)
+        );
+        let bad = sampling(&["--traces-sampler", "sometimes"]).expect_err("not a sampler");
+        assert!(bad.contains("sometimes"), "{bad}");
+        for ratio in ["1.5", "-0.1", "NaN"] {
+            let flag = format!("--traces-sampler-arg={ratio}");
+            let bad = sampling(&[&flag]).expect_err("not a ratio");
+            assert!(bad.contains("OTEL_TRACES_SAMPLER_ARG"), "{bad}");
+        }
     }
 }

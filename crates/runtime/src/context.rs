@@ -1,21 +1,32 @@
 //! Trace context that crosses every gRPC hop.
 //!
-//! On the way in, [`RequestContextLayer`] continues the caller's W3C trace (`traceparent`,
-//! `tracestate`) in a span per call and keeps the headers that Istio's Envoy needs an application to
-//! forward (`x-request-id` and the B3 set). On the way out, [`PropagateLayer`] (on every client
-//! channel) injects the current span's trace context and forwards those headers, so one trace and
-//! one request id follow a request through every service.
+//! On the way in, [`RequestContextLayer`] continues the caller's trace (W3C `traceparent` and
+//! `tracestate`, else B3, see [`crate::telemetry`]) in a server span per call and keeps the headers
+//! that Istio's Envoy needs an application to forward (`x-request-id` and the B3 set). On the way
+//! out, [`PropagateLayer`] (on every client channel) makes a client span per call, injects its
+//! trace context and forwards those headers, so one trace and one request id follow a request
+//! through every service.
+//!
+//! Spans follow OpenTelemetry's RPC conventions: named `package.Service/Method`, with
+//! `rpc.system`, `rpc.service`, `rpc.method` and `rpc.grpc.status_code`, and an error status for a
+//! server fault ([`crate::metrics::is_fault`]) only: a client's mistake (NOT_FOUND, a refused
+//! argument) is an answer, not an error.
 
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use opentelemetry::propagation::{Extractor, Injector};
+use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::client::ServiceToken;
+use crate::metrics::{is_fault, status_code};
+use crate::telemetry::ServiceName;
 
 /// Headers an application must copy from an inbound request to its outbound calls for Envoy's
 /// tracing and request correlation (Istio "trace context propagation").
@@ -133,13 +144,15 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
-/// Continues the caller's trace in the span `span`, from the W3C headers in `headers`.
-pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+/// Continues the caller's trace (from the trace context in `headers`: W3C, else B3) in the span
+/// `span`, which opens the part of the trace that `service` serves: `span` and the spans under it
+/// are exported as that service's ([`ServiceName`]).
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap, service: ServiceName) {
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     });
     // A parent that cannot be attached (no OpenTelemetry layer installed) leaves a root span.
-    let _ = span.set_parent(parent);
+    let _ = span.set_parent(parent.with_value(service));
 }
 
 /// The current span's W3C `traceparent`, to continue its trace later with
@@ -157,14 +170,81 @@ pub fn current_traceparent() -> String {
         .to_owned()
 }
 
-/// Continues the trace of a remembered `traceparent` in the span `span` (a root span when it is
-/// empty or malformed).
-pub fn continue_traceparent(span: &tracing::Span, traceparent: &str) {
+/// Continues the trace of a remembered `traceparent` in the span `span` of `service` (a root
+/// span when it is empty or malformed).
+pub fn continue_traceparent(span: &tracing::Span, traceparent: &str, service: ServiceName) {
+    continue_trace(span, &traceparent_headers(traceparent), service);
+}
+
+/// Starts a trace of its own in the span `span` of `service` (work that no request caused, such
+/// as delivering the outbox), whatever span is current.
+pub fn start_trace(span: &tracing::Span, service: ServiceName) {
+    let _ = span.set_parent(opentelemetry::Context::new().with_value(service));
+}
+
+/// Links the span `span` to the span of a remembered `traceparent` (the request whose work it
+/// carries on in a trace of its own); an empty or malformed one links nothing.
+pub fn link_to_traceparent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract_with_context(
+            &opentelemetry::Context::new(),
+            &HeaderExtractor(&traceparent_headers(traceparent)),
+        )
+    });
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.add_link(span_context);
+    }
+}
+
+fn traceparent_headers(traceparent: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Ok(value) = HeaderValue::from_str(traceparent) {
         headers.insert("traceparent", value);
     }
-    continue_trace(span, &headers);
+    headers
+}
+
+/// `/crowdcrunch.orders.v1.OrderService/PlaceOrder` → the span name
+/// `crowdcrunch.orders.v1.OrderService/PlaceOrder`, `rpc.service`
+/// `crowdcrunch.orders.v1.OrderService` and `rpc.method` `PlaceOrder`.
+fn rpc_names(path: &str) -> (&str, &str, &str) {
+    let name = path.trim_start_matches('/');
+    let (service, method) = name.split_once('/').unwrap_or((name, ""));
+    (name, service, method)
+}
+
+/// The name of every gRPC client span in `tracing` (its OpenTelemetry name is the method's).
+const CLIENT_SPAN: &str = "grpc.client";
+
+/// A client span for a call of `path` (`/package.Service/Method`) under `parent`; the call's
+/// code goes on it with [`record_code`]. A call made inside it (through a [`GrpcChannel`]) is its
+/// call and makes no span of its own.
+///
+/// [`GrpcChannel`]: crate::client::GrpcChannel
+pub fn client_span(parent: impl Into<Option<tracing::Id>>, path: &str) -> tracing::Span {
+    let (name, service, method) = rpc_names(path);
+    tracing::info_span!(
+        parent: parent,
+        CLIENT_SPAN,
+        otel.name = name,
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records the code a call ended with on its span (server or client): `rpc.grpc.status_code`,
+/// and an error status when the code is a server fault.
+pub fn record_code(span: &tracing::Span, code: Code) {
+    span.record("rpc.grpc.status_code", code as i32);
+    if is_fault(code) {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// Writes the current span's trace context and the forwarded headers into `headers`.
@@ -177,15 +257,31 @@ pub fn inject_current(headers: &mut HeaderMap) {
 }
 
 /// Server layer: a span per call that continues the caller's trace, with the forwardable headers
-/// in scope for every call the handler makes.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RequestContextLayer;
+/// in scope for every call the handler makes. The span's code is recorded by
+/// [`crate::metrics::GrpcMetricsLayer`], which runs inside it.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestContextLayer {
+    service: ServiceName,
+}
+
+impl RequestContextLayer {
+    /// The layer of the server of the gRPC service `grpc_service` (its full name,
+    /// `crowdcrunch.orders.v1.OrderService`): its spans are that service's.
+    pub fn serving(grpc_service: &'static str) -> Self {
+        Self {
+            service: ServiceName::of_grpc_service(grpc_service),
+        }
+    }
+}
 
 impl<S> Layer<S> for RequestContextLayer {
     type Service = RequestContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestContext { inner }
+        RequestContext {
+            inner,
+            service: self.service,
+        }
     }
 }
 
@@ -193,6 +289,7 @@ impl<S> Layer<S> for RequestContextLayer {
 #[derive(Clone, Debug)]
 pub struct RequestContext<S> {
     inner: S,
+    service: ServiceName,
 }
 
 impl<S, B> Service<Request<B>> for RequestContext<S>
@@ -210,20 +307,26 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let forwarded = ForwardedHeaders::from_headers(request.headers());
+        let (name, service, method) = rpc_names(request.uri().path());
         let span = tracing::info_span!(
             "grpc",
+            otel.name = name,
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.method = %request.uri().path(),
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
             request_id = forwarded.request_id().unwrap_or_default(),
         );
-        continue_trace(&span, request.headers());
+        continue_trace(&span, request.headers(), self.service);
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(forwarded.scope(future).instrument(span))
     }
 }
 
-/// Client layer: trace context and forwarded headers on every outbound call.
+/// Client layer: a client span (see [`client_span`]), its trace context and the forwarded headers
+/// on every outbound call.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PropagateLayer;
 
@@ -256,25 +359,142 @@ impl<S> Propagate<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for Propagate<S>
+impl<S, B, R> Service<Request<B>> for Propagate<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<R>>,
 {
-    type Response = S::Response;
+    type Response = Response<CodeRecordingBody<R>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ClientCall<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        inject_current(request.headers_mut());
+        let current = tracing::Span::current();
+        // A call made inside a client span (the edge's, around its retries) is that span's call,
+        // which its maker records; a call outside any span (a health probe, a caller that set
+        // its own trace context) is in no trace. Any other call gets its own span, recorded here.
+        let span = match current.metadata().map(tracing::Metadata::name) {
+            None | Some(CLIENT_SPAN) => None,
+            Some(_) => Some(client_span(current.id(), request.uri().path())),
+        };
+        let in_span = span.clone().unwrap_or(current);
+        in_span.in_scope(|| inject_current(request.headers_mut()));
         if let Some(token) = &self.identity {
             request
                 .headers_mut()
                 .insert(http::header::AUTHORIZATION, token.authorization());
         }
-        self.inner.call(request)
+        ClientCall {
+            inner: self.inner.call(request),
+            span,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of a [`Propagate`]d call: the call's code goes on its client span
+    /// when the response ends it (trailers-only) or when its body's trailers pass (CANCELLED
+    /// when the caller gives up first).
+    pub struct ClientCall<F> {
+        #[pin]
+        inner: F,
+        span: Option<tracing::Span>,
+    }
+
+    impl<F> PinnedDrop for ClientCall<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(span) = this.project().span.take() {
+                record_code(&span, Code::Cancelled);
+            }
+        }
+    }
+}
+
+impl<F, R, E> Future for ClientCall<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<CodeRecordingBody<R>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let span = this.span.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                let span = match (span, status_code(response.headers())) {
+                    (Some(span), Some(code)) => {
+                        record_code(&span, code);
+                        None
+                    }
+                    (span, _) => span,
+                };
+                Ok(response.map(|inner| CodeRecordingBody { inner, span }))
+            }
+            Err(error) => {
+                // No answer at all: the transport failed (tonic says UNAVAILABLE).
+                if let Some(span) = span {
+                    record_code(&span, Code::Unavailable);
+                }
+                Err(error)
+            }
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client call's response body, which records the call's code on its span when the
+    /// trailers pass (CANCELLED when the caller drops it before its end).
+    pub struct CodeRecordingBody<B> {
+        #[pin]
+        inner: B,
+        span: Option<tracing::Span>,
+    }
+
+    impl<B> PinnedDrop for CodeRecordingBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(span) = this.project().span.take() {
+                record_code(&span, Code::Cancelled);
+            }
+        }
+    }
+}
+
+impl<B: Body> Body for CodeRecordingBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        let code = match &polled {
+            Poll::Ready(Some(Ok(frame))) => frame
+                .trailers_ref()
+                .map(|trailers| status_code(trailers).unwrap_or(Code::Unknown)),
+            Poll::Ready(Some(Err(_))) => Some(Code::Unavailable),
+            // A body that ends without trailers has no status: tonic reports it as UNKNOWN.
+            Poll::Ready(None) => Some(Code::Unknown),
+            Poll::Pending => None,
+        };
+        if let Some(code) = code
+            && let Some(span) = this.span.take()
+        {
+            record_code(&span, code);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -241,7 +241,8 @@ where
     }
 }
 
-fn status_code(headers: &HeaderMap) -> Option<Code> {
+/// The `grpc-status` in `headers` (a response's, for a trailers-only answer, or trailers).
+pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
     let value = headers
         .get("grpc-status")?
         .to_str()

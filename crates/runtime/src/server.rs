@@ -205,7 +205,7 @@ impl GrpcServer {
         let stack = ServiceBuilder::new()
             // One span per call, continuing the caller's trace, with Envoy's headers in scope for
             // every outbound call; outermost so that everything below is inside it.
-            .layer(RequestContextLayer)
+            .layer(RequestContextLayer::serving(S::NAME))
             // RED metrics: every call, with the code the client saw, including shed calls.
             .layer(
                 GrpcMetricsLayer::new(&[

@@ -1,15 +1,23 @@
 //! Logs and traces: `tracing` with pretty or JSON output, bridged to OpenTelemetry so that every
 //! span has a W3C trace id that crosses gRPC hops, and exported over OTLP only when a collector is
-//! configured.
+//! configured, sampled as `OTEL_TRACES_SAMPLER` says. A trace is continued from W3C trace context,
+//! else from B3 (Istio's Zipkin tracer). Each span is exported under the resource of the service
+//! it belongs to ([`ServiceName`]), also when one process (`dev`) runs them all.
 
-use std::collections::HashMap;
+mod b3;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::{Span as _, TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use tracing::Subscriber;
 use tracing::dispatcher::{Dispatch, WeakDispatch};
 use tracing_subscriber::filter::LevelFilter;
@@ -18,7 +26,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::config::{LogFormat, TelemetrySettings};
+use crate::config::{LogFormat, SamplerSettings, TelemetrySettings, TraceSampler};
 
 /// Telemetry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +56,14 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber and trace propagator for a process named `service_name`.
+/// Installs the global subscriber and trace propagator for the process of `process` (a service,
+/// `edge`, or `dev` for all of them): spans that belong to no service are exported as its
+/// (`service.name` `crowdcrunch-<process>`).
 pub fn init(
-    service_name: &str,
+    process: ServiceName,
     settings: &TelemetrySettings,
 ) -> Result<TelemetryGuard, TelemetryError> {
-    let provider = tracer_provider(service_name, settings.otlp_endpoint.as_deref())?;
+    let provider = tracer_provider(process, settings)?;
     // The OpenTelemetry SDK logs its own life cycle at info; keep that out unless asked for.
     let filter = EnvFilter::try_new(format!(
         "opentelemetry=warn,opentelemetry_sdk=warn,{}",
@@ -76,7 +86,11 @@ pub fn init(
         )
         .with(fmt.with_filter(filter))
         .try_init()?;
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // W3C after B3: each replaces what the one before found, so W3C wins when both came.
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(b3::B3Propagator),
+        Box::new(TraceContextPropagator::new()),
+    ]));
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(TelemetryGuard { provider })
 }
@@ -141,8 +155,9 @@ pub fn init_for_tests() {
             log_format: LogFormat::Pretty,
             log_filter: log_filter.to_owned(),
             otlp_endpoint: None,
+            sampler: SamplerSettings::default(),
         };
-        match init("test", &settings) {
+        match init(ServiceName::new("test"), &settings) {
             // Keep the provider for the whole test process.
             Ok(guard) => std::mem::forget(guard),
             Err(error) => eprintln!("test telemetry not installed: {error}"),
@@ -225,28 +240,174 @@ pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn tracer_provider(
-    service_name: &str,
-    otlp_endpoint: Option<&str>,
+    process: ServiceName,
+    settings: &TelemetrySettings,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service_name.to_owned())
+    let resource = Resource::builder()
+        .with_service_name(process.resource_name())
         .build();
-    // Spans always get real ids (so trace context propagates and events carry trace ids), and
-    // follow the caller's sampling decision; they leave the process only when a collector is set.
+    // Spans always get real ids (so trace context propagates and events carry trace ids), also
+    // when they are not sampled; they leave the process only when a collector is set.
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
-    let builder = match otlp_endpoint {
+        .with_sampler(sampler(settings.sampler))
+        .with_span_processor(TagService);
+    let builder = match &settings.otlp_endpoint {
         Some(endpoint) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
                 .build()?;
-            builder.with_batch_exporter(exporter)
+            builder.with_batch_exporter(PerServiceResource::new(exporter))
         }
         None => builder,
     };
     Ok(builder.build())
+}
+
+/// The SDK's sampler for `settings`, as the specification defines `OTEL_TRACES_SAMPLER`.
+fn sampler(settings: SamplerSettings) -> Sampler {
+    let parent_based = |root| Sampler::ParentBased(Box::new(root));
+    let ratio = Sampler::TraceIdRatioBased(settings.ratio);
+    match settings.sampler {
+        TraceSampler::AlwaysOn => Sampler::AlwaysOn,
+        TraceSampler::AlwaysOff => Sampler::AlwaysOff,
+        TraceSampler::TraceIdRatio => ratio,
+        TraceSampler::ParentBasedAlwaysOn => parent_based(Sampler::AlwaysOn),
+        TraceSampler::ParentBasedAlwaysOff => parent_based(Sampler::AlwaysOff),
+        TraceSampler::ParentBasedTraceIdRatio => parent_based(ratio),
+    }
+}
+
+/// The service a span belongs to, carried in the OpenTelemetry context from the span that opens
+/// the service's part of a trace (its gRPC server span, the edge's GraphQL span, a background
+/// task's root span: see [`crate::context::continue_trace`]) to every span under it. Each span is
+/// exported under the resource `service.name` = `crowdcrunch-<name>` of its service, so `dev`,
+/// one process with every service, is told apart as a deployment is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceName(&'static str);
+
+impl ServiceName {
+    /// The service `name` (`orders`, `edge`).
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    /// The service that serves the gRPC service `full_name`: its package names it
+    /// (`crowdcrunch.orders.v1.OrderService` → `orders`).
+    pub fn of_grpc_service(full_name: &'static str) -> Self {
+        Self(full_name.split('.').nth(1).unwrap_or(full_name))
+    }
+
+    /// Its `service.name`: `crowdcrunch-orders`.
+    pub fn resource_name(self) -> String {
+        resource_name(self.0)
+    }
+}
+
+fn resource_name(service: &str) -> String {
+    format!("crowdcrunch-{service}")
+}
+
+/// The span attribute that names a span's service between [`TagService`] and
+/// [`PerServiceResource`] (which removes it: the resource says it).
+const SERVICE_ATTRIBUTE: &str = "crowdcrunch.service";
+
+/// Tags each span with the [`ServiceName`] of its context when it starts.
+#[derive(Debug)]
+struct TagService;
+
+impl SpanProcessor for TagService {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        if let Some(ServiceName(service)) = cx.get::<ServiceName>() {
+            span.set_attribute(KeyValue::new(SERVICE_ATTRIBUTE, *service));
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// An exporter that sends each service's spans under that service's resource, and untagged spans
+/// under the process's.
+#[derive(Debug)]
+struct PerServiceResource<E> {
+    // Exports never overlap (the SDK's contract); the lock only lets one resource be set per
+    // group of the batch.
+    inner: tokio::sync::Mutex<E>,
+    process: Resource,
+}
+
+impl<E> PerServiceResource<E> {
+    fn new(inner: E) -> Self {
+        Self {
+            inner: tokio::sync::Mutex::new(inner),
+            process: Resource::builder_empty().build(),
+        }
+    }
+
+    fn resource(&self, service: Option<&str>) -> Resource {
+        let Some(service) = service else {
+            return self.process.clone();
+        };
+        Resource::builder_empty()
+            .with_attributes(
+                self.process
+                    .iter()
+                    .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+            )
+            .with_service_name(resource_name(service))
+            .build()
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for PerServiceResource<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut by_service: BTreeMap<Option<String>, Vec<SpanData>> = BTreeMap::new();
+        for mut span in batch {
+            let tag = span
+                .attributes
+                .iter()
+                .position(|attribute| attribute.key.as_str() == SERVICE_ATTRIBUTE);
+            let service = tag.map(|index| span.attributes.remove(index).value.to_string());
+            by_service.entry(service).or_default().push(span);
+        }
+        let mut inner = self.inner.lock().await;
+        let mut result = Ok(());
+        for (service, spans) in by_service {
+            inner.set_resource(&self.resource(service.as_deref()));
+            if let Err(error) = inner.export(spans).await {
+                result = Err(error);
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner
+            .try_lock()
+            .map_err(|_| OTelSdkError::InternalFailure("an export is under way".to_owned()))?
+            .shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner
+            .try_lock()
+            .map_err(|_| OTelSdkError::InternalFailure("an export is under way".to_owned()))?
+            .force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.process = resource.clone();
+        self.inner.get_mut().set_resource(resource);
+    }
 }
 
 #[cfg(test)]

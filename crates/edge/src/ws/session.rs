@@ -19,7 +19,7 @@ use super::limits::{CallerKey, Permit};
 use super::protocol::{ClientMessage, Close, ServerMessage, SubscribePayload};
 use crate::access::Credentials;
 use crate::grpc::CallContext;
-use crate::http::call_context;
+use crate::http::{call_context, record_operation};
 use crate::request::metrics::{self as graphql_metrics, Outcome};
 use crate::request::{Gateway, error_response};
 
@@ -368,6 +368,11 @@ impl Operation {
                 return (None, Outcome::ClientError);
             }
         };
+        record_operation(
+            &self.call.span,
+            &graphql_metrics::Operation::of(&request, kind),
+            kind,
+        );
         let mut outcome = Outcome::Ok;
         if kind == Some(OperationType::Subscription) {
             let mut results = self.edge.execute_stream(request, self.call.clone());
