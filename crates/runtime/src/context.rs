@@ -206,9 +206,9 @@ fn traceparent_headers(traceparent: &str) -> HeaderMap {
     headers
 }
 
-/// `/crowdcrunch.orders.v1.OrderService/PlaceOrder` → the span name
-/// `crowdcrunch.orders.v1.OrderService/PlaceOrder`, `rpc.service`
-/// `crowdcrunch.orders.v1.OrderService` and `rpc.method` `PlaceOrder`.
+/// `/shop.catalog.v1.CatalogService/GetItem` → the span name
+/// `shop.catalog.v1.CatalogService/GetItem`, `rpc.service`
+/// `shop.catalog.v1.CatalogService` and `rpc.method` `GetItem`.
 fn rpc_names(path: &str) -> (&str, &str, &str) {
     let name = path.trim_start_matches('/');
     let (service, method) = name.split_once('/').unwrap_or((name, ""));
@@ -266,7 +266,7 @@ pub struct RequestContextLayer {
 
 impl RequestContextLayer {
     /// The layer of the server of the gRPC service `grpc_service` (its full name,
-    /// `crowdcrunch.orders.v1.OrderService`): its spans are that service's.
+    /// `shop.catalog.v1.CatalogService`): its spans are that service's.
     pub fn serving(grpc_service: &'static str) -> Self {
         Self {
             service: ServiceName::of_grpc_service(grpc_service),

@@ -288,18 +288,18 @@ fn sampler(settings: SamplerSettings) -> Sampler {
 pub struct ServiceName(&'static str);
 
 impl ServiceName {
-    /// The service `name` (`orders`, `edge`).
+    /// The service `name` (`catalog`, `edge`).
     pub const fn new(name: &'static str) -> Self {
         Self(name)
     }
 
     /// The service that serves the gRPC service `full_name`: its package names it
-    /// (`crowdcrunch.orders.v1.OrderService` → `orders`).
+    /// (`shop.catalog.v1.CatalogService` → `catalog`).
     pub fn of_grpc_service(full_name: &'static str) -> Self {
         Self(full_name.split('.').nth(1).unwrap_or(full_name))
     }
 
-    /// Its `service.name`: `crowdcrunch-orders`.
+    /// Its `service.name`: `crowdcrunch-catalog`.
     pub fn resource_name(self) -> String {
         resource_name(self.0)
     }
