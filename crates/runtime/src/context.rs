@@ -16,7 +16,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use opentelemetry::propagation::{Extractor, Injector};
 use tonic::Code;
 use tower_layer::Layer;
@@ -24,8 +23,9 @@ use tower_service::Service;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::call_end::{CallEndBody, EndCodes, status_code};
 use crate::client::ServiceToken;
-use crate::metrics::{is_fault, status_code};
+use crate::metrics::is_fault;
 use crate::telemetry::ServiceName;
 
 /// Headers an application must copy from an inbound request to its outbound calls for Envoy's
@@ -363,7 +363,7 @@ impl<S, B, R> Service<Request<B>> for Propagate<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
 {
-    type Response = Response<CodeRecordingBody<R>>;
+    type Response = Response<CallEndBody<R, tracing::Span>>;
     type Error = S::Error;
     type Future = ClientCall<S::Future>;
 
@@ -413,11 +413,18 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// How a client call ended when its body says nothing: without a status tonic reports UNKNOWN; a
+/// body that fails is the transport's UNAVAILABLE.
+const CLIENT_END: EndCodes = EndCodes {
+    missing: Code::Unknown,
+    failed: Code::Unavailable,
+};
+
 impl<F, R, E> Future for ClientCall<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
 {
-    type Output = Result<Response<CodeRecordingBody<R>>, E>;
+    type Output = Result<Response<CallEndBody<R, tracing::Span>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -432,7 +439,7 @@ where
                     }
                     (span, _) => span,
                 };
-                Ok(response.map(|inner| CodeRecordingBody { inner, span }))
+                Ok(response.map(|inner| CallEndBody::new(inner, span, CLIENT_END)))
             }
             Err(error) => {
                 // No answer at all: the transport failed (tonic says UNAVAILABLE).
@@ -442,59 +449,5 @@ where
                 Err(error)
             }
         })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A client call's response body, which records the call's code on its span when the
-    /// trailers pass (CANCELLED when the caller drops it before its end).
-    pub struct CodeRecordingBody<B> {
-        #[pin]
-        inner: B,
-        span: Option<tracing::Span>,
-    }
-
-    impl<B> PinnedDrop for CodeRecordingBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(span) = this.project().span.take() {
-                record_code(&span, Code::Cancelled);
-            }
-        }
-    }
-}
-
-impl<B: Body> Body for CodeRecordingBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        let code = match &polled {
-            Poll::Ready(Some(Ok(frame))) => frame
-                .trailers_ref()
-                .map(|trailers| status_code(trailers).unwrap_or(Code::Unknown)),
-            Poll::Ready(Some(Err(_))) => Some(Code::Unavailable),
-            // A body that ends without trailers has no status: tonic reports it as UNKNOWN.
-            Poll::Ready(None) => Some(Code::Unknown),
-            Poll::Pending => None,
-        };
-        if let Some(code) = code
-            && let Some(span) = this.span.take()
-        {
-            record_code(&span, code);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

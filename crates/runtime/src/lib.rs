@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod call_end;
 pub mod client;
 pub mod config;
 pub mod context;

@@ -3,19 +3,18 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http::{Request, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::call_end::{CallEndBody, EndCodes, OnCallEnd, status_code};
 use crate::shutdown::Shutdown;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -201,7 +200,7 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    type Response = Response<MeteredBody<ResBody>>;
+    type Response = Response<CallEndBody<ResBody, CallRecorder>>;
     type Error = BoxError;
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, BoxError>>;
 
@@ -224,7 +223,7 @@ where
                         }
                         None => Some(call),
                     };
-                    Ok(response.map(|inner| MeteredBody { inner, call }))
+                    Ok(response.map(|inner| CallEndBody::new(inner, call, SERVER_END)))
                 }
                 Err(error) => {
                     let error: BoxError = error.into();
@@ -241,18 +240,8 @@ where
     }
 }
 
-/// The `grpc-status` in `headers` (a response's, for a trailers-only answer, or trailers).
-pub(crate) fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .parse::<i32>()
-        .ok()?;
-    Some(Code::from_i32(value))
-}
-
-struct CallRecorder {
+/// The metrics (and span) of one call in flight, until its response body tells how it ended.
+pub struct CallRecorder {
     service: String,
     method: String,
     streaming: bool,
@@ -291,10 +280,7 @@ impl CallRecorder {
         ];
         let elapsed = self.start.elapsed();
         metrics::histogram!(duration, &labels).record(elapsed.as_secs_f64());
-        self.span.record("rpc.grpc.status_code", code as i32);
-        if is_fault(code) {
-            self.span.record("otel.status_code", "ERROR");
-        }
+        crate::context::record_code(&self.span, code);
         if self.access_log {
             self.span.in_scope(|| {
                 tracing::info!(
@@ -309,6 +295,19 @@ impl CallRecorder {
         metrics::counter!(GRPC_REQUESTS, &labels).increment(1);
     }
 }
+
+impl OnCallEnd for CallRecorder {
+    fn call_ended(self, code: Code) {
+        self.finish(code);
+    }
+}
+
+/// How a served call ended when its body says nothing: a body that ends without a status (tonic
+/// always sends one) counts as OK, one that fails as INTERNAL.
+const SERVER_END: EndCodes = EndCodes {
+    missing: Code::Ok,
+    failed: Code::Internal,
+};
 
 /// Whether `code` is a server fault (what burns the availability budget), not an answer to the
 /// client: UNKNOWN, INTERNAL, UNAVAILABLE, DATA_LOSS, DEADLINE_EXCEEDED, UNIMPLEMENTED.
@@ -344,68 +343,5 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "UNAVAILABLE",
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that records its call's metrics when the trailers pass (or the client
-    /// goes away: CANCELLED).
-    pub struct MeteredBody<B> {
-        #[pin]
-        inner: B,
-        call: Option<CallRecorder>,
-    }
-
-    impl<B> PinnedDrop for MeteredBody<B> {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(call) = this.project().call.take() {
-                call.finish(Code::Cancelled);
-            }
-        }
-    }
-}
-
-impl<B> Body for MeteredBody<B>
-where
-    B: Body,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref()
-                    && let Some(call) = this.call.take()
-                {
-                    call.finish(status_code(trailers).unwrap_or(Code::Ok));
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(call) = this.call.take() {
-                    call.finish(Code::Internal);
-                }
-            }
-            Poll::Ready(None) => {
-                if let Some(call) = this.call.take() {
-                    call.finish(Code::Ok);
-                }
-            }
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
