@@ -161,26 +161,34 @@ async fn watch_health(
     (stream, first.status())
 }
 
-#[tokio::test]
-async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let mut process = Process::start({
-        let mut command = binary();
-        command.args([
+/// `serve customers` on free ports over `data_dir`, verifying the test issuer's tokens. The
+/// ledger is not running: the outbox keeps the events, serving is unaffected.
+fn serve_customers(data_dir: &std::path::Path) -> std::process::Command {
+    let mut command = binary();
+    command
+        .args([
             "serve",
             "customers",
             "--listen",
             "127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
-        ]);
-        command
-            .args(["--drain-grace", "2s", "--data-dir"])
-            .arg(data_dir.path());
-        // The ledger is not running: the outbox keeps the events, serving is unaffected.
-        command.args(["--ledger-endpoints", "http://127.0.0.1:1"]);
-        command.envs(support::auth_settings());
-        command.envs(support::page_token_key());
+            "--ledger-endpoints",
+            "http://127.0.0.1:1",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .envs(support::auth_settings())
+        .envs(support::page_token_key());
+    command
+}
+
+#[tokio::test]
+async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut process = Process::start({
+        let mut command = serve_customers(data_dir.path());
+        command.args(["--drain-grace", "2s"]);
         command
     });
     let addr = process.wait_for_grpc_addr("CustomerService");
@@ -215,23 +223,8 @@ async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
 async fn the_access_log_is_a_setting_with_one_line_per_call_in_its_trace() {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut process = Process::start({
-        let mut command = binary();
-        command.args([
-            "serve",
-            "customers",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--ledger-endpoints",
-            "http://127.0.0.1:1",
-            "--data-dir",
-        ]);
-        command
-            .arg(data_dir.path())
-            .env("CROWDCRUNCH_ACCESS_LOG", "true")
-            .envs(support::auth_settings())
-            .envs(support::page_token_key());
+        let mut command = serve_customers(data_dir.path());
+        command.env("CROWDCRUNCH_ACCESS_LOG", "true");
         command
     });
     let addr = process.wait_for_grpc_addr("CustomerService");

@@ -714,23 +714,30 @@ async fn run(
     admitted: Admitted<'_>,
 ) -> axum::response::Response {
     let Admitted { deadline, recorded } = admitted;
-    // Until it is answered, a request counts as refused: every early answer is the client's.
-    recorded.set(Operation::of(&request, None), Outcome::ClientError);
+    // Until it is answered, a request counts as refused: every early answer is the client's. Its
+    // name is read from the document once (again only for a persisted query sent by hash).
+    let mut operation = Operation::of(&request, None);
+    recorded.set(operation.clone(), Outcome::ClientError);
     let credentials = match edge.caller(headers).await {
         Ok(credentials) => credentials,
         Err(refusal) => return unauthenticated(&refusal, media),
     };
+    let sent_query = !request.query.is_empty();
     if let Err(response) = edge.persisted_query(&mut request) {
         return answer(&response, media, true);
     }
-    recorded.set(Operation::of(&request, None), Outcome::ClientError);
+    if !sent_query {
+        operation = Operation::of(&request, None);
+        recorded.set(operation.clone(), Outcome::ClientError);
+    }
     if request.query.is_empty() {
         return bad_request(media, "the request has no query");
     }
     let client = edge.client_address(peer, headers);
     let kind = match edge.prepare_from(&mut request, &credentials, client) {
         Ok(kind) => {
-            recorded.set(Operation::of(&request, kind), Outcome::ClientError);
+            operation = operation.of_kind(kind);
+            recorded.set(operation.clone(), Outcome::ClientError);
             kind
         }
         Err(Refused::Invalid(response)) => return answer(&response, media, true),
@@ -771,7 +778,6 @@ async fn run(
         deadline: Some(deadline),
         ..call_context(headers, credentials)
     };
-    let operation = Operation::of(&request, kind);
     record_operation(&call.span, &operation, kind);
     let (response, executed) = edge.execute(request, call).await;
     recorded.set(operation, Outcome::of(&response));

@@ -341,22 +341,27 @@ impl Operation {
     /// subscription from its `subscribe` to its end.
     async fn run(self, request: Request) {
         let started = std::time::Instant::now();
-        let named = graphql_metrics::Operation::of(&request, None);
-        let (kind, outcome) = self.answer(request).await;
-        named.of_kind(kind).record(outcome, started.elapsed());
+        let (operation, outcome) = self.answer(request).await;
+        operation.record(outcome, started.elapsed());
     }
 
     /// Runs `request` through the same preparation as a POST, then as a stream of results
-    /// (a subscription) or one result; answers its type and how it ended.
-    async fn answer(&self, mut request: Request) -> (Option<OperationType>, Outcome) {
+    /// (a subscription) or one result; answers the operation (its name and type) and how it ended.
+    async fn answer(&self, mut request: Request) -> (graphql_metrics::Operation, Outcome) {
+        // The name is read from the document once (again only for a persisted query by hash).
+        let mut operation = graphql_metrics::Operation::of(&request, None);
+        let sent_query = !request.query.is_empty();
         if let Err(response) = self.edge.persisted_query(&mut request) {
             self.fail(response.errors).await;
-            return (None, Outcome::ClientError);
+            return (operation, Outcome::ClientError);
+        }
+        if !sent_query {
+            operation = graphql_metrics::Operation::of(&request, None);
         }
         if request.query.is_empty() {
             let response = error_response("BAD_REQUEST", "the subscribe message has no query");
             self.fail(response.errors).await;
-            return (None, Outcome::ClientError);
+            return (operation, Outcome::ClientError);
         }
         let prepared = self
             .edge
@@ -365,14 +370,11 @@ impl Operation {
             Ok(kind) => kind,
             Err(refused) => {
                 self.fail(refused.response().errors).await;
-                return (None, Outcome::ClientError);
+                return (operation, Outcome::ClientError);
             }
         };
-        record_operation(
-            &self.call.span,
-            &graphql_metrics::Operation::of(&request, kind),
-            kind,
-        );
+        let operation = operation.of_kind(kind);
+        record_operation(&self.call.span, &operation, kind);
         let mut outcome = Outcome::Ok;
         if kind == Some(OperationType::Subscription) {
             let mut results = self.edge.execute_stream(request, self.call.clone());
@@ -380,7 +382,7 @@ impl Operation {
             while let Some(response) = results.next().await {
                 if first && failed_before_execution(&response) {
                     self.fail(response.errors).await;
-                    return (kind, Outcome::ClientError);
+                    return (operation, Outcome::ClientError);
                 }
                 first = false;
                 outcome = outcome.worst(Outcome::of(&response));
@@ -390,14 +392,14 @@ impl Operation {
                 };
                 if !self.send(next, false).await {
                     // The subscriber left: that ends a subscription, it does not fail it.
-                    return (kind, outcome);
+                    return (operation, outcome);
                 }
             }
         } else {
             let (response, executed) = self.edge.execute(request, self.call.clone()).await;
             if !executed {
                 self.fail(response.errors).await;
-                return (kind, Outcome::ClientError);
+                return (operation, Outcome::ClientError);
             }
             outcome = Outcome::of(&response);
             let next = ServerMessage::Next {
@@ -405,14 +407,14 @@ impl Operation {
                 payload: Box::new(response),
             };
             if !self.send(next, false).await {
-                return (kind, outcome);
+                return (operation, outcome);
             }
         }
         let complete = ServerMessage::Complete {
             id: self.id.clone(),
         };
         self.send(complete, true).await;
-        (kind, outcome)
+        (operation, outcome)
     }
 
     /// Ends the operation with an `error` message.
