@@ -156,16 +156,98 @@ async fn every_response_carries_its_cost() {
     app.stop().await;
 }
 
+/// The edge with a budget of 100 points a minute per caller (two queries of 41), in front of
+/// the customers service and the `extra` backends, which are not running.
+async fn spawn_with_budget(extra: &[&str]) -> App {
+    let settings = EdgeSettings {
+        cost_budget_per_minute: 100,
+        ..EdgeSettings::default()
+    };
+    spawn_app(settings, extra).await
+}
+
+/// The `extensions.cost` of `body`'s operation, checked against the default limit.
+fn reported_cost(body: &Value) -> u64 {
+    let cost = &body["extensions"]["cost"];
+    assert_eq!(cost["maximumAvailable"], 50_000, "{body}");
+    cost["requestedQueryCost"].as_u64().expect("a cost")
+}
+
 #[tokio::test]
-async fn a_caller_past_their_budget_is_told_when_to_come_back() {
+async fn a_join_without_first_multiplies_its_selection_by_its_page() {
     let app = spawn_app(
-        EdgeSettings {
-            cost_budget_per_minute: 100,
-            ..EdgeSettings::default()
-        },
-        &["inventory"],
+        EdgeSettings::default(),
+        &["orders", "payments", "fulfillment"],
     )
     .await;
+    let bound = u64::try_from(app.edge.settings().max_page_size).expect("a page size");
+    let order = "\"00000000-0000-0000-0000-000000000000\"";
+    let cost = |selection: String| {
+        let app = &app;
+        async move {
+            // The order is not found (its backend is down): it ran, and says its cost.
+            reported_cost(&post(app, &json!({ "query": selection })).await.json())
+        }
+    };
+    let without = cost(format!("{{ order(id: {order}) {{ id }} }}")).await;
+    // Each payment: the field once per item, and its id and status.
+    let each = 3;
+    for with in [
+        format!("{{ order(id: {order}) {{ id payments {{ id status }} }} }}"),
+        format!("{{ order(id: {order}) {{ id shipments {{ id status }} }} }}"),
+        format!(
+            "{{ order(id: {order}) {{ id ...P }} }} \
+             fragment P on Order {{ paid: payments {{ id status }} }}"
+        ),
+    ] {
+        assert_eq!(cost(with.clone()).await - without, bound * each, "{with}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_for_cost_or_budget_carry_the_cost_and_unpriced_documents_none() {
+    let app = spawn_with_budget(&["orders", "ledger"]).await;
+    let costly = "{ customers(first: 100) { nodes { orders(first: 100) { nodes { events(first: 100) \
+                  { nodes { id } } } } } } }";
+    let body = answered(&app, costly, 400).await;
+    assert_eq!(codes(&body), ["QUERY_TOO_COSTLY"]);
+    assert_eq!(
+        reported_cost(&body),
+        body["errors"][0]["extensions"]["cost"]
+            .as_u64()
+            .expect("a cost")
+    );
+
+    // 1 + 20 × (nodes + id): 41 points, twice within the budget of 100, then refused.
+    let query = "{ customers(first: 20) { nodes { id } } }";
+    for _ in 0..2 {
+        assert_eq!(reported_cost(&answered(&app, query, 200).await), 41);
+    }
+    for accept in [GRAPHQL_RESPONSE, "application/json"] {
+        let answer = app
+            .post(&json!({ "query": query }), &[("accept", accept)])
+            .await;
+        assert_eq!(answer.status, 429);
+        let body = answer.json();
+        assert_eq!(codes(&body), ["RATE_LIMITED"]);
+        assert_eq!(reported_cost(&body), 41);
+    }
+
+    // A document that does not parse has no cost; one that does not validate did not run.
+    for query in [
+        "{ customers(first: 1) {",
+        "{ customers(first: 1) { nodes { nope } } }",
+    ] {
+        let body = answered(&app, query, 400).await;
+        assert!(body["extensions"]["cost"].is_null(), "{body}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_past_their_budget_is_told_when_to_come_back() {
+    let app = spawn_with_budget(&["inventory"]).await;
     // 1 + 20 × (nodes + id): 41 points.
     let query = "{ customers(first: 20) { nodes { id } } }";
     for _ in 0..2 {

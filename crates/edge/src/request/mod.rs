@@ -13,9 +13,11 @@
 //! parsing; `extensions.maxBytes` or `extensions.maxTokens`), `QUERY_TOO_COMPLEX` (aliases),
 //! `QUERY_TOO_COSTLY` (the static cost over `max_cost`; `extensions.cost` and
 //! `extensions.limit`), all HTTP 400 under `application/graphql-response+json`; and
-//! `RATE_LIMITED` (the caller's budget per minute spent; HTTP 429 with `Retry-After`). A response
-//! of an operation that ran carries its static cost as
-//! `extensions.cost = {"requestedQueryCost": N, "maximumAvailable": max_cost}`.
+//! `RATE_LIMITED` (the caller's budget per minute spent; HTTP 429 with `Retry-After`). Every
+//! response of an operation that was priced, whether it ran or was refused as `QUERY_TOO_COSTLY`
+//! or `RATE_LIMITED`, carries its static cost as
+//! `extensions.cost = {"requestedQueryCost": N, "maximumAvailable": max_cost}`; a document that
+//! could not be parsed or validated has none (see `cost`).
 
 mod access;
 mod bounded;
@@ -326,31 +328,36 @@ impl Gateway {
             {
                 return Err(Refused::Unauthenticated(refusal));
             }
-            let max_page_size = u64::try_from(settings.max_page_size).unwrap_or(0);
             let cost = cost::cost(
                 registry,
+                &self.0.plan,
                 &parsed.document,
                 operation,
                 &request.variables,
-                max_page_size,
             );
             if cost > settings.max_cost {
-                return Err(Refused::Invalid(too_costly(cost, settings.max_cost)));
+                let mut response = too_costly(cost, settings.max_cost);
+                self.add_cost(&mut response, cost);
+                return Err(Refused::Invalid(response));
             }
             let caller = Caller::of(credentials.identity(), client);
             self.0
                 .budgets
                 .charge(caller, cost, Instant::now())
-                .map_err(|overdrawn| Refused::RateLimited {
-                    response: error_response(
+                .map_err(|overdrawn| {
+                    let mut response = error_response(
                         "RATE_LIMITED",
                         format!(
                             "this operation costs {cost}; the caller's budget of {} per minute \
                              allows it again in {} seconds",
                             settings.cost_budget_per_minute, overdrawn.retry_after_seconds
                         ),
-                    ),
-                    retry_after_seconds: overdrawn.retry_after_seconds,
+                    );
+                    self.add_cost(&mut response, cost);
+                    Refused::RateLimited {
+                        response,
+                        retry_after_seconds: overdrawn.retry_after_seconds,
+                    }
                 })?;
             request.data.insert(Priced(cost));
         }
@@ -371,13 +378,13 @@ impl Gateway {
     /// operation that ran carries its cost (`extensions.cost`).
     pub async fn execute(&self, request: Request, call: CallContext) -> (Response, bool) {
         let span = call.span.clone();
-        let cost = self.cost_extension(&request);
+        let cost = priced(&request);
         let request = self.scoped(request, call);
         let (mut response, executed) = propagation::run(&self.0.schema, request)
             .instrument(span)
             .await;
         if executed && let Some(cost) = cost {
-            response.extensions.insert("cost".to_owned(), cost);
+            self.add_cost(&mut response, cost);
         }
         (response, executed)
     }
@@ -389,7 +396,7 @@ impl Gateway {
         request: Request,
         call: CallContext,
     ) -> BoxStream<'static, Response> {
-        let cost = self.cost_extension(&request);
+        let cost = priced(&request).map(|cost| self.cost_extension(cost));
         propagation::run_stream(&self.0.schema, self.scoped(request, call))
             .map(move |mut response| {
                 if let Some(cost) = &cost {
@@ -400,20 +407,26 @@ impl Gateway {
             .boxed()
     }
 
-    /// The `extensions.cost` of a prepared request: its static cost and the most one request
-    /// may cost, as GitHub and Shopify answer theirs.
-    fn cost_extension(&self, request: &Request) -> Option<async_graphql::Value> {
-        let Priced(cost) = *request
-            .data
-            .get(&std::any::TypeId::of::<Priced>())?
-            .downcast_ref::<Priced>()?;
-        Some(
-            async_graphql::Value::from_json(serde_json::json!({
-                "requestedQueryCost": cost,
-                "maximumAvailable": self.0.settings.max_cost,
-            }))
-            .unwrap_or_default(),
+    /// The `extensions.cost` of an operation of static cost `cost`: that cost and the most one
+    /// request may cost, as GitHub and Shopify answer theirs.
+    fn cost_extension(&self, cost: u64) -> async_graphql::Value {
+        async_graphql::Value::Object(
+            [
+                ("requestedQueryCost", cost),
+                ("maximumAvailable", self.0.settings.max_cost),
+            ]
+            .into_iter()
+            .map(|(name, value)| (async_graphql::Name::new(name), value.into()))
+            .collect(),
         )
+    }
+
+    /// Adds `extensions.cost` to `response`, of an operation of static cost `cost` (whether it
+    /// ran or was refused for its cost or the caller's budget).
+    fn add_cost(&self, response: &mut Response, cost: u64) {
+        response
+            .extensions
+            .insert("cost".to_owned(), self.cost_extension(cost));
     }
 
     fn scoped(&self, request: Request, call: CallContext) -> Request {
@@ -423,6 +436,15 @@ impl Gateway {
             call,
         ))
     }
+}
+
+/// The static cost of a prepared request, when its operation was priced.
+fn priced(request: &Request) -> Option<u64> {
+    request
+        .data
+        .get(&std::any::TypeId::of::<Priced>())?
+        .downcast_ref::<Priced>()
+        .map(|Priced(cost)| *cost)
 }
 
 /// Why a request is not executed.
@@ -464,7 +486,9 @@ fn too_costly(cost: u64, limit: u64) -> Box<Response> {
         "QUERY_TOO_COSTLY",
         format!(
             "the operation costs {cost}; at most {limit} is allowed (each field costs 1, and a \
-             list multiplies what it selects by its page size or its number of ids)"
+             list multiplies what it selects by its page size, its number of ids, a join's \
+             page or, for a list within a resource, an estimate of {} items)",
+            cost::EMBEDDED_LIST_ITEMS
         ),
     );
     if let Some(extensions) = response
