@@ -13,6 +13,7 @@ pub mod call_end;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod decode_status;
 pub mod edge;
 pub mod http;
 pub mod idempotency;

@@ -25,6 +25,7 @@ use tower::ServiceBuilder;
 use crate::access::{AdmissionLayer, Gatekeeper};
 use crate::config::ServerSettings;
 use crate::context::RequestContextLayer;
+use crate::decode_status::DecodeStatusLayer;
 use crate::metrics::GrpcMetricsLayer;
 use crate::pagination::PageTokens;
 use crate::shutdown::Shutdown;
@@ -222,6 +223,10 @@ impl GrpcServer {
             .load_shed()
             // Bound the calls served at once across all connections.
             .concurrency_limit(settings.concurrency_limit)
+            // A request body that does not decode is INVALID_ARGUMENT on the standard services
+            // too (tonic's codec says INTERNAL); innermost, so that the metrics, the access log
+            // and the span above record the code the client receives.
+            .layer(DecodeStatusLayer)
             .into_inner();
         let router = builder
             .layer(stack)

@@ -610,7 +610,7 @@ async fn metrics_count_calls_by_method_and_code() {
     }
     assert!(
         !text.contains(&format!(
-            r#"grpc_server_request_duration_seconds_count{{service="{health}""#
+            r#"grpc_server_request_duration_seconds_count{{service="{health}",method="Watch""#
         )),
         "a stream is not a slow unary call:\n{text}"
     );
@@ -805,4 +805,87 @@ async fn istio_client_cert_header_names_a_peer_only_where_the_mesh_is_trusted() 
     );
     untrusting.stop().await.expect("drain");
     trusting.stop().await.expect("drain");
+}
+
+/// The `grpc-status` and `grpc-message` of a raw gRPC call to `path` whose body is `body` (one
+/// frame or more, written by hand): from the response headers of a trailers-only answer, else
+/// from the trailers.
+async fn raw_call(server: &TestServer, path: &str, body: &'static [u8]) -> (String, String) {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let request = http::Request::post(format!("{}{path}", server.url()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from_static(
+            body,
+        )))
+        .expect("a request");
+    let response = client.request(request).await.expect("an HTTP/2 answer");
+    let (parts, body) = response.into_parts();
+    let status = if parts.headers.contains_key("grpc-status") {
+        parts.headers
+    } else {
+        body.collect()
+            .await
+            .expect("a body")
+            .trailers()
+            .cloned()
+            .expect("trailers")
+    };
+    let text = |name: &str| {
+        status
+            .get(name)
+            .map(|value| value.to_str().expect("ASCII").to_owned())
+            .unwrap_or_default()
+    };
+    (text("grpc-status"), text("grpc-message"))
+}
+
+/// Issue 14 §7: a body that is not valid protobuf is INVALID_ARGUMENT, on the standard services
+/// every server mounts too (they decode with tonic's `ProstCodec`, which says INTERNAL), and the
+/// metrics count the code the client received. (tonic-reflection's bidi `ServerReflectionInfo`
+/// reads its requests in its handler and ends the stream with OK on one that does not decode:
+/// no status to rewrite, so it is not a case here.)
+#[tokio::test]
+async fn a_body_that_is_not_protobuf_is_invalid_argument_on_the_standard_services() {
+    // The process's recorder, installed before the first call is counted.
+    let counted = |method| {
+        crowdcrunch_runtime::metrics::sample_sum(
+            "grpc_server_requests_total",
+            &[
+                ("service", "grpc.health.v1.Health"),
+                ("method", method),
+                ("code", "INVALID_ARGUMENT"),
+            ],
+        )
+    };
+    let before = [counted("Check"), counted("Watch")];
+    let server = TestServer::start(definition(Probe::default(), Readiness::always())).await;
+    // One frame: not compressed, three bytes, a varint that never ends.
+    const GARBAGE: &[u8] = &[0, 0, 0, 0, 3, 0xff, 0xff, 0xff];
+    for (method, before) in ["Check", "Watch"].into_iter().zip(before) {
+        let path = format!("/grpc.health.v1.Health/{method}");
+        let (status, message) = raw_call(&server, &path, GARBAGE).await;
+        assert_eq!(status, "3", "{path}: {message}");
+        assert!(
+            message.starts_with("failed%20to%20decode%20Protobuf%20message"),
+            "{path}: {message}"
+        );
+        assert_eq!(counted(method), before + 1.0, "{path}");
+    }
+
+    // A valid request is still answered.
+    let (status, message) = raw_call(&server, "/grpc.health.v1.Health/Check", &[0; 5]).await;
+    assert_eq!(status, "0", "{message}");
+    let serving = HealthClient::new(server.channel().await)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("a valid check")
+        .into_inner();
+    assert_eq!(serving.status(), ServingStatus::Serving);
+    server.stop().await.expect("drain");
 }
