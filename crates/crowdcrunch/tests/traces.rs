@@ -451,6 +451,15 @@ async fn one_place_order_is_traced_by_the_opentelemetry_conventions() {
         );
     }
 
+    // The request id the edge minted travels on every hop, the saga's calls included.
+    let request_id = served
+        .attribute("request_id")
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| panic!("PlaceOrder has no request id: {served:?}"));
+    for span in grpc.iter().filter(|span| span.kind == SpanKind::Server) {
+        assert_eq!(span.attribute("request_id"), Some(request_id), "{span:?}");
+    }
+
     // Each service-to-service call of the saga: orders' client span, the callee's server span
     // under it, each under its own service.name.
     for callee in SAGA_CALLS {

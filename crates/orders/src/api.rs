@@ -15,7 +15,7 @@ use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::auth::Identity;
 use crowdcrunch_runtime::client::{UpstreamError, request};
-use crowdcrunch_runtime::context::current_traceparent;
+use crowdcrunch_runtime::context::{ForwardedHeaders, current_traceparent};
 use crowdcrunch_runtime::idempotency::{self, IdempotencyError, IdempotencyKey, RequestId};
 use crowdcrunch_runtime::pagination::{self, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
@@ -297,6 +297,10 @@ impl OrderApi {
             attempts: 0,
             next_attempt_time: now,
             traceparent: current_traceparent(),
+            forwarded_request_id: ForwardedHeaders::current()
+                .request_id()
+                .unwrap_or_default()
+                .to_owned(),
             create_time: now,
             update_time: now,
         };

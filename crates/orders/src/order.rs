@@ -239,6 +239,9 @@ pub struct Order {
     pub next_attempt_time: i64,
     /// The W3C traceparent of the PlaceOrder call, which the saga's steps continue.
     pub traceparent: String,
+    /// The `x-request-id` of the PlaceOrder call (empty when it had none), which the saga's calls
+    /// forward.
+    pub forwarded_request_id: String,
     /// When it was placed (microseconds since the epoch).
     pub create_time: i64,
     /// When it last changed (microseconds since the epoch).

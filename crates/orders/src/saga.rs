@@ -19,7 +19,7 @@ use crowdcrunch_proto::fulfillment::v1 as fulfillment;
 use crowdcrunch_proto::inventory::v1 as inventory;
 use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_runtime::client::{is_transient, request};
-use crowdcrunch_runtime::context::continue_traceparent;
+use crowdcrunch_runtime::context::{ForwardedHeaders, continue_traceparent};
 use crowdcrunch_runtime::storage::now_micros;
 use crowdcrunch_runtime::telemetry::LogThrottle;
 use crowdcrunch_runtime::telemetry::ServiceName;
@@ -310,15 +310,22 @@ impl Saga {
         self.wake();
     }
 
-    /// Runs `id`'s steps in the trace of the PlaceOrder call that created it, so the events
-    /// and calls of every step carry that trace id, whichever replica runs them.
+    /// Runs `id`'s steps in the trace of the PlaceOrder call that created it, and under its
+    /// request id, so the events, calls and log lines of every step carry both, whichever replica
+    /// runs them.
     async fn advance(&self, id: &OrderId) -> Result<(), Error> {
         let mut connection = self.database.pool().acquire().await?;
-        let traceparent = storage::get(&mut connection, id, None).await?.traceparent;
+        let order = storage::get(&mut connection, id, None).await?;
         drop(connection);
-        let span = tracing::info_span!("saga", order_id = %id);
-        continue_traceparent(&span, &traceparent, ServiceName::new("orders"));
-        self.advance_steps(id).instrument(span).await
+        let span = tracing::info_span!(
+            "saga",
+            order_id = %id,
+            request_id = order.forwarded_request_id.as_str()
+        );
+        continue_traceparent(&span, &order.traceparent, ServiceName::new("orders"));
+        ForwardedHeaders::of_request_id(&order.forwarded_request_id)
+            .scope(self.advance_steps(id).instrument(span))
+            .await
     }
 
     async fn advance_steps(&self, id: &OrderId) -> Result<(), Error> {

@@ -53,6 +53,7 @@ struct OrderRow {
     create_time: i64,
     update_time: i64,
     traceparent: String,
+    forwarded_request_id: String,
     cancellation_reason: String,
 }
 
@@ -211,6 +212,7 @@ impl OrderRow {
             attempts: self.attempts,
             next_attempt_time: self.next_attempt_time,
             traceparent: self.traceparent,
+            forwarded_request_id: self.forwarded_request_id,
             create_time: self.create_time,
             update_time: self.update_time,
             id,
@@ -268,14 +270,14 @@ const PROGRESS_COLUMNS: [&str; 14] = [
 /// The other columns an order is inserted with, in the order [`insert`] binds them.
 const ORDER_COLUMNS: &str = "id, request_id, customer_id, status, currency_code, total_minor, recipient, line1, \
     line2, city, region, postal_code, country_code, card_token, card_brand, card_last4, cancel_requested, \
-    attempts, next_attempt_time, create_time, update_time, traceparent";
+    attempts, next_attempt_time, create_time, update_time, traceparent, forwarded_request_id";
 
 /// The columns of an order read back.
 const COLUMNS: &str = "id, request_id, customer_id, status, currency_code, total_minor, recipient, line1, line2, \
     city, region, postal_code, country_code, failure_reason, card_token, card_brand, card_last4, reserved, \
     released, payment_id, authorized, captured, voided, refunded, committed, restocked, shipment_id, \
     shipment_cancelled, cancel_requested, reconciled, compensate_to, attempts, next_attempt_time, \
-    create_time, update_time, traceparent, cancellation_reason";
+    create_time, update_time, traceparent, forwarded_request_id, cancellation_reason";
 
 /// The saga's columns of an order as stored.
 struct ProgressColumns<'a> {
@@ -373,7 +375,8 @@ pub async fn insert(connection: &mut AnyConnection, order: &Order) -> Result<(),
         .bind(order.next_attempt_time)
         .bind(order.create_time)
         .bind(order.update_time)
-        .bind(&order.traceparent);
+        .bind(&order.traceparent)
+        .bind(&order.forwarded_request_id);
     bind_progress(query, order)
         .execute(&mut *connection)
         .await?;
@@ -751,6 +754,7 @@ mod tests {
             create_time: 0,
             update_time: 0,
             traceparent: String::new(),
+            forwarded_request_id: String::new(),
             cancellation_reason: String::new(),
         }
     }

@@ -79,6 +79,19 @@ impl ForwardedHeaders {
         )
     }
 
+    /// Only a request id (when `request_id` is one that a header can carry): what work that
+    /// carries on a request after it was answered (an order's saga) forwards on its calls.
+    pub fn of_request_id(request_id: &str) -> Self {
+        Self(
+            HeaderValue::from_str(request_id)
+                .ok()
+                .filter(|_| !request_id.is_empty())
+                .map(|value| (HeaderName::from_static(REQUEST_ID), value))
+                .into_iter()
+                .collect(),
+        )
+    }
+
     /// The headers of the request this task is serving, if any.
     pub fn current() -> Self {
         FORWARDED.try_with(Clone::clone).unwrap_or_default()
