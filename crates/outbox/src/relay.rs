@@ -6,7 +6,8 @@
 //! and the delete only repeats a delivery, which the ledger records once.
 //!
 //! It wakes when a transaction with events commits, and on a periodic tick as a fallback; failures
-//! back off exponentially up to a few seconds. On shutdown it makes a last, bounded attempt.
+//! back off exponentially up to a few seconds. Woken, it lingers a few milliseconds before it
+//! reads, so that the events of transactions committing together go to the ledger in one call. On shutdown it makes a last, bounded attempt.
 //!
 //! Each delivery is a trace of its own, its span `outbox.deliver` linked to the span that wrote
 //! each event it carries (OpenTelemetry span links), so an operator goes from a request's trace
@@ -29,6 +30,11 @@ use tracing::Instrument as _;
 const BATCH: usize = 100;
 /// How often the relay looks at the outbox when nothing woke it.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a woken relay waits before it reads the outbox. Under load, the events of every
+/// transaction that commits meanwhile share one ledger call and one ledger transaction (about one
+/// call per service per linger, not one per transaction); an event reaches the ledger at most
+/// this much later.
+const LINGER: Duration = Duration::from_millis(10);
 /// The first pause after a failure; it doubles with each failure in a row...
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// ...up to this.
@@ -156,7 +162,12 @@ impl Relay {
                         continue;
                     }
                     tokio::select! {
-                        () = self.wake.notified() => {},
+                        () = self.wake.notified() => {
+                            tokio::select! {
+                                () = tokio::time::sleep(LINGER) => {},
+                                () = stop.cancelled() => {},
+                            }
+                        },
                         () = tokio::time::sleep(TICK) => {},
                         () = stop.cancelled() => {},
                     }
