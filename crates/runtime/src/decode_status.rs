@@ -25,7 +25,7 @@ use crate::call_end::status_code;
 /// (`from_decode_error` in tonic-prost `src/codec.rs`), prost's `DecodeError` displays as
 /// `failed to decode Protobuf message: ...` (prost `src/error.rs`), and `Status::add_header`
 /// percent-encodes its spaces (`ENCODING_SET` in tonic `src/status.rs`).
-pub const DECODE_FAILURE_MESSAGE_PREFIX: &[u8] = b"failed%20to%20decode%20Protobuf%20message:";
+const DECODE_FAILURE_MESSAGE_PREFIX: &[u8] = b"failed%20to%20decode%20Protobuf%20message:";
 
 /// Layer turning tonic's INTERNAL for a request body that does not decode into INVALID_ARGUMENT,
 /// with the same message.
