@@ -324,15 +324,22 @@ impl Saga {
         );
         continue_traceparent(&span, &order.traceparent, ServiceName::new("orders"));
         ForwardedHeaders::of_request_id(&order.forwarded_request_id)
-            .scope(self.advance_steps(id).instrument(span))
+            .scope(self.advance_steps(order).instrument(span))
             .await
     }
 
-    async fn advance_steps(&self, id: &OrderId) -> Result<(), Error> {
+    /// Runs the steps of `order` (as just read); each later step reads the order again first.
+    async fn advance_steps(&self, order: Order) -> Result<(), Error> {
+        let id = order.id.clone();
+        let mut read = Some(order);
         loop {
-            let mut connection = self.database.pool().acquire().await?;
-            let mut order = storage::get(&mut connection, id, None).await?;
-            drop(connection);
+            let mut order = match read.take() {
+                Some(order) => order,
+                None => {
+                    let mut connection = self.database.pool().acquire().await?;
+                    storage::get(&mut connection, &id, None).await?
+                }
+            };
             let step = next_step(&order.progress);
             if step == Step::Idle {
                 return Ok(());

@@ -7,7 +7,8 @@
 //!
 //! It wakes when a transaction with events commits, and on a periodic tick as a fallback; failures
 //! back off exponentially up to a few seconds. Woken, it lingers a few milliseconds before it
-//! reads, so that the events of transactions committing together go to the ledger in one call. On shutdown it makes a last, bounded attempt.
+//! reads, so that the events of transactions committing together go to the ledger in one call.
+//! On shutdown it makes a last, bounded attempt.
 //!
 //! Each delivery is a trace of its own, its span `outbox.deliver` linked to the span that wrote
 //! each event it carries (OpenTelemetry span links), so an operator goes from a request's trace
@@ -162,12 +163,7 @@ impl Relay {
                         continue;
                     }
                     tokio::select! {
-                        () = self.wake.notified() => {
-                            tokio::select! {
-                                () = tokio::time::sleep(LINGER) => {},
-                                () = stop.cancelled() => {},
-                            }
-                        },
+                        () = self.wake.notified() => tokio::time::sleep(LINGER).await,
                         () = tokio::time::sleep(TICK) => {},
                         () = stop.cancelled() => {},
                     }
