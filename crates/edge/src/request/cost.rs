@@ -264,7 +264,7 @@ mod tests {
         plan: Arc<Plan>,
     }
 
-    fn schema() -> Edge {
+    fn edge() -> Edge {
         let settings = EdgeSettings {
             introspection: true,
             ..EdgeSettings::default()
@@ -295,83 +295,80 @@ mod tests {
 
     #[test]
     fn each_field_costs_one_and_a_page_multiplies_its_items() {
-        let schema = schema();
-        assert_eq!(cost_of(&schema, "{ __typename }", json!({})), 1);
+        let edge = edge();
+        assert_eq!(cost_of(&edge, "{ __typename }", json!({})), 1);
         // customers + 10 × (nodes + id)
         let page = "{ customers(first: 10) { nodes { id } } }";
-        assert_eq!(cost_of(&schema, page, json!({})), 1 + 10 * 2);
+        assert_eq!(cost_of(&edge, page, json!({})), 1 + 10 * 2);
         // pageInfo is one object, whatever the page.
         let info =
             "{ customers(first: 10) { pageInfo { hasNextPage } edges { cursor node { id } } } }";
-        assert_eq!(cost_of(&schema, info, json!({})), 1 + 2 + 10 * 4);
+        assert_eq!(cost_of(&edge, info, json!({})), 1 + 2 + 10 * 4);
         // Without `first`, the largest page; above it, coerced to it.
         let absent = "{ customers { nodes { id } } }";
-        assert_eq!(cost_of(&schema, absent, json!({})), 1 + MAX_PAGE * 2);
+        assert_eq!(cost_of(&edge, absent, json!({})), 1 + MAX_PAGE * 2);
         let above = "{ customers(first: 5000) { nodes { id } } }";
-        assert_eq!(cost_of(&schema, above, json!({})), 1 + MAX_PAGE * 2);
+        assert_eq!(cost_of(&edge, above, json!({})), 1 + MAX_PAGE * 2);
         let variable = "query($n: Int) { customers(first: $n) { nodes { id } } }";
-        assert_eq!(cost_of(&schema, variable, json!({"n": 3})), 1 + 3 * 2);
-        assert_eq!(cost_of(&schema, variable, json!({})), 1 + MAX_PAGE * 2);
+        assert_eq!(cost_of(&edge, variable, json!({"n": 3})), 1 + 3 * 2);
+        assert_eq!(cost_of(&edge, variable, json!({})), 1 + MAX_PAGE * 2);
         let default = "query($n: Int = 7) { customers(first: $n) { nodes { id } } }";
-        assert_eq!(cost_of(&schema, default, json!({})), 1 + 7 * 2);
+        assert_eq!(cost_of(&edge, default, json!({})), 1 + 7 * 2);
     }
 
     #[test]
     fn a_batch_get_multiplies_by_its_ids_literal_or_variable() {
-        let schema = schema();
+        let edge = edge();
         let literal = r#"{ batchGetCustomers(ids: ["a", "b", "a"]) { customers { id email } } }"#;
-        assert_eq!(cost_of(&schema, literal, json!({})), 1 + 3 * 3);
+        assert_eq!(cost_of(&edge, literal, json!({})), 1 + 3 * 3);
         let variable = "query($ids: [ID!]!) { batchGetCustomers(ids: $ids) { customers { id } } }";
         let ids: Vec<String> = (0..500).map(|i| i.to_string()).collect();
-        assert_eq!(
-            cost_of(&schema, variable, json!({ "ids": ids })),
-            1 + 500 * 2
-        );
+        assert_eq!(cost_of(&edge, variable, json!({ "ids": ids })), 1 + 500 * 2);
     }
 
     #[test]
     fn joins_pages_multiply_all_the_way_down() {
-        let schema = schema();
+        let edge = edge();
         let nested = "{ customers(first: 100) { nodes { orders(first: 100) { nodes { customer { \
                       orders(first: 100) { nodes { events(first: 100) { nodes { id } } } } } } } } } }";
-        assert!(cost_of(&schema, nested, json!({})) > 100_000_000);
+        assert!(cost_of(&edge, nested, json!({})) > 100_000_000);
     }
 
     #[test]
     fn a_many_join_multiplies_by_the_largest_page_and_embedded_lists_by_their_estimate() {
-        let schema = schema();
+        let edge = edge();
         let without = r#"{ order(id: "o") { id } }"#;
-        assert_eq!(cost_of(&schema, without, json!({})), 2);
+        assert_eq!(cost_of(&edge, without, json!({})), 2);
         // order + id + 100 × (payments + id): a join's page, as a connection's without `first`.
         let join = r#"{ order(id: "o") { id payments { id } } }"#;
-        assert_eq!(cost_of(&schema, join, json!({})), 2 + MAX_PAGE * 2);
+        assert_eq!(cost_of(&edge, join, json!({})), 2 + MAX_PAGE * 2);
         let joins = r#"{ order(id: "o") { payments { id } shipments { id } returns { id } } }"#;
-        assert_eq!(cost_of(&schema, joins, json!({})), 1 + 3 * MAX_PAGE * 2);
+        assert_eq!(cost_of(&edge, joins, json!({})), 1 + 3 * MAX_PAGE * 2);
         // Under a page of orders, once per order.
         let paged = "{ orders(first: 20) { nodes { payments { id } } } }";
         assert_eq!(
-            cost_of(&schema, paged, json!({})),
+            cost_of(&edge, paged, json!({})),
             1 + 20 * (1 + MAX_PAGE * 2)
         );
         // An order's lines come with it: an estimate of them, not a page.
         let lines = r#"{ order(id: "o") { lines { sku quantity } } }"#;
         assert_eq!(
-            cost_of(&schema, lines, json!({})),
+            cost_of(&edge, lines, json!({})),
             1 + EMBEDDED_LIST_ITEMS * 3
         );
         // Through a fragment or an alias alike.
         let spread = r#"{ order(id: "o") { ...P } } fragment P on Order { p: payments { id } }"#;
-        assert_eq!(cost_of(&schema, spread, json!({})), 1 + MAX_PAGE * 2);
+        assert_eq!(cost_of(&edge, spread, json!({})), 1 + MAX_PAGE * 2);
     }
 
     #[test]
     fn the_benchmark_queries_stay_far_below_the_limit() {
-        let schema = schema();
+        let edge = edge();
         let limit = EdgeSettings::default().max_cost;
         let order = r#"{ order(id: "o") { id status total { minorUnits } } }"#;
-        assert_eq!(cost_of(&schema, order, json!({})), 5);
+        assert_eq!(cost_of(&edge, order, json!({})), 5);
         let orders = "{ orders(first: 20) { edges { node { id status customer { email } } } } }";
-        let cost = cost_of(&schema, orders, json!({}));
+        let cost = cost_of(&edge, orders, json!({}));
         // orders + 20 × (edges + node + id + status + customer + email)
         assert_eq!(cost, 1 + 20 * 6);
         assert!(cost < limit / 100, "{cost}");
@@ -379,20 +376,20 @@ mod tests {
 
     #[test]
     fn a_fragment_costs_every_time_it_is_spread() {
-        let schema = schema();
+        let edge = edge();
         let once =
             "{ a: customers(first: 10) { nodes { ...F } } } fragment F on Customer { id email }";
         let twice = "{ a: customers(first: 10) { nodes { ...F } } b: customers(first: 20) { nodes { ...F } } } \
                      fragment F on Customer { id email }";
-        assert_eq!(cost_of(&schema, once, json!({})), 1 + 10 * 3);
-        assert_eq!(cost_of(&schema, twice, json!({})), 1 + 10 * 3 + 1 + 20 * 3);
+        assert_eq!(cost_of(&edge, once, json!({})), 1 + 10 * 3);
+        assert_eq!(cost_of(&edge, twice, json!({})), 1 + 10 * 3 + 1 + 20 * 3);
         let inline = "{ customers(first: 10) { nodes { ... on Customer { id email } } } }";
-        assert_eq!(cost_of(&schema, inline, json!({})), 1 + 10 * 3);
+        assert_eq!(cost_of(&edge, inline, json!({})), 1 + 10 * 3);
     }
 
     #[test]
     fn fragments_spread_exponentially_saturate_without_walking_each_spread() {
-        let schema = schema();
+        let edge = edge();
         let mut query = "{ customer(id: \"a\") { ...F0 } }".to_owned();
         for level in 0..80 {
             query.push_str(&format!(
@@ -401,23 +398,23 @@ mod tests {
             ));
         }
         query.push_str(" fragment F80 on Customer { id }");
-        assert_eq!(cost_of(&schema, &query, json!({})), u64::MAX);
+        assert_eq!(cost_of(&edge, &query, json!({})), u64::MAX);
         let cycle = "{ customer(id: \"a\") { ...A } } fragment A on Customer { id ...B } \
                      fragment B on Customer { email ...A }";
-        assert_eq!(cost_of(&schema, cycle, json!({})), 3);
+        assert_eq!(cost_of(&edge, cycle, json!({})), 3);
     }
 
     #[test]
     fn graphiql_introspection_query_is_cheap() {
-        let schema = schema();
+        let edge = edge();
         let introspection = include_str!("../../tests/introspection.graphql");
         let document = async_graphql::parser::parse_query(introspection).expect("parses");
         let operation = operation(&document, Some("IntrospectionQuery"))
             .or_else(|| operation(&document, None))
             .expect("one operation");
         let cost = cost(
-            schema.schema.registry(),
-            &schema.plan,
+            edge.schema.registry(),
+            &edge.plan,
             &document,
             operation,
             &Variables::default(),
