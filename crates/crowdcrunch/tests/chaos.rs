@@ -29,7 +29,7 @@ use crowdcrunch_proto::payments::v1 as payments;
 use crowdcrunch_proto::r#type::v1::{Address, Money, PaymentCard};
 use crowdcrunch_runtime::auth::Grant;
 use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken};
-use crowdcrunch_runtime::testing::token;
+use crowdcrunch_runtime::testing::{reserved_addr, token};
 use support::{Process, binary};
 use tokio::sync::Mutex;
 
@@ -57,15 +57,10 @@ struct Cluster {
     addrs: HashMap<&'static str, SocketAddr>,
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("address").port()
-}
-
 impl Cluster {
     fn new(data_dir: &Path, database_url: Option<String>) -> Self {
         let addrs: HashMap<&'static str, SocketAddr> = services()
-            .map(|service| (service, SocketAddr::from(([127, 0, 0, 1], free_port()))))
+            .map(|service| (service, reserved_addr()))
             .collect();
         let mut binary_args = HashMap::new();
         for service in services() {

@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crowdcrunch_runtime::auth::Grant;
-use crowdcrunch_runtime::testing::token;
+use crowdcrunch_runtime::testing::{reserved_addr, token};
 use futures::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -110,11 +110,6 @@ fn render_rules(helm: &Path, into: &Path) -> serde_norway::Value {
     spec
 }
 
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("an address")
-}
-
 /// Every service and the edge as `crowdcrunch serve` processes on SQLite, each with its metrics
 /// port.
 struct Cluster {
@@ -131,7 +126,7 @@ impl Cluster {
             .collect();
         let addrs: HashMap<&'static str, SocketAddr> = services
             .iter()
-            .map(|service| (*service, free_addr()))
+            .map(|service| (*service, reserved_addr()))
             .collect();
         let upstreams = |command: &mut Command, except: &str| {
             for upstream in services.iter().filter(|upstream| **upstream != except) {
@@ -143,7 +138,7 @@ impl Cluster {
         let mut processes = HashMap::new();
         let mut metrics = Vec::new();
         for service in &services {
-            let metrics_addr = free_addr();
+            let metrics_addr = reserved_addr();
             let token_file = data_dir.join(format!("{service}.token"));
             std::fs::write(&token_file, token(&Grant::Service((*service).to_owned())))
                 .expect("write the service's token");
@@ -166,8 +161,8 @@ impl Cluster {
             processes.insert(*service, process);
             metrics.push((*service, metrics_addr));
         }
-        let edge = free_addr();
-        let edge_metrics = free_addr();
+        let edge = reserved_addr();
+        let edge_metrics = reserved_addr();
         let mut command = binary();
         command
             .args(["serve", "edge", "--listen"])
@@ -279,7 +274,7 @@ impl Prometheus {
         });
         let config_file = dir.join("prometheus.yml");
         std::fs::write(&config_file, config.to_string()).expect("write prometheus.yml");
-        let addr = free_addr();
+        let addr = reserved_addr();
         let process = Command::new(binary)
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(

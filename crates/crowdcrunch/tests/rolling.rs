@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crowdcrunch_proto::customers::v1 as customers;
 use crowdcrunch_runtime::auth::Grant;
-use crowdcrunch_runtime::testing::token;
+use crowdcrunch_runtime::testing::{reserved_addr, token};
 use support::{Process, binary};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -54,11 +54,6 @@ async fn service_proxy(listener: TcpListener, endpoints: Endpoints) {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("address")
-}
-
 fn customers_instance(addr: SocketAddr, data_dir: &std::path::Path) -> Process {
     let mut command = binary();
     command.args(["serve", "customers", "--listen", &addr.to_string()]);
@@ -90,7 +85,12 @@ async fn terminate(process: Process) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_every_instance_under_load_fails_no_request() {
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let (old_a, old_b, new_a, new_b) = (free_addr(), free_addr(), free_addr(), free_addr());
+    let (old_a, old_b, new_a, new_b) = (
+        reserved_addr(),
+        reserved_addr(),
+        reserved_addr(),
+        reserved_addr(),
+    );
     let first = customers_instance(old_a, data_dir.path());
     let second = customers_instance(old_b, data_dir.path());
 
@@ -127,7 +127,7 @@ async fn replacing_every_instance_under_load_fails_no_request() {
         .await
         .expect("create a customer");
 
-    let edge_addr = free_addr();
+    let edge_addr = reserved_addr();
     let mut edge = {
         let mut command = binary();
         command.args([

@@ -16,7 +16,9 @@ use crowdcrunch_proto::ledger::v1 as ledger;
 use crowdcrunch_proto::ledger::v1::ledger_service_client::LedgerServiceClient;
 use crowdcrunch_runtime::auth::Grant;
 use crowdcrunch_runtime::client::{Endpoints, GrpcChannel, ServiceToken, channel};
-use crowdcrunch_runtime::testing::{TestDatabase, TestServer, all_pages, databases, token};
+use crowdcrunch_runtime::testing::{
+    TestDatabase, TestServer, all_pages, databases, reserved_addr, token,
+};
 use crowdcrunch_runtime::{Database, ServerSettings};
 use tokio::task::JoinHandle;
 
@@ -43,12 +45,6 @@ fn backends() -> Vec<Backend> {
             ledger,
         })
         .collect()
-}
-
-/// A free address nothing listens on (yet).
-fn unused_addr() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    probe.local_addr().expect("its address")
 }
 
 /// A ledger server on `addr` (port 0 for any), and a client to it.
@@ -247,7 +243,7 @@ fn assert_unique_ids(events: &[ledger::Event], backend: &str) {
 #[tokio::test]
 async fn every_change_reaches_the_ledger_once_in_order_with_its_subject() {
     for backend in backends() {
-        let (ledger_server, mut ledger) = start_ledger(&backend.ledger, unused_addr()).await;
+        let (ledger_server, mut ledger) = start_ledger(&backend.ledger, reserved_addr()).await;
         let customers_service = start_customers(&backend.customers, ledger_server.addr).await;
         let inventory_service = start_inventory(&backend.inventory, ledger_server.addr).await;
         let mut customers = customers_client(&customers_service).await;
@@ -446,7 +442,7 @@ fn report_latency(latency: Duration) {
 #[tokio::test]
 async fn events_written_while_the_ledger_is_down_arrive_exactly_once() {
     for backend in backends() {
-        let ledger_addr = unused_addr();
+        let ledger_addr = reserved_addr();
         let customers_service = start_customers(&backend.customers, ledger_addr).await;
         let inventory_service = start_inventory(&backend.inventory, ledger_addr).await;
         let mut customers = customers_client(&customers_service).await;
@@ -509,7 +505,7 @@ async fn events_written_while_the_ledger_is_down_arrive_exactly_once() {
 #[tokio::test]
 async fn undelivered_events_survive_a_restart_of_their_service() {
     for backend in backends() {
-        let ledger_addr = unused_addr();
+        let ledger_addr = reserved_addr();
         let inventory_service = start_inventory(&backend.inventory, ledger_addr).await;
         let mut inventory = inventory_client(&inventory_service).await;
         for n in 0..3 {
@@ -556,7 +552,7 @@ async fn a_backlog_that_waits_for_a_ledger_that_is_down_shows_in_the_metrics() {
         let service = Running::start(
             database,
             SOURCE,
-            unused_addr(),
+            reserved_addr(),
             crowdcrunch_customers::service,
         )
         .await;

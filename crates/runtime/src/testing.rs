@@ -19,6 +19,8 @@
 //! - [`token`]`(&Grant::…)`: a raw token, for a request's own `authorization` metadata.
 //! - [`Caller::of`](crate::access::Caller::of) in a handler reads who was admitted.
 
+mod ports;
+
 use std::net::SocketAddr;
 use std::sync::{Once, OnceLock};
 use std::time::Duration;
@@ -33,6 +35,8 @@ use crate::client::{GrpcChannel, ServiceToken};
 use crate::context::PropagateLayer;
 use crate::server::{GrpcService, ServiceDefinition};
 use crate::{Database, GrpcServer, ServeError, ServerSettings, Shutdown, StorageSettings};
+
+pub use ports::reserved_addr;
 
 /// The audience of the test issuer's tokens.
 pub const TEST_AUDIENCE: &str = "crowdcrunch";

@@ -85,10 +85,8 @@ pub async fn spawn_app(settings: EdgeSettings, extra: &[&str]) -> App {
         Endpoints::parse(&customers.url()).expect("endpoints"),
     );
     for name in extra {
-        // A port that was free a moment ago: nothing listens there.
-        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = free.local_addr().expect("addr");
-        drop(free);
+        // A reserved port: nothing listens there.
+        let addr = crowdcrunch_runtime::testing::reserved_addr();
         endpoints.insert(
             (*name).to_owned(),
             Endpoints::parse(&format!("http://{addr}")).expect("endpoints"),
