@@ -276,17 +276,23 @@ impl Saga {
 
     async fn claim(&self) -> Result<Vec<OrderId>, Error> {
         let lease_until = now_micros() + micros(LEASE);
+        let busy: Vec<OrderId> = self.in_flight().iter().cloned().collect();
         let mut connection = self.database.pool().acquire().await?;
         let claimed =
-            storage::claim_due(&mut connection, &self.owner, lease_until, CONCURRENCY).await?;
-        let mut in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            storage::claim_due(&mut connection, &self.owner, lease_until, CONCURRENCY, &busy)
+                .await?;
+        let mut in_flight = self.in_flight();
         Ok(claimed
             .into_iter()
             .filter(|id| in_flight.insert(id.clone()))
             .collect())
+    }
+
+    /// The orders this process is running now.
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<OrderId>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `id`'s steps back to back until it settles or a step must wait.
@@ -302,10 +308,7 @@ impl Saga {
         if let Ok(mut connection) = self.database.pool().acquire().await {
             let _ = storage::release_lease(&mut connection, &id, &self.owner).await;
         }
-        self.in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+        self.in_flight().remove(&id);
         // Another change may have arrived while this order was busy.
         self.wake();
     }
@@ -328,18 +331,12 @@ impl Saga {
             .await
     }
 
-    /// Runs the steps of `order` (as just read); each later step reads the order again first.
-    async fn advance_steps(&self, order: Order) -> Result<(), Error> {
+    /// Runs the steps of `order` (as just read). Each later step starts from the order as the
+    /// transaction of the step before read it back on commit: a cancellation requested since is
+    /// seen at the step after (and, once the order is released, by the next claim).
+    async fn advance_steps(&self, mut order: Order) -> Result<(), Error> {
         let id = order.id.clone();
-        let mut read = Some(order);
         loop {
-            let mut order = match read.take() {
-                Some(order) => order,
-                None => {
-                    let mut connection = self.database.pool().acquire().await?;
-                    storage::get(&mut connection, &id, None).await?
-                }
-            };
             let step = next_step(&order.progress);
             if step == Step::Idle {
                 return Ok(());
@@ -397,6 +394,7 @@ impl Saga {
                 && before.progress.cancel_requested
                 && !order.progress.cancel_requested;
             let outbox = &self.outbox;
+            let mut read_back = None;
             let saved = outbox
                 .transaction(None, async |connection| {
                     storage::save_progress(connection, &order).await?;
@@ -415,7 +413,10 @@ impl Saga {
                     if let Some(event) = event {
                         outbox.enqueue(connection, event).await?;
                     }
-                    Ok::<_, Error>(storage::get(connection, &order.id, None).await?.to_proto())
+                    let saved = storage::get(connection, &order.id, None).await?;
+                    let answer = saved.to_proto();
+                    read_back = Some(saved);
+                    Ok::<_, Error>(answer)
                 })
                 .await?;
             self.hub.publish(saved);
@@ -425,6 +426,9 @@ impl Saga {
             if ending.is_some() || waiting {
                 return Ok(());
             }
+            order = read_back.ok_or_else(|| {
+                Error::Corrupt(format!("order {id}: its saved progress was not read back"))
+            })?;
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crowdcrunch_proto::r#type::v1::Address;
 use crowdcrunch_runtime::pagination::PageRequest;
 use crowdcrunch_runtime::storage::{OwnedBy, fetch_by_keys, now_micros, placeholders};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Connection as _};
 
 use crate::domain::{CustomerId, OrderId, OrderStatus, PaymentId, Quantity, ShipmentId, Sku};
 use crate::error::Error;
@@ -629,26 +629,37 @@ pub async fn oldest_pending_create_time(
     Ok(oldest)
 }
 
-/// Claims up to `limit` orders whose saga has work due, for `owner` until `lease_until`; returns
-/// their ids. A lease keeps two replicas from running one order's step at once; an expired lease
-/// (its owner died) is taken over.
+/// Claims up to `limit` orders whose saga has work due, for `owner` until `lease_until`, leaving
+/// out `busy` (the orders `owner` is running already, whose lease it holds); returns their ids.
+/// A lease keeps two replicas from running one order's step at once; an expired lease (its owner
+/// died), or one `owner` holds but no longer runs, is taken over. The claims commit together.
 pub async fn claim_due(
     connection: &mut AnyConnection,
     owner: &str,
     lease_until: i64,
     limit: i64,
+    busy: &[OrderId],
 ) -> Result<Vec<OrderId>, Error> {
     let now = now_micros();
-    let candidates: Vec<(String,)> = sqlx::query_as(
+    let not_busy = if busy.is_empty() {
+        String::new()
+    } else {
+        format!(" AND id NOT IN ({})", placeholders(5, busy.len()))
+    };
+    let sql = format!(
         "SELECT id FROM orders WHERE (status = $1 OR cancel_requested = 1) AND next_attempt_time <= $2 \
-         AND (lease_until < $2 OR lease_owner = $3) ORDER BY next_attempt_time LIMIT $4",
-    )
-    .bind(OrderStatus::Pending.stored())
-    .bind(now)
-    .bind(owner)
-    .bind(limit)
-    .fetch_all(&mut *connection)
-    .await?;
+         AND (lease_until < $2 OR lease_owner = $3){not_busy} ORDER BY next_attempt_time LIMIT $4"
+    );
+    let mut select = sqlx::query_as::<_, (String,)>(&sql)
+        .bind(OrderStatus::Pending.stored())
+        .bind(now)
+        .bind(owner)
+        .bind(limit);
+    for id in busy {
+        select = select.bind(id.as_str());
+    }
+    let mut transaction = connection.begin().await?;
+    let candidates = select.fetch_all(&mut *transaction).await?;
     let mut claimed = Vec::new();
     for (id,) in candidates {
         let id = stored_id(&id, "id", &id, OrderId::parse)?;
@@ -659,12 +670,13 @@ pub async fn claim_due(
         .bind(owner)
         .bind(lease_until)
         .bind(now)
-        .execute(&mut *connection)
+        .execute(&mut *transaction)
         .await?;
         if updated.rows_affected() == 1 {
             claimed.push(id);
         }
     }
+    transaction.commit().await?;
     Ok(claimed)
 }
 
