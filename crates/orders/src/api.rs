@@ -90,25 +90,28 @@ impl OrderApi {
     ) -> Result<Order, Error> {
         let mut changes = self.hub.subscribe();
         let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
-        loop {
-            let order = self.load(id, None).await?;
-            if settled(&order) {
-                return Ok(order);
-            }
+        let mut order = self.load(id, None).await?;
+        while !settled(&order) {
+            // The order as its change committed; a watcher that fell behind reads it again.
             let changed = async {
                 loop {
                     match changes.recv().await {
-                        Ok(change) if change.id == id.as_str() => return,
+                        Ok(change) if change.id == *id => return Some(change),
                         Ok(_) => {}
-                        Err(RecvError::Lagged(_)) => return,
+                        Err(RecvError::Lagged(_)) => return None,
                         Err(RecvError::Closed) => std::future::pending::<()>().await,
                     }
                 }
             };
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.load(id, None).await;
-            }
+            order = match tokio::time::timeout_at(deadline, changed).await {
+                // Published late, by a writer that committed before what was read here.
+                Ok(Some(change)) if change.update_time < order.update_time => continue,
+                Ok(Some(change)) => Order::clone(&change),
+                Ok(None) => self.load(id, None).await?,
+                Err(_elapsed) => return self.load(id, None).await,
+            };
         }
+        Ok(order)
     }
 
     /// Checks with the other services what `order` names, and tokenizes its card: every problem is
@@ -584,7 +587,7 @@ impl OrderService for OrderApi {
             while !OrderStatus::from_proto(last.status).is_some_and(OrderStatus::is_final) {
                 let next = tokio::select! {
                     change = changes.recv() => match change {
-                        Ok(order) if order.id == id.as_str() => Some(order),
+                        Ok(order) if order.id == id => Some(order.to_proto()),
                         Ok(_) => None,
                         Err(RecvError::Lagged(_)) => api.load(&id, None).await.ok().map(|order| order.to_proto()),
                         Err(RecvError::Closed) => return,

@@ -394,10 +394,9 @@ impl Saga {
                 && before.progress.cancel_requested
                 && !order.progress.cancel_requested;
             let outbox = &self.outbox;
-            let mut read_back = None;
-            let saved = outbox
+            let mut saved = None;
+            outbox
                 .transaction(None, async |connection| {
-                    storage::save_progress(connection, &order).await?;
                     if let Some(status) = ending {
                         let from = [OrderStatus::Pending, OrderStatus::Confirmed];
                         storage::set_status(connection, &order.id, &from, status).await?;
@@ -413,22 +412,21 @@ impl Saga {
                     if let Some(event) = event {
                         outbox.enqueue(connection, event).await?;
                     }
-                    let saved = storage::get(connection, &order.id, None).await?;
-                    let answer = saved.to_proto();
-                    read_back = Some(saved);
-                    Ok::<_, Error>(answer)
+                    // Last, so that the order it answers has the status and request set above.
+                    saved = Some(storage::save_progress(connection, &order).await?);
+                    Ok::<_, Error>(())
                 })
                 .await?;
-            self.hub.publish(saved);
+            order = saved.ok_or_else(|| {
+                Error::Corrupt(format!("order {id}: its saved progress was not read back"))
+            })?;
+            self.hub.publish(order.clone());
             if let Some(status) = ending {
                 metrics::counter!(ORDERS, "outcome" => outcome_name(status)).increment(1);
             }
             if ending.is_some() || waiting {
                 return Ok(());
             }
-            order = read_back.ok_or_else(|| {
-                Error::Corrupt(format!("order {id}: its saved progress was not read back"))
-            })?;
         }
     }
 

@@ -97,7 +97,7 @@ async fn consume(
                             let event = order_event(&order_id, order.customer_id.as_str());
                             outbox.enqueue(connection, event).await?;
                             // The order as it is now, announced once committed.
-                            changed = Some(order.to_proto());
+                            changed = Some(order);
                         }
                         storage::set_checkpoint(connection, CONSUMER, checkpoint).await?;
                         Ok::<_, Error>(())

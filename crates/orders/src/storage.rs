@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use crowdcrunch_proto::r#type::v1::Address;
 use crowdcrunch_runtime::pagination::PageRequest;
 use crowdcrunch_runtime::storage::{OwnedBy, fetch_by_keys, now_micros, placeholders};
-use sqlx::{AnyConnection, Connection as _};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Connection as _, FromRow as _};
 
 use crate::domain::{CustomerId, OrderId, OrderStatus, PaymentId, Quantity, ShipmentId, Sku};
 use crate::error::Error;
@@ -107,6 +108,19 @@ impl OrderRow {
     /// The typed order of this row and its `lines`: an unknown status, a flag that is not 0 or 1,
     /// a malformed id, an order without lines or an impossible progress is an error.
     fn into_order(self, lines: &[LineRow]) -> Result<Order, Error> {
+        let order = self.id.as_str();
+        if lines.is_empty() {
+            return Err(corrupt(order, "has no lines"));
+        }
+        let lines = lines
+            .iter()
+            .map(|line| line.to_line(order))
+            .collect::<Result<_, _>>()?;
+        self.into_order_with(lines)
+    }
+
+    /// The typed order of this row, whose `lines` are known already (they never change).
+    fn into_order_with(self, lines: Vec<Line>) -> Result<Order, Error> {
         let id = stored_id(&self.id, "id", &self.id, OrderId::parse)?;
         let order = self.id.as_str();
         let flag = |column: &str, value: i64| stored_flag(order, column, value);
@@ -179,13 +193,6 @@ impl OrderRow {
         if let Some(impossibility) = progress.impossibility() {
             return Err(corrupt(order, format_args!("is {impossibility}")));
         }
-        if lines.is_empty() {
-            return Err(corrupt(order, "has no lines"));
-        }
-        let lines = lines
-            .iter()
-            .map(|line| line.to_line(order))
-            .collect::<Result<_, _>>()?;
         Ok(Order {
             customer_id: stored_id(order, "customer_id", &self.customer_id, CustomerId::parse)?,
             request_id: self.request_id,
@@ -395,10 +402,11 @@ pub async fn insert(connection: &mut AnyConnection, order: &Order) -> Result<(),
     Ok(())
 }
 
-/// Writes the saga progress of `order`. Its status and cancellation request are written only by
-/// [`set_status`] and [`request_cancel`]/[`clear_cancel`], so a concurrent CancelOrder or shipment
-/// update is never overwritten by a stale copy.
-pub async fn save_progress(connection: &mut AnyConnection, order: &Order) -> Result<(), Error> {
+/// Writes the saga progress of `order` and answers the order as stored then. Its status and
+/// cancellation request are written only by [`set_status`] and [`request_cancel`]/[`clear_cancel`],
+/// so a concurrent CancelOrder or shipment update is never overwritten by a stale copy, and is in
+/// the answer.
+pub async fn save_progress(connection: &mut AnyConnection, order: &Order) -> Result<Order, Error> {
     if let Some(impossibility) = order.progress.impossibility() {
         return Err(corrupt(
             order.id.as_str(),
@@ -411,18 +419,21 @@ pub async fn save_progress(connection: &mut AnyConnection, order: &Order) -> Res
         .collect();
     let next = PROGRESS_COLUMNS.len() + 2;
     let sql = format!(
-        "UPDATE orders SET {}, attempts = ${next}, next_attempt_time = ${}, update_time = ${} WHERE id = $1",
+        "UPDATE orders SET {}, attempts = ${next}, next_attempt_time = ${}, update_time = ${} WHERE id = $1 \
+         RETURNING {COLUMNS}",
         assignments.join(", "),
         next + 1,
         next + 2
     );
-    bind_progress(sqlx::query(&sql).bind(order.id.as_str()), order)
+    let row = bind_progress(sqlx::query(&sql).bind(order.id.as_str()), order)
         .bind(order.attempts)
         .bind(order.next_attempt_time)
         .bind(order.update_time)
-        .execute(connection)
-        .await?;
-    Ok(())
+        .try_map(|row: AnyRow| OrderRow::from_row(&row))
+        .fetch_optional(connection)
+        .await?
+        .ok_or_else(|| Error::NotFound(order.id.to_string()))?;
+    row.into_order_with(order.lines.clone())
 }
 
 /// Moves order `id` to `status` if it is in one of `from`; whether it moved.
