@@ -585,7 +585,12 @@ async fn an_order_is_paid_shipped_delivered_returned_and_exchanged() {
             .unwrap_or_else(|| panic!("no {event_type} in {story:?}"))
     };
     for source_story in [
-        &["OrderPlaced", "OrderConfirmed", "OrderShipped", "OrderDelivered"][..],
+        &[
+            "OrderPlaced",
+            "OrderConfirmed",
+            "OrderShipped",
+            "OrderDelivered",
+        ][..],
         &["StockReserved", "ReservationCommitted"],
         &["PaymentAuthorized", "PaymentCaptured", "RefundIssued"],
         &["ShipmentCreated", "ShipmentShipped", "ShipmentDelivered"],

@@ -278,9 +278,14 @@ impl Saga {
         let lease_until = now_micros() + micros(LEASE);
         let busy: Vec<OrderId> = self.in_flight().iter().cloned().collect();
         let mut connection = self.database.pool().acquire().await?;
-        let claimed =
-            storage::claim_due(&mut connection, &self.owner, lease_until, CONCURRENCY, &busy)
-                .await?;
+        let claimed = storage::claim_due(
+            &mut connection,
+            &self.owner,
+            lease_until,
+            CONCURRENCY,
+            &busy,
+        )
+        .await?;
         let mut in_flight = self.in_flight();
         Ok(claimed
             .into_iter()
