@@ -8,7 +8,9 @@
 use crowdcrunch_proto::inventory::v1 as pb;
 use crowdcrunch_proto::r#type::v1::Money as PbMoney;
 use crowdcrunch_runtime::pagination::PageRequest;
-use crowdcrunch_runtime::storage::{fetch_by_keys, now_micros, timestamp_from_micros};
+use crowdcrunch_runtime::storage::{
+    fetch_by_keys, now_micros, placeholders, timestamp_from_micros,
+};
 use sqlx::AnyConnection;
 
 use crate::domain::{NewProduct, NewReservation, ProductPatch, ReservationId, Sku, StockChange};
@@ -275,6 +277,7 @@ pub async fn reserve(
     reservation: &NewReservation,
 ) -> Result<Reserved, Error> {
     let id = &reservation.id;
+    let now = now_micros();
     // The row first: a concurrent reservation under the same id waits here, then finds it.
     let inserted: Option<(String,)> = sqlx::query_as(
         "INSERT INTO reservations (reservation_id, status, create_time, update_time) \
@@ -282,7 +285,7 @@ pub async fn reserve(
     )
     .bind(id.as_str())
     .bind(status_name(pb::ReservationStatus::Reserved))
-    .bind(now_micros())
+    .bind(now)
     .fetch_optional(&mut *connection)
     .await?;
     if inserted.is_none() {
@@ -325,20 +328,34 @@ pub async fn reserve(
     if !shortages.is_empty() {
         return Err(Error::InsufficientStock(shortages));
     }
+    let rows: Vec<String> = (0..reservation.lines.len())
+        .map(|row| format!("({})", placeholders(row * 4 + 1, 4)))
+        .collect();
+    let sql = format!(
+        "INSERT INTO reservation_lines (reservation_id, line_number, sku, quantity) VALUES {}",
+        rows.join(", ")
+    );
+    let mut insert = sqlx::query(&sql);
     for (number, line) in reservation.lines.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO reservation_lines (reservation_id, line_number, sku, quantity) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.as_str())
-        .bind(i64::try_from(number).unwrap_or(i64::MAX))
-        .bind(line.sku.as_str())
-        .bind(line.quantity)
-        .execute(&mut *connection)
-        .await?;
+        insert = insert
+            .bind(id.as_str())
+            .bind(i64::try_from(number).unwrap_or(i64::MAX))
+            .bind(line.sku.as_str())
+            .bind(line.quantity);
     }
+    insert.execute(&mut *connection).await?;
+    // What was just written, as a read would answer it.
+    let row = ReservationRow {
+        status: status_name(pb::ReservationStatus::Reserved).to_owned(),
+        create_time: now,
+        update_time: now,
+    };
+    let lines = reservation.lines.iter().map(|line| LineRow {
+        sku: line.sku.as_str().to_owned(),
+        quantity: line.quantity,
+    });
     Ok(Reserved {
-        reservation: get_reservation(connection, id).await?,
+        reservation: row.into_reservation(id, lines),
         created: true,
     })
 }
@@ -369,9 +386,9 @@ pub async fn finish_reservation(
     outcome: Outcome,
 ) -> Result<(pb::Reservation, bool), Error> {
     let status = outcome.status();
-    let updated: Option<(String,)> = sqlx::query_as(
+    let updated: Option<ReservationRow> = sqlx::query_as(
         "UPDATE reservations SET status = $2, update_time = $3 \
-         WHERE reservation_id = $1 AND status = $4 RETURNING reservation_id",
+         WHERE reservation_id = $1 AND status = $4 RETURNING status, create_time, update_time",
     )
     .bind(id.as_str())
     .bind(status_name(status))
@@ -379,7 +396,7 @@ pub async fn finish_reservation(
     .bind(status_name(pb::ReservationStatus::Reserved))
     .fetch_optional(&mut *connection)
     .await?;
-    if updated.is_none() {
+    let Some(updated) = updated else {
         let current = get_reservation(connection, id).await?;
         return match current.status() {
             same if same == status => Ok((current, false)),
@@ -388,8 +405,8 @@ pub async fn finish_reservation(
                 status: status_name(other),
             }),
         };
-    }
-    let reservation = get_reservation(connection, id).await?;
+    };
+    let reservation = updated.into_reservation(id, lines_of(connection, id).await?);
     let mut in_sku_order = reservation.lines.clone();
     in_sku_order.sort_by(|a, b| a.sku.cmp(&b.sku));
     let sql = match outcome {
@@ -433,29 +450,47 @@ pub async fn get_reservation(
     .fetch_optional(&mut *connection)
     .await?;
     let row = row.ok_or_else(|| Error::ReservationNotFound(id.as_str().to_owned()))?;
-    let lines: Vec<LineRow> = sqlx::query_as(
+    Ok(row.into_reservation(id, lines_of(connection, id).await?))
+}
+
+/// The lines of reservation `id`, in the client's order.
+async fn lines_of(
+    connection: &mut AnyConnection,
+    id: &ReservationId,
+) -> Result<Vec<LineRow>, Error> {
+    Ok(sqlx::query_as(
         "SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1 \
          ORDER BY line_number",
     )
     .bind(id.as_str())
     .fetch_all(connection)
-    .await?;
-    let status =
-        pb::ReservationStatus::from_str_name(&format!("RESERVATION_STATUS_{}", row.status))
-            .unwrap_or(pb::ReservationStatus::Unspecified);
-    Ok(pb::Reservation {
-        reservation_id: id.as_str().to_owned(),
-        lines: lines
-            .into_iter()
-            .map(|line| pb::ReservationLine {
-                sku: line.sku,
-                quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
-            })
-            .collect(),
-        status: status.into(),
-        create_time: Some(timestamp_from_micros(row.create_time)),
-        update_time: Some(timestamp_from_micros(row.update_time)),
-    })
+    .await?)
+}
+
+impl ReservationRow {
+    /// Reservation `id` as this row and its `lines` store it.
+    fn into_reservation(
+        self,
+        id: &ReservationId,
+        lines: impl IntoIterator<Item = LineRow>,
+    ) -> pb::Reservation {
+        let status =
+            pb::ReservationStatus::from_str_name(&format!("RESERVATION_STATUS_{}", self.status))
+                .unwrap_or(pb::ReservationStatus::Unspecified);
+        pb::Reservation {
+            reservation_id: id.as_str().to_owned(),
+            lines: lines
+                .into_iter()
+                .map(|line| pb::ReservationLine {
+                    sku: line.sku,
+                    quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+                })
+                .collect(),
+            status: status.into(),
+            create_time: Some(timestamp_from_micros(self.create_time)),
+            update_time: Some(timestamp_from_micros(self.update_time)),
+        }
+    }
 }
 
 /// How a status is stored: its proto name without the prefix.
