@@ -643,7 +643,8 @@ pub async fn oldest_pending_create_time(
 /// Claims up to `limit` orders whose saga has work due, for `owner` until `lease_until`, leaving
 /// out `busy` (the orders `owner` is running already, whose lease it holds); returns their ids.
 /// A lease keeps two replicas from running one order's step at once; an expired lease (its owner
-/// died), or one `owner` holds but no longer runs, is taken over. The claims commit together.
+/// died), or one `owner` holds but no longer runs, is taken over. The leases commit together;
+/// finding nothing due writes nothing.
 pub async fn claim_due(
     connection: &mut AnyConnection,
     owner: &str,
@@ -669,8 +670,12 @@ pub async fn claim_due(
     for id in busy {
         select = select.bind(id.as_str());
     }
+    let candidates = select.fetch_all(&mut *connection).await?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Each lease is conditional again: a candidate another replica claimed since is skipped.
     let mut transaction = connection.begin().await?;
-    let candidates = select.fetch_all(&mut *transaction).await?;
     let mut claimed = Vec::new();
     for (id,) in candidates {
         let id = stored_id(&id, "id", &id, OrderId::parse)?;
