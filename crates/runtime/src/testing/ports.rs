@@ -11,6 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -30,15 +31,15 @@ static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
 ///
 /// When every port in the range is taken or the lock directory cannot be written.
 pub fn reserved_addr() -> SocketAddr {
-    let directory = std::env::temp_dir().join("crowdcrunch-test-ports");
+    let directory = lock_directory();
     std::fs::create_dir_all(&directory)
         .unwrap_or_else(|error| panic!("cannot create {}: {error}", directory.display()));
-    let end = ephemeral_start().max(LOWEST_PORT + 1_000);
-    let span = end - LOWEST_PORT;
+    let ports = ports();
+    let span = ports.end - ports.start;
     let offset = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u16;
     for step in 0..span {
-        let port = LOWEST_PORT + (offset + step) % span;
-        if let Some(lock) = lock(directory.join(format!("{port}.lock")))
+        let port = ports.start + (offset + step) % span;
+        if let Some(lock) = lock(lock_path(port))
             && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
         {
             HELD.lock()
@@ -47,7 +48,22 @@ pub fn reserved_addr() -> SocketAddr {
             return SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         }
     }
-    panic!("no free port between {LOWEST_PORT} and {end}");
+    panic!("no free port in {ports:?}");
+}
+
+/// The ports handed out: from [`LOWEST_PORT`] up to the kernel's ephemeral range (at least 1,000).
+fn ports() -> Range<u16> {
+    LOWEST_PORT..ephemeral_start().max(LOWEST_PORT + 1_000)
+}
+
+/// Where every test process keeps the lock files of the ports.
+fn lock_directory() -> PathBuf {
+    std::env::temp_dir().join("crowdcrunch-test-ports")
+}
+
+/// The lock file of `port`.
+fn lock_path(port: u16) -> PathBuf {
+    lock_directory().join(format!("{port}.lock"))
 }
 
 /// The port's lock file, locked by this process, or `None` when another process holds it.
@@ -79,14 +95,11 @@ mod tests {
         let second = reserved_addr();
         assert_ne!(first, second);
         for addr in [first, second] {
+            assert!(ports().contains(&addr.port()));
             assert!(
-                addr.port() >= LOWEST_PORT
-                    && addr.port() < ephemeral_start().max(LOWEST_PORT + 1_000)
+                lock(lock_path(addr.port())).is_none(),
+                "{addr} is not locked"
             );
-            let path = std::env::temp_dir()
-                .join("crowdcrunch-test-ports")
-                .join(format!("{}.lock", addr.port()));
-            assert!(lock(path).is_none(), "{addr} is not locked");
             TcpListener::bind(addr).expect("a reserved address is free to bind");
         }
     }
