@@ -68,7 +68,7 @@ impl CustomerService for CustomerApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = CustomerId::parse(&request.get_ref().id, "id")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             storage::get(&mut connection, &id, owned_by).await?,
         ))
@@ -80,7 +80,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::BatchGetCustomersResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_ids(&request.get_ref().ids)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let customers = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetCustomersResponse { customers }))
     }
@@ -94,7 +94,7 @@ impl CustomerService for CustomerApi {
             .page_tokens
             .parse(request.page_size, &request.page_token)
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(storage::list(&mut connection, &page).await?))
     }
 

@@ -52,7 +52,7 @@ impl ExchangeApi {
     }
 
     async fn load(&self, id: &ReturnId, owned_by: Option<OwnedBy<'_>>) -> Result<Return, Error> {
-        let mut connection = self.database.pool().acquire().await?;
+        let mut connection = self.database.acquire().await?;
         storage::get(&mut connection, id, owned_by).await
     }
 
@@ -393,7 +393,7 @@ impl ExchangeService for ExchangeApi {
     ) -> Result<Response<pb::BatchGetReturnsResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_return_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let returns = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetReturnsResponse {
             returns: returns.iter().map(Return::to_proto).collect(),
@@ -407,7 +407,7 @@ impl ExchangeService for ExchangeApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = ReturnQuery::parse(request.get_ref(), &self.page_tokens)
             .map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let (returns, next_page_token) = storage::list(&mut connection, &query, owned_by).await?;
         Ok(Response::new(pb::ListReturnsResponse {
             returns: returns.iter().map(Return::to_proto).collect(),

@@ -1143,7 +1143,13 @@ async fn a_stored_return_that_breaks_the_rules_is_an_error_never_a_default() {
                 .expect("request");
             sqlx::query(sql)
                 .bind(&requested.id)
-                .execute(system.exchanges_database.pool())
+                .execute(
+                    &mut *system
+                        .exchanges_database
+                        .acquire()
+                        .await
+                        .expect("connection"),
+                )
                 .await
                 .expect("break the stored return");
             let refused = system.get(&requested.id).await.expect_err(sql);
@@ -1156,7 +1162,13 @@ async fn a_stored_return_that_breaks_the_rules_is_an_error_never_a_default() {
             // Rejected, it claims nothing, so the next case can ask for the same mug.
             sqlx::query("UPDATE returns SET status = 3 WHERE id = $1")
                 .bind(&requested.id)
-                .execute(system.exchanges_database.pool())
+                .execute(
+                    &mut *system
+                        .exchanges_database
+                        .acquire()
+                        .await
+                        .expect("connection"),
+                )
                 .await
                 .expect("set aside the broken return");
         }

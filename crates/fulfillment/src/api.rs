@@ -66,7 +66,7 @@ impl FulfillmentService for FulfillmentApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = ShipmentId::parse(&request.get_ref().id, "id")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             storage::get(&mut connection, &id, owned_by).await?,
         ))
@@ -78,7 +78,7 @@ impl FulfillmentService for FulfillmentApi {
     ) -> Result<Response<pb::BatchGetShipmentsResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_shipment_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let shipments = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetShipmentsResponse { shipments }))
     }
@@ -90,7 +90,7 @@ impl FulfillmentService for FulfillmentApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = ShipmentQuery::parse(request.get_ref(), &self.page_tokens)
             .map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             storage::list(&mut connection, &query, owned_by).await?,
         ))

@@ -4,9 +4,9 @@
 use crowdcrunch_outbox::Outbox;
 use crowdcrunch_proto::inventory::v1 as pb;
 use crowdcrunch_proto::inventory::v1::inventory_service_server::InventoryService;
-use crowdcrunch_runtime::Database;
 use crowdcrunch_runtime::idempotency::IdempotencyKey;
 use crowdcrunch_runtime::pagination::PageTokens;
+use crowdcrunch_runtime::{Database, DatabaseConnection};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
@@ -76,8 +76,8 @@ impl InventoryApi {
         Ok(reservation)
     }
 
-    async fn connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, Error> {
-        Ok(self.database.pool().acquire().await?)
+    async fn connection(&self) -> Result<DatabaseConnection, Error> {
+        Ok(self.database.acquire().await?)
     }
 }
 

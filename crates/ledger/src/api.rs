@@ -6,6 +6,7 @@ use crowdcrunch_runtime::access::Caller;
 use crowdcrunch_runtime::pagination::{self, PageRequest, PageTokens};
 use crowdcrunch_runtime::status::FieldViolation;
 use crowdcrunch_runtime::{Database, Shutdown};
+use sqlx::Connection as _;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{EventFilter, NewEvents, Subjects, after_sequence};
@@ -44,7 +45,8 @@ impl LedgerService for LedgerApi {
         let source = appending_service(Caller::of(&request)?, request.get_ref())?;
         let NewEvents(events) =
             NewEvents::parse(request.get_ref(), source).map_err(Error::InvalidArgument)?;
-        let mut transaction = self.database.begin().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
+        let mut transaction = connection.begin().await.map_err(Error::from)?;
         let appended = storage::append(&mut transaction, &events)
             .await
             .map_err(Error::from)?;
@@ -69,7 +71,7 @@ impl LedgerService for LedgerApi {
         let customer_id = Caller::of(&request)?.owner_scope();
         let query = EventQuery::parse(request.get_ref(), &self.page_tokens)
             .map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             query.run(&mut connection, customer_id).await?,
         ))
@@ -84,7 +86,7 @@ impl LedgerService for LedgerApi {
             EventQuery::parse(request, &self.page_tokens)
         })
         .map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let mut responses = Vec::with_capacity(queries.len());
         for query in &queries {
             responses.push(query.run(&mut connection, customer_id).await?);

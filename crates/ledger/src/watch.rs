@@ -19,9 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crowdcrunch_proto::ledger::v1 as pb;
-use crowdcrunch_runtime::{Database, Shutdown};
-use sqlx::Any;
-use sqlx::pool::PoolConnection;
+use crowdcrunch_runtime::{Database, DatabaseConnection, Shutdown};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Semaphore, SemaphorePermit, broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -139,8 +137,7 @@ impl Drop for Tracked {
 impl Hub {
     /// A feed with no watcher yet, whose watchers read `database` with at most half its pool.
     pub fn new(database: &Database) -> Self {
-        let pool_size =
-            usize::try_from(database.pool().options().get_max_connections()).unwrap_or(usize::MAX);
+        let pool_size = database.max_connections();
         metrics::gauge!(WATCHERS).set(0.0);
         metrics::gauge!(WATCHER_LAG).set(0.0);
         Self {
@@ -327,12 +324,12 @@ impl Watcher {
     }
 
     /// A connection from the watchers' share of the pool; both go back when dropped.
-    async fn connection(&self) -> Result<(SemaphorePermit<'_>, PoolConnection<Any>), Stop> {
+    async fn connection(&self) -> Result<(SemaphorePermit<'_>, DatabaseConnection), Stop> {
         let share = tokio::select! {
             share = self.reads.acquire() => share.map_err(|_| Stop::Shutdown)?,
             () = self.shutdown.cancelled() => return Err(Stop::Shutdown),
         };
-        let connection = self.database.pool().acquire().await?;
+        let connection = self.database.acquire().await?;
         Ok((share, connection))
     }
 

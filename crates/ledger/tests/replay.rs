@@ -22,7 +22,7 @@ const BOUND: Duration = Duration::from_secs(1);
 async fn a_thousand_silent_replays_leave_the_database_to_other_queries() {
     for database in databases("ledger") {
         let ledger = database.connect(&crowdcrunch_ledger::MIGRATOR).await;
-        let pool = ledger.pool().clone();
+        let ledger_database = ledger.clone();
         let server =
             TestServer::start_with(|shutdown| crowdcrunch_ledger::service(ledger, shutdown)).await;
         let mut appender = LedgerServiceClient::new(server.channel_as_peer("orders").await);
@@ -87,13 +87,13 @@ async fn a_thousand_silent_replays_leave_the_database_to_other_queries() {
             database.backend
         );
 
-        // Once the replays wait on their clients, none holds a connection: every connection of
-        // the pool is idle, again and again.
+        // Once the replays wait on their clients, none holds a connection: every connection is
+        // idle, again and again.
         let settled = tokio::time::timeout(Duration::from_secs(60), async {
             loop {
                 let mut idle = true;
                 for _ in 0..20 {
-                    idle &= pool.num_idle() == usize::try_from(pool.size()).expect("small");
+                    idle &= ledger_database.connections_in_use() == 0;
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
                 if idle {
@@ -106,8 +106,8 @@ async fn a_thousand_silent_replays_leave_the_database_to_other_queries() {
             settled.is_ok(),
             "{}: watchers waiting on silent clients still hold {} of {} connections",
             database.backend,
-            usize::try_from(pool.size()).expect("small") - pool.num_idle(),
-            pool.size()
+            ledger_database.connections_in_use(),
+            ledger_database.max_connections()
         );
         assert_eq!(silent.len(), WATCHERS);
         drop(silent);

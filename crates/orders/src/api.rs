@@ -78,7 +78,7 @@ impl OrderApi {
 
     /// Order `id`, when `owned_by` lets the caller see it (NotFound otherwise).
     async fn load(&self, id: &OrderId, owned_by: Option<OwnedBy<'_>>) -> Result<Order, Error> {
-        let mut connection = self.database.pool().acquire().await?;
+        let mut connection = self.database.acquire().await?;
         storage::get(&mut connection, id, owned_by).await
     }
 
@@ -337,7 +337,7 @@ impl OrderApi {
         placed: &PlaceOrder,
         caller: &Caller,
     ) -> Result<Option<Order>, Error> {
-        let mut connection = self.database.pool().acquire().await?;
+        let mut connection = self.database.acquire().await?;
         if let Some(answer) =
             idempotency::replay::<pb::GetOrderRequest>(&mut connection, key).await?
         {
@@ -466,7 +466,7 @@ impl OrderService for OrderApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids =
             domain::parse_order_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let orders = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetOrdersResponse {
             orders: orders.iter().map(Order::to_proto).collect(),
@@ -480,7 +480,7 @@ impl OrderService for OrderApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = OrderQuery::parse(request.get_ref(), &self.page_tokens)
             .map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             list_page(&mut connection, &query, owned_by).await?,
         ))
@@ -495,7 +495,7 @@ impl OrderService for OrderApi {
             OrderQuery::parse(request, &self.page_tokens)
         })
         .map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let mut responses = Vec::with_capacity(queries.len());
         for query in &queries {
             responses.push(list_page(&mut connection, query, owned_by).await?);

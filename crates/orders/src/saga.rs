@@ -258,7 +258,7 @@ impl Saga {
 
     /// Sets [`OLDEST_PENDING`] from the orders table.
     async fn observe_oldest_pending(&self) {
-        let oldest = match self.database.pool().acquire().await {
+        let oldest = match self.database.acquire().await {
             Ok(mut connection) => storage::oldest_pending_create_time(&mut connection).await,
             Err(error) => Err(error.into()),
         };
@@ -277,7 +277,7 @@ impl Saga {
     async fn claim(&self) -> Result<Vec<OrderId>, Error> {
         let lease_until = now_micros() + micros(LEASE);
         let busy: Vec<OrderId> = self.in_flight().iter().cloned().collect();
-        let mut connection = self.database.pool().acquire().await?;
+        let mut connection = self.database.acquire().await?;
         let claimed = storage::claim_due(
             &mut connection,
             &self.owner,
@@ -310,7 +310,7 @@ impl Saga {
                 tracing::warn!(order_id = %id, %error, held_back, "saga step failed; it will be retried");
             }
         }
-        if let Ok(mut connection) = self.database.pool().acquire().await {
+        if let Ok(mut connection) = self.database.acquire().await {
             let _ = storage::release_lease(&mut connection, &id, &self.owner).await;
         }
         self.in_flight().remove(&id);
@@ -322,7 +322,7 @@ impl Saga {
     /// request id, so the events, calls and log lines of every step carry both, whichever replica
     /// runs them.
     async fn advance(&self, id: &OrderId) -> Result<(), Error> {
-        let mut connection = self.database.pool().acquire().await?;
+        let mut connection = self.database.acquire().await?;
         let order = storage::get(&mut connection, id, None).await?;
         drop(connection);
         let span = tracing::info_span!(

@@ -58,7 +58,7 @@ async fn consume(
     shutdown: &Shutdown,
 ) -> Result<(), Error> {
     let mut checkpoint = {
-        let mut connection = database.pool().acquire().await?;
+        let mut connection = database.acquire().await?;
         storage::checkpoint(&mut connection, CONSUMER).await?
     };
     let request = ledger::WatchEventsRequest {
@@ -80,7 +80,7 @@ async fn consume(
         };
         let Some(event) = message else {
             if unsaved > 0 {
-                let mut connection = database.pool().acquire().await?;
+                let mut connection = database.acquire().await?;
                 storage::set_checkpoint(&mut connection, CONSUMER, checkpoint).await?;
             }
             return Ok(());
@@ -112,7 +112,7 @@ async fn consume(
             None => {
                 unsaved += 1;
                 if unsaved >= CHECKPOINT_EVERY {
-                    let mut connection = database.pool().acquire().await?;
+                    let mut connection = database.acquire().await?;
                     storage::set_checkpoint(&mut connection, CONSUMER, checkpoint).await?;
                     unsaved = 0;
                 }

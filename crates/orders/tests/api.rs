@@ -1254,7 +1254,7 @@ async fn a_corrupt_stored_order_is_an_internal_error_never_a_default() {
         for corruption in corruptions {
             sqlx::query(corruption)
                 .bind(&order.id)
-                .execute(app.database.pool())
+                .execute(&mut *app.database.acquire().await.expect("connection"))
                 .await
                 .expect("corrupt the row");
             let status = app.get(&order.id).await.expect_err("a corrupt order");

@@ -206,10 +206,12 @@ impl Relay {
             return;
         }
         self.backlog_read = Some(Instant::now());
-        let read: Result<(i64, Option<i64>), sqlx::Error> =
+        let read: Result<(i64, Option<i64>), sqlx::Error> = async {
             sqlx::query_as("SELECT COUNT(*), MIN(event_time) FROM outbox")
-                .fetch_one(self.database.pool())
-                .await;
+                .fetch_one(&mut *self.database.acquire().await?)
+                .await
+        }
+        .await;
         match read {
             Ok((waiting, oldest)) => {
                 let age = oldest.map_or(0.0, |oldest| {
@@ -238,7 +240,7 @@ impl Relay {
              ORDER BY id LIMIT $1",
         )
         .bind(i64::try_from(BATCH).unwrap_or(i64::MAX))
-        .fetch_all(self.database.pool())
+        .fetch_all(&mut *self.database.acquire().await?)
         .await?;
         if rows.is_empty() {
             return Ok(0);
@@ -268,7 +270,7 @@ impl Relay {
         for id in &ids {
             delete = delete.bind(id);
         }
-        delete.execute(self.database.pool()).await?;
+        delete.execute(&mut *self.database.acquire().await?).await?;
         metrics::counter!(DELIVERED, "source" => self.source).increment(ids.len() as u64);
         tracing::debug!(count = ids.len(), "outbox events delivered");
         Ok(ids.len())

@@ -184,7 +184,7 @@ impl PaymentService for PaymentApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let id = PaymentId::parse(&request.get_ref().id, "id")
             .map_err(|v| Error::InvalidArgument(vec![v]))?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             storage::get(&mut connection, &id, owned_by).await?,
         ))
@@ -196,7 +196,7 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<pb::BatchGetPaymentsResponse>, Status> {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let ids = parse_payment_ids(&request.get_ref().ids).map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         let payments = storage::batch_get(&mut connection, &ids, owned_by).await?;
         Ok(Response::new(pb::BatchGetPaymentsResponse { payments }))
     }
@@ -208,7 +208,7 @@ impl PaymentService for PaymentApi {
         let owned_by = storage::owned_by(Caller::of(&request)?.owner_scope());
         let query = PaymentQuery::parse(request.get_ref(), &self.page_tokens)
             .map_err(Error::InvalidArgument)?;
-        let mut connection = self.database.pool().acquire().await.map_err(Error::from)?;
+        let mut connection = self.database.acquire().await.map_err(Error::from)?;
         Ok(Response::new(
             storage::list(&mut connection, &query, owned_by).await?,
         ))

@@ -282,7 +282,7 @@ async fn every_stored_value(database: &Database) -> Vec<String> {
         }
     };
     let tables: Vec<(String,)> = sqlx::query_as(tables_sql)
-        .fetch_all(database.pool())
+        .fetch_all(&mut *database.acquire().await.expect("connection"))
         .await
         .expect("list tables");
     assert!(tables.len() >= 4, "payments, tokens, refunds, idempotency");
@@ -293,13 +293,13 @@ async fn every_stored_value(database: &Database) -> Vec<String> {
     {
         let columns: Vec<(String,)> = sqlx::query_as(columns_sql)
             .bind(&table)
-            .fetch_all(database.pool())
+            .fetch_all(&mut *database.acquire().await.expect("connection"))
             .await
             .expect("list columns");
         for (column,) in columns {
             let rows: Vec<(Option<String>,)> =
                 sqlx::query_as(&format!("SELECT CAST({column} AS TEXT) FROM {table}"))
-                    .fetch_all(database.pool())
+                    .fetch_all(&mut *database.acquire().await.expect("connection"))
                     .await
                     .expect("read a column");
             values.extend(rows.into_iter().filter_map(|(value,)| value));

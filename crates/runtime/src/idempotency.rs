@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use prost::Message;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Connection as _};
 
 use crate::status::FieldViolation;
 use crate::storage::{Database, StorageError, now_micros};
@@ -159,41 +159,37 @@ where
     E: From<IdempotencyError> + From<StorageError>,
     F: AsyncFnOnce(&mut AnyConnection) -> Result<M, E>,
 {
-    let mut transaction = database.begin().await?;
-    if let Some(key) = key
-        && let Some(answer) = replay(&mut transaction, key).await?
-    {
-        return Ok(answer);
-    }
-    let outcome = match work(&mut transaction).await {
-        Ok(answer) => match key {
-            Some(key) => record(&mut transaction, key, &answer)
-                .await
-                .map(|()| answer)
-                .map_err(StorageError::from),
-            None => Ok(answer),
-        },
-        Err(error) => {
-            drop(transaction);
-            return match race_winner(database, key).await? {
-                Some(answer) => Ok(answer),
-                None => Err(error),
-            };
+    let mut connection = database.acquire().await.map_err(StorageError::from)?;
+    let committed = {
+        let mut transaction = connection.begin().await.map_err(StorageError::from)?;
+        if let Some(key) = key
+            && let Some(answer) = replay(&mut transaction, key).await?
+        {
+            return Ok(answer);
+        }
+        match work(&mut transaction).await {
+            Ok(answer) => {
+                let recorded = match key {
+                    Some(key) => record(&mut transaction, key, &answer).await,
+                    None => Ok(()),
+                };
+                match recorded {
+                    Ok(()) => transaction.commit().await.map(|()| answer),
+                    Err(error) => Err(error),
+                }
+                .map_err(|error| StorageError::from(error).into())
+            }
+            // Dropped, the transaction rolls back.
+            Err(error) => Err(error),
         }
     };
-    let committed = match outcome {
-        Ok(answer) => transaction
-            .commit()
-            .await
-            .map(|()| answer)
-            .map_err(StorageError::from),
-        Err(error) => Err(error),
-    };
+    // The connection goes back before a race winner is looked for (on SQLite it is the only one).
+    drop(connection);
     match committed {
         Ok(answer) => Ok(answer),
         Err(error) => match race_winner(database, key).await? {
             Some(answer) => Ok(answer),
-            None => Err(error.into()),
+            None => Err(error),
         },
     }
 }
@@ -204,6 +200,6 @@ async fn race_winner<M: Message + Default>(
     key: Option<&IdempotencyKey>,
 ) -> Result<Option<M>, IdempotencyError> {
     let Some(key) = key else { return Ok(None) };
-    let mut connection = database.pool().acquire().await?;
+    let mut connection = database.acquire().await?;
     replay(&mut connection, key).await
 }

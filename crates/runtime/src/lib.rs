@@ -29,6 +29,6 @@ mod tls;
 pub use config::{ServerSettings, StorageSettings, TelemetrySettings, TlsSettings};
 pub use server::{GrpcServer, ServeError};
 pub use shutdown::Shutdown;
-pub use storage::{Database, StorageError};
+pub use storage::{Database, DatabaseConnection, StorageError};
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -5,15 +5,23 @@
 //! Migrations run at start. On PostgreSQL they run under an advisory lock, so several replicas
 //! starting at once migrate exactly once; on SQLite a single connection serialises all writers, so
 //! conditional updates can never race.
+//!
+//! SQLite's one connection is held for the life of the process and taken in turn
+//! ([`Database::acquire`]), not drawn from a pool: a pool pings a connection each time it hands
+//! it out and again each time it takes it back, and for SQLite each ping is a round trip to the
+//! connection's own thread that can detect nothing a file handle could lose.
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::StorageSettings;
 use crate::pagination::PageRequest;
@@ -49,11 +57,58 @@ pub enum Backend {
     Postgres,
 }
 
-/// A migrated connection pool to one service's database.
+/// How long a caller waits for SQLite's one connection (every caller queues for it) before the
+/// database counts as unavailable.
+const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a caller waits for a connection of PostgreSQL's pool.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The size of PostgreSQL's pool.
+const POSTGRES_CONNECTIONS: u32 = 10;
+
+/// The migrated connections to one service's database. Cheap to clone (it is shared).
 #[derive(Debug, Clone)]
 pub struct Database {
-    pool: AnyPool,
+    connections: Connections,
     backend: Backend,
+}
+
+/// Where a [`Database`]'s connections come from.
+#[derive(Debug, Clone)]
+enum Connections {
+    /// SQLite: the one connection, taken in turn.
+    Shared(Arc<Mutex<AnyConnection>>),
+    /// PostgreSQL: a pool.
+    Pooled(AnyPool),
+}
+
+/// A connection of a [`Database`], for the caller alone until dropped: use it as
+/// `&mut AnyConnection` (`&mut *connection`), and start transactions on it.
+#[derive(Debug)]
+pub enum DatabaseConnection {
+    /// SQLite's one connection, held.
+    Shared(OwnedMutexGuard<AnyConnection>),
+    /// A connection drawn from PostgreSQL's pool, back to it when dropped.
+    Pooled(PoolConnection<Any>),
+}
+
+impl Deref for DatabaseConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Shared(connection) => connection,
+            Self::Pooled(connection) => connection,
+        }
+    }
+}
+
+impl DerefMut for DatabaseConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Shared(connection) => connection,
+            Self::Pooled(connection) => connection,
+        }
+    }
 }
 
 /// Tables every service has, owned by the runtime: idempotency records and the outbox.
@@ -91,7 +146,7 @@ impl Database {
             }
         };
         database.ensure_tables("runtime", RUNTIME_TABLES).await?;
-        migrator.run(&database.pool).await?;
+        migrator.run(&mut *database.acquire().await?).await?;
         Ok(database)
     }
 
@@ -107,25 +162,17 @@ impl Database {
 
         let path = data_dir.join(format!("{name}.db"));
         let options: AnyConnectOptions = format!("sqlite://{}?mode=rwc", path.display()).parse()?;
-        let pool = AnyPoolOptions::new()
-            // One connection serialises every writer: no SQLITE_BUSY, no lost update.
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .after_connect(|connection, _| {
-                Box::pin(async move {
-                    connection
-                        .execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                        )
-                        .await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options.disable_statement_logging())
+        let mut connection =
+            AnyConnection::connect_with(&options.disable_statement_logging()).await?;
+        connection
+            .execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
             .await?;
         Ok(Self {
-            pool,
+            // One connection serialises every writer: no SQLITE_BUSY, no lost update.
+            connections: Connections::Shared(Arc::new(Mutex::new(connection))),
             backend: Backend::Sqlite,
         })
     }
@@ -148,8 +195,8 @@ impl Database {
 
         let search_path = format!("SET search_path TO {schema}");
         let pool = AnyPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(POSTGRES_CONNECTIONS)
+            .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
             .after_connect(move |connection, _| {
                 let search_path = search_path.clone();
                 Box::pin(async move {
@@ -160,7 +207,7 @@ impl Database {
             .connect_with(options)
             .await?;
         Ok(Self {
-            pool,
+            connections: Connections::Pooled(pool),
             backend: Backend::Postgres,
         })
     }
@@ -169,7 +216,7 @@ impl Database {
     /// several crates share, such as the outbox) exactly once at a time: under a PostgreSQL advisory
     /// lock named by `owner`, so that replicas starting together do not race.
     pub async fn ensure_tables(&self, owner: &str, ddl: &str) -> Result<(), StorageError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.acquire().await?;
         if self.backend == Backend::Sqlite {
             connection.execute(ddl).await?;
             return Ok(());
@@ -194,7 +241,7 @@ impl Database {
         column: &str,
         definition: &str,
     ) -> Result<(), StorageError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.acquire().await?;
         let add = format!("ALTER TABLE {table} ADD COLUMN {column} {definition}");
         if self.backend == Backend::Sqlite {
             let present: i64 =
@@ -219,19 +266,43 @@ impl Database {
         Ok(())
     }
 
-    /// The connection pool.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// A connection for the caller alone, waiting while all are in use (then `PoolTimedOut`):
+    /// SQLite has one, PostgreSQL a pool of ten.
+    pub async fn acquire(&self) -> Result<DatabaseConnection, sqlx::Error> {
+        match &self.connections {
+            Connections::Shared(connection) => {
+                tokio::time::timeout(SQLITE_ACQUIRE_TIMEOUT, Arc::clone(connection).lock_owned())
+                    .await
+                    .map(DatabaseConnection::Shared)
+                    .map_err(|_| sqlx::Error::PoolTimedOut)
+            }
+            Connections::Pooled(pool) => pool.acquire().await.map(DatabaseConnection::Pooled),
+        }
+    }
+
+    /// How many connections there are at most.
+    pub fn max_connections(&self) -> usize {
+        match &self.connections {
+            Connections::Shared(_) => 1,
+            Connections::Pooled(pool) => {
+                usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX)
+            }
+        }
+    }
+
+    /// How many connections callers hold now.
+    pub fn connections_in_use(&self) -> usize {
+        match &self.connections {
+            Connections::Shared(connection) => usize::from(connection.try_lock().is_err()),
+            Connections::Pooled(pool) => {
+                usize::try_from(pool.size()).unwrap_or(usize::MAX) - pool.num_idle()
+            }
+        }
     }
 
     /// The engine behind this database.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Starts a transaction.
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
-        Ok(self.pool.begin().await?)
     }
 
     /// A readiness check that holds while the database answers.
@@ -245,7 +316,9 @@ impl Database {
 
     /// Checks that the database answers (for readiness).
     pub async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.acquire().await?)
+            .await?;
         Ok(())
     }
 }
