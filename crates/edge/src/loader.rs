@@ -326,7 +326,7 @@ impl JoinLoader {
             let mut request = DynamicMessage::new(batch.method.input());
             request.set_field(&batch.requests, Value::List(requests));
             let response = self.backends.unary(batch_rpc, request, &self.call).await?;
-            let responses = messages(&response, &batch.responses);
+            let responses = messages(response, &batch.responses);
             if responses.len() != chunk.len() {
                 // The backend broke its contract: its failure, not the edge's.
                 return Err(LoadError::Backend(Status::internal(format!(
@@ -366,7 +366,7 @@ impl JoinLoader {
                 request.set_field(&plan.join.request_field, keys_value(plan, &wanted)?);
                 match self.backends.unary(&plan.rpc, request, &self.call).await {
                     Ok(response) => {
-                        found.extend(wanted.drain(..).zip(messages(&response, &plan.items)));
+                        found.extend(wanted.drain(..).zip(messages(response, &plan.items)));
                     }
                     Err(status) if status.code() == tonic::Code::NotFound => {
                         let name = status
@@ -428,16 +428,6 @@ impl JoinLoader {
                     request.set_field(field, Value::String(token.clone()));
                 }
                 let response = self.backends.unary(&plan.rpc, request, &self.call).await?;
-                for item in messages(&response, &plan.items) {
-                    let key = item
-                        .get_field(result_key)
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| Fault::NotAString(result_key.full_name().to_owned()))?;
-                    if let Some(group) = grouped.get_mut(&key) {
-                        group.push(item);
-                    }
-                }
                 // A List without `next_page_token` answers whole: its one page is the end.
                 token = match &next_page_token {
                     Some(field) => response
@@ -447,6 +437,16 @@ impl JoinLoader {
                         .ok_or_else(|| Fault::NotAString(field.full_name().to_owned()))?,
                     None => String::new(),
                 };
+                for item in messages(response, &plan.items) {
+                    let key = item
+                        .get_field(result_key)
+                        .as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| Fault::NotAString(result_key.full_name().to_owned()))?;
+                    if let Some(group) = grouped.get_mut(&key) {
+                        group.push(item);
+                    }
+                }
                 if token.is_empty() {
                     break;
                 }
@@ -492,11 +492,11 @@ fn keys_value(plan: &JoinPlan, keys: &[String]) -> Result<Value, LoadError> {
 
 /// The messages of the repeated message field `field` of `response`.
 fn messages(
-    response: &DynamicMessage,
+    mut response: DynamicMessage,
     field: &prost_reflect::FieldDescriptor,
 ) -> Vec<DynamicMessage> {
-    match response.get_field(field).into_owned() {
-        Value::List(items) => items
+    match response.take_field(field) {
+        Some(Value::List(items)) => items
             .into_iter()
             .filter_map(|item| match item {
                 Value::Message(message) => Some(message),

@@ -8,7 +8,7 @@ use async_graphql::Value;
 use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext};
 use prost_reflect::{DynamicMessage, FieldDescriptor};
 
-use super::{fail, unshowable};
+use super::{fail, parent_message, unshowable};
 use crate::convert::{Shape, output, shape_of};
 use crate::fault::Fault;
 use crate::scalars;
@@ -19,20 +19,13 @@ struct MapEntry {
     value: prost_reflect::Value,
 }
 
-/// The parent message of a field.
-fn parent<'a>(ctx: &ResolverContext<'a>, what: &'static str) -> Result<&'a DynamicMessage, Fault> {
-    ctx.parent_value
-        .downcast_ref::<DynamicMessage>()
-        .ok_or(Fault::Unwired(what))
-}
-
 /// The value of `field` in its parent.
 pub(super) fn field<'a>(
     ctx: ResolverContext<'a>,
     field: &FieldDescriptor,
     shape: &Shape,
 ) -> FieldFuture<'a> {
-    match parent(&ctx, "the message of a field") {
+    match parent_message(&ctx, "the message of a field") {
         Ok(parent) => field_value(parent, field, shape),
         Err(fault) => fail(fault),
     }
@@ -40,7 +33,7 @@ pub(super) fn field<'a>(
 
 /// A map field as its entries, sorted by key.
 pub(super) fn map<'a>(ctx: ResolverContext<'a>, field: &FieldDescriptor) -> FieldFuture<'a> {
-    let parent = match parent(&ctx, "the message of a map") {
+    let parent = match parent_message(&ctx, "the message of a map") {
         Ok(parent) => parent,
         Err(fault) => return fail(fault),
     };
@@ -92,7 +85,7 @@ pub(super) fn oneof<'a>(
     ctx: ResolverContext<'a>,
     members: &[(FieldDescriptor, String, bool)],
 ) -> FieldFuture<'a> {
-    let parent = match parent(&ctx, "the message of a oneof") {
+    let parent = match parent_message(&ctx, "the message of a oneof") {
         Ok(parent) => parent,
         Err(fault) => return fail(fault),
     };
@@ -121,7 +114,7 @@ pub(super) fn money_amount<'a>(
     currency_code: &FieldDescriptor,
     minor_units: &FieldDescriptor,
 ) -> FieldFuture<'a> {
-    let money = match parent(&ctx, "the Money of an amount") {
+    let money = match parent_message(&ctx, "the Money of an amount") {
         Ok(money) => money,
         Err(fault) => return fail(fault),
     };

@@ -9,8 +9,8 @@ use async_graphql::dynamic::{FieldFuture, FieldValue, ResolverContext};
 use prost_reflect::DynamicMessage;
 
 use super::page::{self, Page};
-use super::plan_and_scope;
 use super::prefetch::{prefetch_joins, prefetch_page};
+use super::{SharedItem, parent_message, plan_and_scope};
 use crate::access;
 use crate::errors::InputRoot;
 use crate::fault::Fault;
@@ -31,15 +31,13 @@ pub(super) fn one_or_many(ctx: ResolverContext<'_>, index: usize, one: bool) -> 
             });
         }
         let items = scope.loader.load_one(JoinKey::new(index, key)).await?;
-        let items = items.as_ref().clone();
         let selection: Vec<_> = ctx.ctx.field().selection_set().collect();
-        prefetch_joins(plan, scope, &selection, &items).await;
+        prefetch_joins(plan, scope, &selection, items.iter()).await;
+        let mut shared = SharedItem::each(&items);
         Ok(if one {
-            items.into_iter().next().map(FieldValue::owned_any)
+            shared.next().map(FieldValue::owned_any)
         } else {
-            Some(FieldValue::list(
-                items.into_iter().map(FieldValue::owned_any),
-            ))
+            Some(FieldValue::list(shared.map(FieldValue::owned_any)))
         })
     })
 }
@@ -102,10 +100,7 @@ fn join_context<'a>(
     index: usize,
 ) -> async_graphql::Result<(&'a Plan, &'a RequestScope, &'a DynamicMessage, &'a JoinPlan)> {
     let (plan, scope) = plan_and_scope(ctx)?;
-    let parent = ctx
-        .parent_value
-        .downcast_ref::<DynamicMessage>()
-        .ok_or(Fault::Unwired("the message of a join"))?;
+    let parent = parent_message(ctx, "the message of a join")?;
     let join_plan = plan.joins.get(index).ok_or(Fault::UnknownJoin(index))?;
     access::admit(
         &scope.call.credentials,

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use async_graphql::Value;
 use async_graphql::dynamic::{FieldFuture, ResolverContext};
-use prost_reflect::FieldDescriptor;
+use prost_reflect::{DynamicMessage, FieldDescriptor};
 
 use crate::convert::Shape;
 use crate::errors::{self, InputRoot};
@@ -124,6 +124,40 @@ fn fail<'a>(error: impl Into<async_graphql::Error>) -> FieldFuture<'a> {
 /// timestamp out of range): an internal error that says which.
 fn unshowable(message: impl Into<String>) -> async_graphql::Error {
     errors::coded(fault::INTERNAL, message)
+}
+
+/// One of the items a join loaded, as the parent of its fields: shared with every other field that
+/// asks for the same key (twenty orders of one customer hold one decoded customer), never copied.
+struct SharedItem {
+    items: Arc<Vec<DynamicMessage>>,
+    index: usize,
+}
+
+impl SharedItem {
+    /// Each of `items`, as a parent value.
+    fn each(items: &Arc<Vec<DynamicMessage>>) -> impl Iterator<Item = Self> + use<> {
+        let items = Arc::clone(items);
+        (0..items.len()).map(move |index| Self {
+            items: Arc::clone(&items),
+            index,
+        })
+    }
+}
+
+/// The message a field's parent is: one a resolver passed on, or an item a join loaded.
+fn parent_message<'a>(
+    ctx: &ResolverContext<'a>,
+    what: &'static str,
+) -> Result<&'a DynamicMessage, Fault> {
+    let parent = ctx.parent_value;
+    parent
+        .downcast_ref::<DynamicMessage>()
+        .or_else(|| {
+            parent
+                .downcast_ref::<SharedItem>()
+                .and_then(|shared| shared.items.get(shared.index))
+        })
+        .ok_or(Fault::Unwired(what))
 }
 
 /// The plan and the request scope every call-making resolver reads.

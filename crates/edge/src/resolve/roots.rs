@@ -159,7 +159,7 @@ impl DistinctKeys {
 
     /// Answers every key as requested, from the backend's answer to the distinct ones.
     fn answer_requested(&self, response: &mut DynamicMessage) -> Result<(), Status> {
-        let prost_reflect::Value::List(items) = response.get_field(&self.items).into_owned() else {
+        let Some(prost_reflect::Value::List(items)) = response.take_field(&self.items) else {
             return Err(Status::internal("a batch get answered no list of items"));
         };
         if items.len() != self.distinct {
