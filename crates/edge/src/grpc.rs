@@ -18,6 +18,7 @@ use crowdcrunch_runtime::{Shutdown, TlsSettings};
 use futures::Stream;
 use http::uri::PathAndQuery;
 use prost::Message as _;
+use prost::bytes::Buf as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use tokio::time::Instant;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -25,6 +26,7 @@ use tonic::{Code, Status};
 use tracing::Instrument as _;
 
 use crate::access::Credentials;
+use crate::plan::reads::{FieldMask, MaskedDecodeError};
 
 /// Counter of the calls the edge made to its backends, by `rpc` (full name) and the gRPC `code`
 /// they ended with (a stream: the code it opened with); a retry is the same call. Every RPC is
@@ -39,16 +41,18 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long one health check may take.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Encodes any message and decodes messages of one descriptor.
+/// Encodes any message and decodes messages of one descriptor: whole, or only the fields a mask
+/// names.
 #[derive(Debug, Clone)]
 pub struct DynamicCodec {
     output: MessageDescriptor,
+    mask: Option<Arc<FieldMask>>,
 }
 
 impl DynamicCodec {
-    /// A codec whose responses are `output` messages.
+    /// A codec whose responses are `output` messages, decoded whole.
     pub fn new(output: MessageDescriptor) -> Self {
-        Self { output }
+        Self { output, mask: None }
     }
 }
 
@@ -63,7 +67,10 @@ impl Codec for DynamicCodec {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        DynamicDecoder(self.output.clone())
+        DynamicDecoder {
+            output: self.output.clone(),
+            mask: self.mask.clone(),
+        }
     }
 }
 
@@ -84,14 +91,23 @@ impl Encoder for DynamicEncoder {
 
 /// The decoder of [`DynamicCodec`].
 #[derive(Debug, Clone)]
-pub struct DynamicDecoder(MessageDescriptor);
+pub struct DynamicDecoder {
+    output: MessageDescriptor,
+    mask: Option<Arc<FieldMask>>,
+}
 
 impl Decoder for DynamicDecoder {
     type Item = DynamicMessage;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        DynamicMessage::decode(self.0.clone(), src)
+        let decoded = match &self.mask {
+            None => {
+                DynamicMessage::decode(self.output.clone(), src).map_err(MaskedDecodeError::from)
+            }
+            Some(mask) => mask.decode(self.output.clone(), &src.copy_to_bytes(src.remaining())),
+        };
+        decoded
             .map(Some)
             .map_err(|error| Status::internal(format!("cannot decode the response: {error}")))
     }
@@ -296,9 +312,11 @@ impl Backends {
     fn start(
         &self,
         rpc: &Rpc,
+        mask: Option<Arc<FieldMask>>,
     ) -> Result<(tonic::client::Grpc<GrpcChannel>, DynamicCodec, PathAndQuery), Status> {
         let codec = DynamicCodec {
             output: rpc.method.output(),
+            mask,
         };
         Ok((self.client(rpc)?, codec, rpc.path.clone()))
     }
@@ -320,10 +338,24 @@ impl Backends {
         request: DynamicMessage,
         context: &CallContext,
     ) -> Result<DynamicMessage, Status> {
+        self.unary_masked(rpc, request, context, None).await
+    }
+
+    /// [`Self::unary`], its response decoded only as far as `mask` says (whole without one).
+    pub async fn unary_masked(
+        &self,
+        rpc: &Rpc,
+        request: DynamicMessage,
+        context: &CallContext,
+        mask: Option<Arc<FieldMask>>,
+    ) -> Result<DynamicMessage, Status> {
         let attempts = if rpc.idempotent { 2 } else { 1 };
         let mut last = Status::unavailable("no attempt");
         for attempt in 0..attempts {
-            match self.unary_once(rpc, request.clone(), context).await {
+            match self
+                .unary_once(rpc, request.clone(), context, mask.clone())
+                .await
+            {
                 Err(status) if retryable(&status) && attempt + 1 < attempts => {
                     // In an outage every call retries: one line now and then says it.
                     static THROTTLE: std::sync::LazyLock<LogThrottle> =
@@ -349,8 +381,9 @@ impl Backends {
         rpc: &Rpc,
         request: DynamicMessage,
         context: &CallContext,
+        mask: Option<Arc<FieldMask>>,
     ) -> Result<DynamicMessage, Status> {
-        let (mut client, codec, path) = self.start(rpc)?;
+        let (mut client, codec, path) = self.start(rpc, mask)?;
         let deadline = context.time_left(self.deadline)?;
         let mut request = context.request(request);
         let call = async move {
@@ -386,7 +419,7 @@ impl Backends {
         context: &CallContext,
     ) -> Result<impl Stream<Item = Result<DynamicMessage, Status>> + Send + 'static + use<>, Status>
     {
-        let (mut client, codec, path) = self.start(rpc)?;
+        let (mut client, codec, path) = self.start(rpc, None)?;
         let deadline = context.time_left(self.deadline)?;
         let request = context.request(request);
         let call = async move {

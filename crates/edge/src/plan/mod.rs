@@ -14,6 +14,7 @@
 //! key that is not a string, a List without its paging fields) fails the start, never a request.
 
 pub mod catalog;
+pub mod reads;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct Plan {
     /// The RPCs each root and join field calls, whose rules say who may select it, by GraphQL
     /// type name and field name.
     pub guarded: HashMap<String, HashMap<String, Vec<Arc<Rpc>>>>,
+    /// What each field of an object type reads of its message, for decoding answers only as far
+    /// as a query reads them.
+    pub reads: reads::Reads,
 }
 
 impl std::fmt::Debug for Plan {

@@ -78,16 +78,13 @@ pub(super) fn connection(ctx: ResolverContext<'_>, index: usize) -> FieldFuture<
             key
         };
         request.set_field(&join_plan.join.request_field, key);
-        let page = page::fetch(
-            scope,
-            &join_plan.rpc,
+        let source = page::PageSource {
+            rpc: &join_plan.rpc,
             paging,
-            request,
-            first,
-            after.as_deref(),
-            InputRoot::None,
-        )
-        .await?;
+            root: InputRoot::None,
+            mask: None,
+        };
+        let page = page::fetch(scope, source, request, first, after.as_deref()).await?;
         prefetch_page(&ctx, plan, scope, &page).await;
         Ok(Some(FieldValue::owned_any(page)))
     })

@@ -4,13 +4,16 @@
 //! page's token directly.
 
 use async_graphql::dynamic::ResolverContext;
+use std::sync::Arc;
+
 use base64::Engine as _;
 use prost_reflect::DynamicMessage;
 
 use crate::errors::{self, InputRoot};
 use crate::grpc::Rpc;
 use crate::loader::RequestScope;
-use crate::plan::{BACKEND_MAX_PAGE, Paging};
+use crate::plan::reads::FieldMask;
+use crate::plan::{BACKEND_MAX_PAGE, Paging, Plan};
 
 /// `first` when it is not given.
 const DEFAULT_FIRST: i32 = 50;
@@ -67,17 +70,61 @@ pub fn arguments(
     Ok((first, after))
 }
 
+/// What a connection field's selection reads of a List's answer: every field but the items, and
+/// of each item what `edges { node }` and `nodes` select; `None` (all of it) when that is not
+/// known.
+pub fn items_mask(
+    ctx: &ResolverContext<'_>,
+    plan: &Plan,
+    rpc: &Rpc,
+    paging: &Paging,
+) -> Option<Arc<FieldMask>> {
+    let item = paging.items.kind().as_message()?.clone();
+    let lookahead = ctx.look_ahead();
+    let mut selection = Vec::new();
+    for node in [
+        lookahead.field("edges").field("node"),
+        lookahead.field("nodes"),
+    ] {
+        for field in node.selection_fields() {
+            selection.extend(field.selection_set());
+        }
+    }
+    let items = plan.reads.mask(&item, selection)?;
+    Some(Arc::new(FieldMask::all_but(
+        &rpc.method.output(),
+        &paging.items,
+        items,
+    )))
+}
+
+/// The List a page comes from.
+pub struct PageSource<'a> {
+    /// The List RPC.
+    pub rpc: &'a Rpc,
+    /// Its paging fields.
+    pub paging: &'a Paging,
+    /// Where its request's fields are in the operation.
+    pub root: InputRoot,
+    /// What of its answer to decode ([`items_mask`]); all of it without one.
+    pub mask: Option<Arc<FieldMask>>,
+}
+
 /// Fetches the page of `first` items after `after`, with `request`'s filters. A cursor that is
 /// not one is the client's error; a failed call is the backend's.
 pub async fn fetch(
     scope: &RequestScope,
-    rpc: &Rpc,
-    paging: &Paging,
+    source: PageSource<'_>,
     mut request: DynamicMessage,
     first: usize,
     after: Option<&str>,
-    root: InputRoot,
 ) -> async_graphql::Result<Page> {
+    let PageSource {
+        rpc,
+        paging,
+        root,
+        mask,
+    } = source;
     let (offset, token) = match after {
         Some(cursor) => decode_cursor(cursor)
             .ok_or_else(|| errors::coded("BAD_USER_INPUT", "after is not a cursor of this list"))?,
@@ -94,7 +141,7 @@ pub async fn fetch(
     );
     let response = scope
         .backends
-        .unary(rpc, request, &scope.call)
+        .unary_masked(rpc, request, &scope.call, mask)
         .await
         .map_err(|status| errors::from_status(&status, &rpc.backend, root))?;
     Ok(Page::of(paging, response, offset, first, &token, after))

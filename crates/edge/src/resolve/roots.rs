@@ -37,9 +37,17 @@ pub(super) fn unary<'a>(
         admit(&ctx, scope, &rpc)?;
         let mut request = build_request(&ctx, plan, &key, root)?;
         let distinct = DistinctKeys::of(&rpc, &mut request);
+        // A batch get's answer is rearranged whole; anything else is read only as selected.
+        let mask = match (&shape, &distinct) {
+            (Shape::Object, None) => plan
+                .reads
+                .mask(&rpc.method.output(), ctx.ctx.field().selection_set())
+                .map(Arc::new),
+            _ => None,
+        };
         let mut response = scope
             .backends
-            .unary(&rpc, request, &scope.call)
+            .unary_masked(&rpc, request, &scope.call, mask)
             .await
             .map_err(|status| errors::from_status(&status, &rpc.backend, root))?;
         if let Some(distinct) = distinct {
@@ -67,16 +75,14 @@ pub(super) fn connection<'a>(
         admit(&ctx, scope, &rpc)?;
         let request = build_request(&ctx, plan, &key, InputRoot::Arguments)?;
         let (first, after) = page::arguments(&ctx, plan.max_page_size)?;
-        let page: Page = page::fetch(
-            scope,
-            &rpc,
-            &paging,
-            request,
-            first,
-            after.as_deref(),
-            InputRoot::Arguments,
-        )
-        .await?;
+        let mask = page::items_mask(&ctx, plan, &rpc, &paging);
+        let source = page::PageSource {
+            rpc: &rpc,
+            paging: &paging,
+            root: InputRoot::Arguments,
+            mask,
+        };
+        let page: Page = page::fetch(scope, source, request, first, after.as_deref()).await?;
         prefetch_page(&ctx, plan, scope, &page).await;
         Ok(Some(FieldValue::owned_any(page)))
     })

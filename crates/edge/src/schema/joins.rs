@@ -9,6 +9,7 @@ use async_graphql::dynamic::{Field, InputValue, TypeRef};
 use super::Builder;
 use super::connections::{AFTER_DOC, FIRST_DOC};
 use crate::plan::catalog::{Cardinality, CatalogError, Join, list_item_field};
+use crate::plan::reads::FieldRead;
 use crate::plan::{JoinPlan, Paging, Prefetch};
 use crate::resolve::Resolver;
 
@@ -48,6 +49,11 @@ impl Builder<'_> {
             _ => None,
         };
         let index = self.joins.len();
+        self.reads.record(
+            join.key.parent_message(),
+            &name,
+            FieldRead::Whole(vec![join.key.number()]),
+        );
         if cardinality != Cardinality::Connection {
             self.prefetch
                 .entry(join.key.parent_message().full_name().to_owned())

@@ -28,6 +28,7 @@ use crate::access;
 use crate::convert::{InputPlan, InputPlans};
 use crate::grpc::Rpc;
 use crate::plan::catalog::{Catalog, CatalogError, RootKind};
+use crate::plan::reads::Reads;
 use crate::plan::{JoinPlan, Plan, Prefetch};
 use crate::scalars;
 use inputs::PlanFields;
@@ -82,6 +83,7 @@ pub fn build(
         connections: HashSet::new(),
         prefetch: HashMap::new(),
         guarded: HashMap::new(),
+        reads: Reads::default(),
     };
     let mut query = Object::new("Query")
         .description("Reads: the Get, BatchGet and List RPCs of every service.");
@@ -140,6 +142,7 @@ pub fn build(
         max_page_size: options.max_page_size,
         prefetch: builder.prefetch,
         guarded: builder.guarded,
+        reads: builder.reads,
     });
     let mut schema = Schema::build(
         "Query",
@@ -211,6 +214,7 @@ struct Builder<'a> {
     connections: HashSet<String>,
     prefetch: HashMap<String, HashMap<String, Prefetch>>,
     guarded: HashMap<String, HashMap<String, Vec<Arc<Rpc>>>>,
+    reads: Reads,
 }
 
 impl Builder<'_> {

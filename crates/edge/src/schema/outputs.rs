@@ -13,6 +13,7 @@ use super::{Builder, type_name};
 use crate::convert::{EnumNames, Shape, is_id, message_shape, shape_of};
 use crate::plan::Prefetch;
 use crate::plan::catalog::{CatalogError, camel_case, pascal_case};
+use crate::plan::reads::FieldRead;
 use crate::resolve::Resolver;
 use crate::scalars;
 
@@ -128,7 +129,9 @@ impl Builder<'_> {
             }
         }
         if message.full_name() == MONEY {
-            object = object.field(money_amount_field(message)?);
+            let (field, reads) = money_amount_field(message)?;
+            self.reads.record(message, "amount", reads);
+            object = object.field(field);
         }
         for join in joins {
             object = object.field(self.join_field(&name, join)?);
@@ -166,6 +169,11 @@ impl Builder<'_> {
             }
             (type_ref, Resolver::Field(field.clone(), shape))
         };
+        let read = match &resolver {
+            Resolver::Field(field, Shape::Object) => FieldRead::Nested(field.clone()),
+            _ => FieldRead::Whole(vec![field.number()]),
+        };
+        self.reads.record(parent, &name, read);
         let mut graphql = Field::new(name, type_ref, move |ctx| resolver.resolve(ctx));
         if let Some(doc) = self.catalog.field_doc(field) {
             graphql = graphql.description(doc);
@@ -272,6 +280,11 @@ impl Builder<'_> {
         }
         self.unions.insert(union_name.clone(), union);
         let name = camel_case(oneof.name());
+        self.reads.record(
+            parent,
+            &name,
+            FieldRead::Whole(oneof.fields().map(|member| member.number()).collect()),
+        );
         let resolver = Resolver::Oneof(Arc::new(members));
         let mut field = Field::new(name, TypeRef::named(union_name), move |ctx| {
             resolver.resolve(ctx)
@@ -299,19 +312,23 @@ fn scalar_name(shape: &Shape) -> &'static str {
 
 /// `Money.amount`: the minor units as a decimal string in the currency's major unit. The fields
 /// it reads are checked here, at start.
-fn money_amount_field(money: &MessageDescriptor) -> Result<Field, CatalogError> {
+fn money_amount_field(money: &MessageDescriptor) -> Result<(Field, FieldRead), CatalogError> {
     let field = |name: &str, kind: Kind| {
         money
             .get_field_by_name(name)
             .filter(|field| !field.is_list() && field.kind() == kind)
             .ok_or_else(|| CatalogError(format!("{MONEY} has no {kind:?} field {name}")))
     };
+    let currency_code = field("currency_code", Kind::String)?;
+    let minor_units = field("minor_units", Kind::Int64)?;
+    let reads = FieldRead::Whole(vec![currency_code.number(), minor_units.number()]);
     let resolver = Resolver::MoneyAmount {
-        currency_code: field("currency_code", Kind::String)?,
-        minor_units: field("minor_units", Kind::Int64)?,
+        currency_code,
+        minor_units,
     };
-    Ok(Field::new("amount", TypeRef::named_nn(TypeRef::STRING), move |ctx| {
+    let field = Field::new("amount", TypeRef::named_nn(TypeRef::STRING), move |ctx| {
         resolver.resolve(ctx)
     })
-    .description("The amount as a decimal string in the currency's major unit, e.g. \"19.99\" for 1999 USD cents or \"500\" for 500 JPY."))
+    .description("The amount as a decimal string in the currency's major unit, e.g. \"19.99\" for 1999 USD cents or \"500\" for 500 JPY.");
+    Ok((field, reads))
 }

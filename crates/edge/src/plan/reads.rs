@@ -1,0 +1,290 @@
+//! What a selection reads of a message, so that a backend's answer is decoded only as far as the
+//! query looks at it: the fields of an object type each read some protobuf fields of their
+//! message ([`FieldRead`], recorded when the schema is built), and a request's selection of that
+//! type becomes a [`FieldMask`] that the decoder follows, skipping every other field on the wire.
+//!
+//! Whatever the edge itself reads of a message is part of what its GraphQL fields read: a join
+//! field reads its key, `Money.amount` both of Money's fields, a union every member of its
+//! oneof. A selection this module cannot account for (a field it has no record of) gets no mask:
+//! the whole answer is decoded, as without this module.
+
+use std::collections::HashMap;
+
+use async_graphql::SelectionField;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+use prost::{DecodeError, Message as _};
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, MessageDescriptor, ReflectMessage as _, Value,
+};
+
+/// What one GraphQL field of an object type reads of its parent message.
+#[derive(Debug, Clone)]
+pub enum FieldRead {
+    /// These fields, whole.
+    Whole(Vec<u32>),
+    /// A message field shown as an object: as far as the field's own selection reads it.
+    Nested(FieldDescriptor),
+}
+
+/// The reads of every object type's fields, by message full name and GraphQL field name.
+#[derive(Debug, Default)]
+pub struct Reads(HashMap<String, HashMap<String, FieldRead>>);
+
+impl Reads {
+    /// Records that the GraphQL field `name` of `message`'s object type reads `read`.
+    pub fn record(&mut self, message: &MessageDescriptor, name: &str, read: FieldRead) {
+        self.0
+            .entry(message.full_name().to_owned())
+            .or_default()
+            .insert(name.to_owned(), read);
+    }
+
+    /// The mask of what `selection` reads of a `message`; `None` (decode everything) when a
+    /// selected field has no record.
+    pub fn mask<'s>(
+        &self,
+        message: &MessageDescriptor,
+        selection: impl IntoIterator<Item = SelectionField<'s>>,
+    ) -> Option<FieldMask> {
+        let fields = self.0.get(message.full_name())?;
+        let mut mask = FieldMask::default();
+        for selected in selection {
+            let name = selected.name();
+            if name.starts_with("__") {
+                continue;
+            }
+            match fields.get(name)? {
+                FieldRead::Whole(numbers) => {
+                    for number in numbers {
+                        mask.fields.insert(*number, None);
+                    }
+                }
+                FieldRead::Nested(field) => {
+                    let child = field.kind().as_message()?.clone();
+                    let below = self.mask(&child, selected.selection_set())?;
+                    match mask.fields.get_mut(&field.number()) {
+                        // Selected twice (aliases): what either reads.
+                        Some(Some(existing)) => existing.merge(below),
+                        // Already read whole.
+                        Some(None) => {}
+                        None => {
+                            mask.fields.insert(field.number(), Some(below));
+                        }
+                    }
+                }
+            }
+        }
+        Some(mask)
+    }
+}
+
+/// The fields of a message to decode, by number: `None` whole, `Some` as far as the nested mask
+/// says. Every other field is skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldMask {
+    fields: HashMap<u32, Option<FieldMask>>,
+}
+
+impl FieldMask {
+    /// Every field of `message` whole, but `list` (a repeated message field) as far as `items`
+    /// says: a List response with its page of items masked.
+    pub fn all_but(message: &MessageDescriptor, list: &FieldDescriptor, items: Self) -> Self {
+        let mut fields: HashMap<u32, Option<Self>> = message
+            .fields()
+            .map(|field| (field.number(), None))
+            .collect();
+        fields.insert(list.number(), Some(items));
+        Self { fields }
+    }
+
+    fn merge(&mut self, other: Self) {
+        for (number, below) in other.fields {
+            match (self.fields.get_mut(&number), below) {
+                (Some(Some(existing)), Some(below)) => existing.merge(below),
+                (Some(existing), None) => *existing = None,
+                (Some(None), Some(_)) => {}
+                (None, below) => {
+                    self.fields.insert(number, below);
+                }
+            }
+        }
+    }
+
+    /// Decodes a `message` from `bytes`, only the fields this mask names.
+    pub fn decode(
+        &self,
+        message: MessageDescriptor,
+        bytes: &[u8],
+    ) -> Result<DynamicMessage, MaskedDecodeError> {
+        let mut decoded = DynamicMessage::new(message);
+        self.merge_into(&mut decoded, bytes)?;
+        Ok(decoded)
+    }
+
+    /// Merges the masked fields of `bytes` into `message`: the fields read whole are gathered as
+    /// they are on the wire and decoded together by prost-reflect; masked message fields are
+    /// decoded field by field, below.
+    fn merge_into(
+        &self,
+        message: &mut DynamicMessage,
+        mut bytes: &[u8],
+    ) -> Result<(), MaskedDecodeError> {
+        let mut whole = Vec::new();
+        while !bytes.is_empty() {
+            let start = bytes;
+            let (number, wire_type) = decode_key(&mut bytes)?;
+            match self.fields.get(&number) {
+                None => skip_field(wire_type, number, &mut bytes, DecodeContext::default())?,
+                Some(Some(below)) if wire_type == WireType::LengthDelimited => {
+                    let length = usize::try_from(decode_varint(&mut bytes)?)
+                        .ok()
+                        .filter(|length| *length <= bytes.len())
+                        .ok_or(MaskedDecodeError::Truncated)?;
+                    let (inner, rest) = bytes.split_at(length);
+                    bytes = rest;
+                    below.merge_into(nested(message, number)?, inner)?;
+                }
+                // Read whole; or a masked field that is not length-delimited, which the full
+                // decoder judges.
+                Some(_) => {
+                    skip_field(wire_type, number, &mut bytes, DecodeContext::default())?;
+                    whole.extend_from_slice(&start[..start.len() - bytes.len()]);
+                }
+            }
+        }
+        message.merge(whole.as_slice())?;
+        Ok(())
+    }
+}
+
+/// A backend's answer that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum MaskedDecodeError {
+    /// Not protobuf, or not of its message type.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A length-delimited field longer than what is left.
+    #[error("a field is longer than its message")]
+    Truncated,
+    /// A mask naming a field its message does not have as a message field: the edge's fault.
+    #[error("the mask names field {number} of {message}, which holds no messages")]
+    Unmasked {
+        /// The message.
+        message: String,
+        /// The field number.
+        number: u32,
+    },
+}
+
+/// The message of field `number` of `message` to merge into: the one set (of a repeated field, a
+/// new one at its end).
+fn nested(
+    message: &mut DynamicMessage,
+    number: u32,
+) -> Result<&mut DynamicMessage, MaskedDecodeError> {
+    let unmasked = |message: &DynamicMessage| MaskedDecodeError::Unmasked {
+        message: message.descriptor().full_name().to_owned(),
+        number,
+    };
+    let Some((field, kind)) = message.descriptor().get_field(number).and_then(|field| {
+        let kind = field.kind().as_message().cloned()?;
+        Some((field, kind))
+    }) else {
+        return Err(unmasked(message));
+    };
+    let slot = match message.get_field_mut(&field) {
+        Value::List(items) => {
+            items.push(Value::Message(DynamicMessage::new(kind)));
+            items.last_mut()
+        }
+        value => Some(value),
+    };
+    match slot {
+        Some(Value::Message(child)) => Ok(child),
+        _ => Err(MaskedDecodeError::Unmasked {
+            message: field.parent_message().full_name().to_owned(),
+            number,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_reflect::DescriptorPool;
+
+    use super::*;
+
+    fn descriptor(pool: &DescriptorPool, name: &str) -> MessageDescriptor {
+        pool.get_message_by_name(name).expect(name)
+    }
+
+    fn field(message: &MessageDescriptor, name: &str) -> FieldDescriptor {
+        message.get_field_by_name(name).expect(name)
+    }
+
+    fn money(pool: &DescriptorPool, minor_units: i64) -> Value {
+        let mut money = DynamicMessage::new(descriptor(pool, "crowdcrunch.type.v1.Money"));
+        money.set_field_by_name("currency_code", Value::String("USD".into()));
+        money.set_field_by_name("minor_units", Value::I64(minor_units));
+        Value::Message(money)
+    }
+
+    fn line(pool: &DescriptorPool, sku: &str, quantity: i32) -> Value {
+        let mut line = DynamicMessage::new(descriptor(pool, "crowdcrunch.orders.v1.OrderLine"));
+        line.set_field_by_name("sku", Value::String(sku.into()));
+        line.set_field_by_name("quantity", Value::I32(quantity));
+        line.set_field_by_name("unit_price", money(pool, 250));
+        Value::Message(line)
+    }
+
+    /// Masked, an answer keeps exactly the fields named, nested ones as deep as named, repeated
+    /// ones item by item, and equals the whole decode cut down to them.
+    #[test]
+    fn a_masked_decode_keeps_what_the_mask_names_and_skips_the_rest() {
+        let pool = DescriptorPool::decode(crowdcrunch_proto::FILE_DESCRIPTOR_SET).expect("pool");
+        let order = descriptor(&pool, "crowdcrunch.orders.v1.Order");
+        let line_type = descriptor(&pool, "crowdcrunch.orders.v1.OrderLine");
+        let mut full = DynamicMessage::new(order.clone());
+        full.set_field_by_name("id", Value::String("o-1".into()));
+        full.set_field_by_name("customer_id", Value::String("c-1".into()));
+        full.set_field_by_name("failure_reason", Value::String("none".into()));
+        full.set_field_by_name("status", Value::EnumNumber(2));
+        full.set_field_by_name(
+            "lines",
+            Value::List(vec![line(&pool, "MUG", 2), line(&pool, "PEN", 1)]),
+        );
+        let bytes = full.encode_to_vec();
+
+        let mut lines = FieldMask::default();
+        lines.fields.insert(field(&line_type, "sku").number(), None);
+        let mut mask = FieldMask::default();
+        mask.fields.insert(field(&order, "id").number(), None);
+        mask.fields.insert(field(&order, "status").number(), None);
+        mask.fields
+            .insert(field(&order, "lines").number(), Some(lines));
+        let masked = mask.decode(order.clone(), &bytes).expect("decode");
+
+        let mut expected = DynamicMessage::new(order.clone());
+        expected.set_field_by_name("id", Value::String("o-1".into()));
+        expected.set_field_by_name("status", Value::EnumNumber(2));
+        let sku_only = |sku: &str| {
+            let mut line = DynamicMessage::new(line_type.clone());
+            line.set_field_by_name("sku", Value::String(sku.into()));
+            Value::Message(line)
+        };
+        expected.set_field_by_name("lines", Value::List(vec![sku_only("MUG"), sku_only("PEN")]));
+        assert_eq!(masked, expected);
+
+        let everything = FieldMask {
+            fields: order.fields().map(|field| (field.number(), None)).collect(),
+        };
+        assert_eq!(
+            everything.decode(order.clone(), &bytes).expect("decode"),
+            full
+        );
+        assert!(matches!(
+            mask.decode(order, &bytes[..bytes.len() - 1]),
+            Err(MaskedDecodeError::Decode(_) | MaskedDecodeError::Truncated)
+        ));
+    }
+}
