@@ -3,6 +3,7 @@
 //! the next one, so any edge can be resumed from; the last edge of a page resumes from the next
 //! page's token directly.
 
+use async_graphql::SelectionField;
 use async_graphql::dynamic::ResolverContext;
 use std::sync::Arc;
 
@@ -70,16 +71,8 @@ pub fn arguments(
     Ok((first, after))
 }
 
-/// What a connection field's selection reads of a List's answer: every field but the items, and
-/// of each item what `edges { node }` and `nodes` select; `None` (all of it) when that is not
-/// known.
-pub fn items_mask(
-    ctx: &ResolverContext<'_>,
-    plan: &Plan,
-    rpc: &Rpc,
-    paging: &Paging,
-) -> Option<Arc<FieldMask>> {
-    let item = paging.items.kind().as_message()?.clone();
+/// What a connection field selects of each of its nodes, through `edges { node }` and `nodes`.
+pub fn node_selection<'a>(ctx: &'a ResolverContext<'a>) -> Vec<SelectionField<'a>> {
     let lookahead = ctx.look_ahead();
     let mut selection = Vec::new();
     for node in [
@@ -90,7 +83,20 @@ pub fn items_mask(
             selection.extend(field.selection_set());
         }
     }
-    let items = plan.reads.mask(&item, selection)?;
+    selection
+}
+
+/// What a connection field's selection reads of a List's answer: every field but the items, and
+/// of each item what `edges { node }` and `nodes` select; `None` (all of it) when that is not
+/// known.
+pub fn items_mask(
+    ctx: &ResolverContext<'_>,
+    plan: &Plan,
+    rpc: &Rpc,
+    paging: &Paging,
+) -> Option<Arc<FieldMask>> {
+    let item = paging.items.kind().as_message()?.clone();
+    let items = plan.reads.mask(&item, node_selection(ctx))?;
     Some(Arc::new(FieldMask::all_but(
         &rpc.method.output(),
         &paging.items,

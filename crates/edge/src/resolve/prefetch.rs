@@ -6,7 +6,7 @@ use async_graphql::SelectionField;
 use async_graphql::dynamic::ResolverContext;
 use prost_reflect::{DynamicMessage, ReflectMessage as _};
 
-use super::page::Page;
+use super::page::{self, Page};
 use crate::access;
 use crate::loader::{JoinKey, RequestScope};
 use crate::plan::{Plan, Prefetch};
@@ -67,17 +67,7 @@ pub(super) async fn prefetch_page(
     scope: &RequestScope,
     page: &Page,
 ) {
-    let lookahead = ctx.look_ahead();
-    let mut selection = Vec::new();
-    for node in [
-        lookahead.field("edges").field("node"),
-        lookahead.field("nodes"),
-    ] {
-        for field in node.selection_fields() {
-            selection.extend(field.selection_set());
-        }
-    }
-    prefetch_joins(plan, scope, &selection, page.nodes()).await;
+    prefetch_joins(plan, scope, &page::node_selection(ctx), page.nodes()).await;
 }
 
 /// Loads, in one batch, the joins that `selection` asks for on each of `messages`; a join the
