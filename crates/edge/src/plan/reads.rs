@@ -18,7 +18,7 @@ use prost_reflect::{
 };
 
 /// What one GraphQL field of an object type reads of its parent message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FieldRead {
     /// These fields, whole.
     Whole(Vec<u32>),
@@ -37,6 +37,12 @@ impl Reads {
             .entry(message.full_name().to_owned())
             .or_default()
             .insert(name.to_owned(), read);
+    }
+
+    /// What the GraphQL field `name` of `message`'s object type reads, as recorded.
+    #[cfg(test)]
+    fn read(&self, message: &str, name: &str) -> Option<&FieldRead> {
+        self.0.get(message)?.get(name)
     }
 
     /// The mask of what `selection` reads of a `message`; `None` (decode everything) when a
@@ -235,6 +241,48 @@ mod tests {
         line.set_field_by_name("quantity", Value::I32(quantity));
         line.set_field_by_name("unit_price", money(pool, 250));
         Value::Message(line)
+    }
+
+    /// The schema records what the edge reads on its own account with the field that causes it:
+    /// a join its key, `Money.amount` both fields, an object field as far as its own selection
+    /// goes. (The contract has no oneof; a union reads every member whole, which needs no mask.)
+    #[test]
+    fn each_field_records_what_it_reads_of_its_message() {
+        let catalog = crate::plan::catalog::Catalog::decode(crowdcrunch_proto::FILE_DESCRIPTOR_SET)
+            .expect("catalog");
+        let (_, plan) = crate::schema::build(
+            &catalog,
+            &crate::schema::SchemaOptions::default(),
+            |builder| builder,
+        )
+        .expect("schema");
+        // The catalog's own pool: descriptors of another pool never compare equal.
+        let pool = catalog.pool();
+        let order = descriptor(pool, "crowdcrunch.orders.v1.Order");
+        let money = descriptor(pool, "crowdcrunch.type.v1.Money");
+        let reads = &plan.reads;
+        let number = |message: &MessageDescriptor, name: &str| field(message, name).number();
+
+        assert_eq!(
+            reads.read(order.full_name(), "id"),
+            Some(&FieldRead::Whole(vec![number(&order, "id")]))
+        );
+        assert_eq!(
+            reads.read(order.full_name(), "customer"),
+            Some(&FieldRead::Whole(vec![number(&order, "customer_id")])),
+            "a join reads its key"
+        );
+        assert_eq!(
+            reads.read(order.full_name(), "lines"),
+            Some(&FieldRead::Nested(field(&order, "lines")))
+        );
+        assert_eq!(
+            reads.read(money.full_name(), "amount"),
+            Some(&FieldRead::Whole(vec![
+                number(&money, "currency_code"),
+                number(&money, "minor_units")
+            ]))
+        );
     }
 
     /// Masked, an answer keeps exactly the fields named, nested ones as deep as named, repeated
