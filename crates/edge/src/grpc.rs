@@ -105,7 +105,17 @@ impl Decoder for DynamicDecoder {
             None => {
                 DynamicMessage::decode(self.output.clone(), src).map_err(MaskedDecodeError::from)
             }
-            Some(mask) => mask.decode(self.output.clone(), &src.copy_to_bytes(src.remaining())),
+            Some(mask) => {
+                // tonic hands over one contiguous buffer: read it in place, copy only otherwise.
+                let length = src.remaining();
+                let decoded = if src.chunk().len() == length {
+                    mask.decode(self.output.clone(), src.chunk())
+                } else {
+                    mask.decode(self.output.clone(), &src.copy_to_bytes(length))
+                };
+                src.advance(src.remaining());
+                decoded
+            }
         };
         decoded
             .map(Some)

@@ -62,21 +62,13 @@ impl Reads {
             match fields.get(name)? {
                 FieldRead::Whole(numbers) => {
                     for number in numbers {
-                        mask.fields.insert(*number, None);
+                        mask.add(*number, None);
                     }
                 }
                 FieldRead::Nested(field) => {
                     let child = field.kind().as_message()?.clone();
                     let below = self.mask(&child, selected.selection_set())?;
-                    match mask.fields.get_mut(&field.number()) {
-                        // Selected twice (aliases): what either reads.
-                        Some(Some(existing)) => existing.merge(below),
-                        // Already read whole.
-                        Some(None) => {}
-                        None => {
-                            mask.fields.insert(field.number(), Some(below));
-                        }
-                    }
+                    mask.add(field.number(), Some(below));
                 }
             }
         }
@@ -103,15 +95,19 @@ impl FieldMask {
         Self { fields }
     }
 
-    fn merge(&mut self, other: Self) {
-        for (number, below) in other.fields {
-            match (self.fields.get_mut(&number), below) {
-                (Some(Some(existing)), Some(below)) => existing.merge(below),
-                (Some(existing), None) => *existing = None,
-                (Some(None), Some(_)) => {}
-                (None, below) => {
-                    self.fields.insert(number, below);
+    /// Adds field `number`, whole (`None`) or as far as `below` says; a field asked for twice
+    /// (aliases, or a join key that is also selected) is read as far as either asks.
+    fn add(&mut self, number: u32, below: Option<Self>) {
+        match (self.fields.get_mut(&number), below) {
+            (Some(Some(existing)), Some(below)) => {
+                for (number, below) in below.fields {
+                    existing.add(number, below);
                 }
+            }
+            (Some(existing), None) => *existing = None,
+            (Some(None), Some(_)) => {}
+            (None, below) => {
+                self.fields.insert(number, below);
             }
         }
     }
@@ -188,16 +184,13 @@ fn nested(
     message: &mut DynamicMessage,
     number: u32,
 ) -> Result<&mut DynamicMessage, MaskedDecodeError> {
-    let unmasked = |message: &DynamicMessage| MaskedDecodeError::Unmasked {
-        message: message.descriptor().full_name().to_owned(),
+    let descriptor = message.descriptor();
+    let unmasked = || MaskedDecodeError::Unmasked {
+        message: descriptor.full_name().to_owned(),
         number,
     };
-    let Some((field, kind)) = message.descriptor().get_field(number).and_then(|field| {
-        let kind = field.kind().as_message().cloned()?;
-        Some((field, kind))
-    }) else {
-        return Err(unmasked(message));
-    };
+    let field = descriptor.get_field(number).ok_or_else(unmasked)?;
+    let kind = field.kind().as_message().cloned().ok_or_else(unmasked)?;
     let slot = match message.get_field_mut(&field) {
         Value::List(items) => {
             items.push(Value::Message(DynamicMessage::new(kind)));
@@ -207,10 +200,7 @@ fn nested(
     };
     match slot {
         Some(Value::Message(child)) => Ok(child),
-        _ => Err(MaskedDecodeError::Unmasked {
-            message: field.parent_message().full_name().to_owned(),
-            number,
-        }),
+        _ => Err(unmasked()),
     }
 }
 
