@@ -295,7 +295,10 @@ impl Database {
         match &self.connections {
             Connections::Shared(connection) => usize::from(connection.try_lock().is_err()),
             Connections::Pooled(pool) => {
-                usize::try_from(pool.size()).unwrap_or(usize::MAX) - pool.num_idle()
+                // Read one after the other, the two may disagree for a moment.
+                usize::try_from(pool.size())
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(pool.num_idle())
             }
         }
     }
