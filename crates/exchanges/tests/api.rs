@@ -87,6 +87,17 @@ fn backends() -> Vec<Vec<TestDatabase>> {
 }
 
 impl System {
+    /// Runs `sql` (with `$1` = `id`) on the exchanges database, behind the service's back. The
+    /// connection goes back before this returns: on SQLite it is the service's only one.
+    async fn write_behind_its_back(&self, sql: &str, id: &str) {
+        let mut connection = self.exchanges_database.acquire().await.expect("connection");
+        sqlx::query(sql)
+            .bind(id)
+            .execute(&mut *connection)
+            .await
+            .expect(sql);
+    }
+
     /// Starts every service over `databases` (one per service of [`SERVICES`], in that order).
     async fn start(databases: Vec<TestDatabase>) -> Self {
         let backend = databases[0].backend;
@@ -1141,17 +1152,7 @@ async fn a_stored_return_that_breaks_the_rules_is_an_error_never_a_default() {
                 .request(return_of(&order.id, ReturnKind::Return, &[("MUG", 1)]))
                 .await
                 .expect("request");
-            sqlx::query(sql)
-                .bind(&requested.id)
-                .execute(
-                    &mut *system
-                        .exchanges_database
-                        .acquire()
-                        .await
-                        .expect("connection"),
-                )
-                .await
-                .expect("break the stored return");
+            system.write_behind_its_back(sql, &requested.id).await;
             let refused = system.get(&requested.id).await.expect_err(sql);
             assert_eq!(
                 refused.code(),
@@ -1160,17 +1161,9 @@ async fn a_stored_return_that_breaks_the_rules_is_an_error_never_a_default() {
                 refused.message()
             );
             // Rejected, it claims nothing, so the next case can ask for the same mug.
-            sqlx::query("UPDATE returns SET status = 3 WHERE id = $1")
-                .bind(&requested.id)
-                .execute(
-                    &mut *system
-                        .exchanges_database
-                        .acquire()
-                        .await
-                        .expect("connection"),
-                )
-                .await
-                .expect("set aside the broken return");
+            system
+                .write_behind_its_back("UPDATE returns SET status = 3 WHERE id = $1", &requested.id)
+                .await;
         }
         let refused = system
             .exchanges
