@@ -20,7 +20,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use tracing::Subscriber;
 use tracing::dispatcher::{Dispatch, WeakDispatch};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{Filtered, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -75,7 +75,7 @@ pub fn init(
         LogFormat::Json => json_lines(dispatch.clone(), std::io::stdout).boxed(),
     };
     tracing_subscriber::registry()
-        .with(dispatch)
+        .with(dispatch.layer())
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("crowdcrunch"))
@@ -99,6 +99,20 @@ pub fn init(
 /// context of the span an event was written in (tracing-opentelemetry keeps it there).
 #[derive(Clone, Default)]
 struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
+
+impl DispatchSlot {
+    /// The slot as a layer that wants no span or event. Unfiltered, a layer's interest is
+    /// "always": every callsite of every library (h2's and hyper's trace spans and events, per
+    /// frame and per stream) would be built and handed to the registry on every call, whatever
+    /// the other layers' filters say, and the global level hint would be TRACE. A layer that
+    /// filters everything out leaves those callsites disabled, at the cost of a branch.
+    fn layer<S>(&self) -> Filtered<Self, LevelFilter, S>
+    where
+        S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    {
+        self.clone().with_filter(LevelFilter::OFF)
+    }
+}
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for DispatchSlot {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
@@ -461,7 +475,7 @@ mod tests {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let dispatch = DispatchSlot::default();
         let subscriber = tracing_subscriber::registry()
-            .with(dispatch.clone())
+            .with(dispatch.layer())
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
             .with(json_lines(dispatch, move || writer.clone()));
         tracing::subscriber::with_default(subscriber, || {

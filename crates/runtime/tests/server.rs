@@ -862,3 +862,29 @@ async fn a_body_that_is_not_protobuf_is_invalid_argument_on_the_standard_service
     assert_eq!(serving.status(), ServingStatus::Serving);
     server.stop().await.expect("drain");
 }
+
+/// Libraries' own trace and debug spans and events (h2 and hyper write them per frame and per
+/// stream) are never built unless a log filter asks for them, while the spans the system exports
+/// are. A layer without a filter once made every callsite "always" enabled, so each one was built
+/// and handed to the registry on every call.
+#[test]
+fn library_trace_spans_and_events_are_not_built_unless_asked_for() {
+    crowdcrunch_runtime::telemetry::init_for_tests();
+    assert!(
+        tracing::trace_span!(target: "h2::proto::streams", "stream").is_disabled(),
+        "a library's trace span is built"
+    );
+    assert!(
+        !tracing::enabled!(target: "hyper::proto::h1", tracing::Level::DEBUG),
+        "a library's debug event is enabled"
+    );
+    assert!(
+        tracing::level_filters::LevelFilter::current() <= tracing::level_filters::LevelFilter::INFO,
+        "the global level hint lets {} through",
+        tracing::level_filters::LevelFilter::current()
+    );
+    assert!(
+        !tracing::info_span!("grpc", request_id = "req-1").is_disabled(),
+        "the spans the system exports are still built"
+    );
+}
