@@ -25,6 +25,7 @@ use clap::Parser as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    without_transparent_huge_pages();
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,6 +39,18 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
+    }
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas, and
+/// where the kernel grants them (THP `madvise` or `always`, the usual defaults) each 2 MiB page
+/// counts whole in the resident set as soon as one byte of it is touched: the edge held 45–52 MiB
+/// under load, 16 MiB of it in huge pages, against 32–34 MiB without them and no more CPU per
+/// request. Where the kernel refuses (an old kernel, a sandbox), nothing changes but the memory.
+fn without_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("crowdcrunch: transparent huge pages stay on: {error}");
     }
 }
 

@@ -183,6 +183,28 @@ fn serve_customers(data_dir: &std::path::Path) -> std::process::Command {
     command
 }
 
+/// The process runs without transparent huge pages, whose 2 MiB pages count whole in its memory
+/// as soon as mimalloc touches a byte of them (recent kernels report it as `THP_enabled` in
+/// `/proc/PID/status`; this machine's does).
+#[test]
+fn serve_runs_without_transparent_huge_pages() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut process = Process::start(serve_customers(data_dir.path()));
+    process.wait_for_grpc_addr("CustomerService");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.id()))
+        .expect("the process's status");
+    let thp = status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    process.terminate();
+    assert!(process.wait().0.success());
+    match thp {
+        Some(enabled) => assert_eq!(enabled, "0", "transparent huge pages are on"),
+        None => eprintln!("this kernel does not report THP_enabled; nothing to check"),
+    }
+}
+
 #[tokio::test]
 async fn serve_drains_on_sigterm_and_exits_zero_even_with_a_stream_open() {
     let data_dir = tempfile::tempdir().expect("temp dir");
