@@ -30,6 +30,8 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
+# The build's settings (SQLite's compile flags) apply to the dependencies too.
+COPY .cargo/ .cargo/
 # Dependencies only: cached until Cargo.toml / Cargo.lock change.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \

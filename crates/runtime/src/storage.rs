@@ -473,3 +473,31 @@ pub fn timestamp_from_micros(micros: i64) -> prost_types::Timestamp {
         nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite is built without memory statistics (`.cargo/config.toml`): keeping them takes one
+    /// process-wide mutex on every allocation, which every connection thread and every tokio
+    /// worker dropping rows queued on.
+    #[tokio::test]
+    async fn sqlite_keeps_no_memory_statistics() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = StorageSettings::Sqlite {
+            data_dir: dir.path().to_owned(),
+        };
+        let database = Database::connect(&settings, "options", &Migrator::DEFAULT)
+            .await
+            .expect("the database opens");
+        let options: Vec<String> =
+            sqlx::query_scalar("SELECT compile_options FROM pragma_compile_options")
+                .fetch_all(&mut *database.acquire().await.expect("a connection"))
+                .await
+                .expect("the compile options");
+        assert!(
+            options.iter().any(|option| option == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+}
