@@ -87,16 +87,16 @@ pub fn node_selection<'a>(ctx: &'a ResolverContext<'a>) -> Vec<SelectionField<'a
 }
 
 /// What a connection field's selection reads of a List's answer: every field but the items, and
-/// of each item what `edges { node }` and `nodes` select; `None` (all of it) when that is not
-/// known.
+/// of each item what `nodes` (its [`node_selection`]) selects; `None` (all of it) when that is
+/// not known.
 pub fn items_mask(
-    ctx: &ResolverContext<'_>,
     plan: &Plan,
     rpc: &Rpc,
     paging: &Paging,
+    nodes: &[SelectionField<'_>],
 ) -> Option<Arc<FieldMask>> {
     let item = paging.items.kind().as_message()?.clone();
-    let items = plan.reads.mask(&item, node_selection(ctx))?;
+    let items = plan.reads.mask(&item, nodes.iter().copied())?;
     Some(Arc::new(FieldMask::all_but(
         &rpc.method.output(),
         &paging.items,

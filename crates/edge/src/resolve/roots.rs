@@ -14,7 +14,7 @@ use tonic::Status;
 
 use super::page::{self, Page};
 use super::plan_and_scope;
-use super::prefetch::{prefetch_joins, prefetch_page};
+use super::prefetch::prefetch_joins;
 use crate::access;
 use crate::convert::{Shape, output};
 use crate::errors::{self, InputRoot};
@@ -75,15 +75,16 @@ pub(super) fn connection<'a>(
         admit(&ctx, scope, &rpc)?;
         let request = build_request(&ctx, plan, &key, InputRoot::Arguments)?;
         let (first, after) = page::arguments(&ctx, plan.max_page_size)?;
-        let mask = page::items_mask(&ctx, plan, &rpc, &paging);
+        // What the nodes select decides both what is decoded and which joins are prefetched.
+        let nodes = page::node_selection(&ctx);
         let source = page::PageSource {
             rpc: &rpc,
             paging: &paging,
             root: InputRoot::Arguments,
-            mask,
+            mask: page::items_mask(plan, &rpc, &paging, &nodes),
         };
         let page: Page = page::fetch(scope, source, request, first, after.as_deref()).await?;
-        prefetch_page(&ctx, plan, scope, &page).await;
+        prefetch_joins(plan, scope, &nodes, page.nodes()).await;
         Ok(Some(FieldValue::owned_any(page)))
     })
 }
