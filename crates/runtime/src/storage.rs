@@ -483,13 +483,9 @@ mod tests {
     /// worker dropping rows queued on.
     #[tokio::test]
     async fn sqlite_keeps_no_memory_statistics() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let settings = StorageSettings::Sqlite {
-            data_dir: dir.path().to_owned(),
-        };
-        let database = Database::connect(&settings, "options", &Migrator::DEFAULT)
-            .await
-            .expect("the database opens");
+        // The first test database is always SQLite's.
+        let sqlite = crate::testing::databases("options").swap_remove(0);
+        let database = sqlite.connect(&Migrator::DEFAULT).await;
         let options: Vec<String> =
             sqlx::query_scalar("SELECT compile_options FROM pragma_compile_options")
                 .fetch_all(&mut *database.acquire().await.expect("a connection"))
