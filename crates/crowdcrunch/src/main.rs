@@ -44,8 +44,8 @@ fn main() -> ExitCode {
 
 /// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas, and
 /// where the kernel grants them (THP `madvise` or `always`, the usual defaults) each 2 MiB page
-/// counts whole in the resident set as soon as one byte of it is touched: the edge held 45–52 MiB
-/// under load, 16 MiB of it in huge pages, against 32–34 MiB without them and no more CPU per
+/// counts whole in the resident set as soon as one byte of it is touched: the edge held 44–52 MiB
+/// under load, 16 MiB of it in huge pages, against 34–35 MiB without them and no more CPU per
 /// request. Where the kernel refuses (an old kernel, a sandbox), nothing changes but the memory.
 fn without_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
