@@ -183,6 +183,26 @@ fn serve_customers(data_dir: &std::path::Path) -> std::process::Command {
     command
 }
 
+/// Pretty logs are coloured only on a terminal: written to a pipe (a container's log, a file),
+/// they are plain text, without the escape codes that colour them.
+#[test]
+fn pretty_logs_to_a_pipe_are_plain_text() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut process = Process::start({
+        let mut command = serve_customers(data_dir.path());
+        command.env("CROWDCRUNCH_LOG_FORMAT", "pretty");
+        command
+    });
+    let line = process.wait_for_line("serving gRPC");
+    process.terminate();
+    let (status, lines) = process.wait();
+    assert!(status.success());
+    assert!(line.contains("local_addr="), "{line:?}");
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "an escape code in {line:?}");
+    }
+}
+
 /// The process runs without transparent huge pages, whose 2 MiB pages count whole in its memory
 /// as soon as mimalloc touches a byte of them (recent kernels report it as `THP_enabled` in
 /// `/proc/PID/status`; this machine's does).

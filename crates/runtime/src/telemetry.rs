@@ -7,6 +7,7 @@
 mod b3;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -71,14 +72,17 @@ pub fn init(
     ))?;
     let dispatch = DispatchSlot::default();
     let fmt = match settings.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            // Colours are escape codes: a file or a pipe gets plain text.
+            .with_ansi(std::io::stdout().is_terminal())
+            .boxed(),
         LogFormat::Json => json_lines(dispatch.clone(), std::io::stdout).boxed(),
     };
     tracing_subscriber::registry()
         .with(dispatch.layer())
         .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("crowdcrunch"))
+            span_bridge(provider.tracer("crowdcrunch"))
                 // Spans and events at info and above, whatever is logged: unfiltered, this layer
                 // would enable every library's debug and trace events (h2, hyper, tonic) and
                 // record each one on its span.
@@ -93,6 +97,26 @@ pub fn init(
     ]));
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(TelemetryGuard { provider })
+}
+
+/// The layer that makes each `tracing` span an OpenTelemetry span of `tracer`, doing only what
+/// this project reads. Nothing here reads the OpenTelemetry context of the thread
+/// (`Context::current()`): trace context is injected from the `tracing` span itself
+/// ([`crate::context::inject_current`]). So entering a span does not attach its context to the
+/// thread, nor time how long the span was busy and idle (`busy_ns`, `idle_ns`), and a span does
+/// not carry the thread it started on: each of those cost work on every poll of an instrumented
+/// future or on every span, for attributes no dashboard here reads.
+fn span_bridge<S>(
+    tracer: opentelemetry_sdk::trace::Tracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_context_activation(false)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
 }
 
 /// The dispatch the subscriber was registered as, for the JSON lines to find the OpenTelemetry
@@ -431,7 +455,7 @@ mod tests {
     use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    use super::{DispatchSlot, LogThrottle, cause_chain, json_lines};
+    use super::{DispatchSlot, LogThrottle, cause_chain, json_lines, span_bridge};
 
     #[test]
     fn a_repeated_cause_is_written_once_per_interval_with_what_was_held_back() {
@@ -476,7 +500,7 @@ mod tests {
         let dispatch = DispatchSlot::default();
         let subscriber = tracing_subscriber::registry()
             .with(dispatch.layer())
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(span_bridge(provider.tracer("test")))
             .with(json_lines(dispatch, move || writer.clone()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(port = 80, "outside any request");
