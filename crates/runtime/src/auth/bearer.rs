@@ -39,10 +39,61 @@ pub fn bearer_token_from_value(value: &str) -> Result<&str, AuthError> {
         ));
     }
     let token = token.trim_start();
-    if token.is_empty() || token.contains(char::is_whitespace) {
+    // A JWT is hundreds of ASCII bytes, looked at on every call: ASCII is checked bytewise, and
+    // only a token with other characters (from a WebSocket payload) is read char by char.
+    let has_space = if token.is_ascii() {
+        token.bytes().any(|byte| char::from(byte).is_whitespace())
+    } else {
+        token.contains(char::is_whitespace)
+    };
+    if token.is_empty() || has_space {
         return Err(AuthError::MalformedAuthorization(
             "the token is empty or has spaces",
         ));
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_what_follows_the_scheme_in_any_case() {
+        assert_eq!(bearer_token_from_value("Bearer abc.def"), Ok("abc.def"));
+        assert_eq!(
+            bearer_token_from_value("  bEARER   abc.def  "),
+            Ok("abc.def")
+        );
+    }
+
+    #[test]
+    fn a_token_with_whitespace_anywhere_is_refused() {
+        let spaced = AuthError::MalformedAuthorization("the token is empty or has spaces");
+        for value in [
+            "Bearer abc def",
+            "Bearer abc\tdef",
+            "Bearer abc\u{b}def",
+            "Bearer abc\u{a0}def",
+            "Bearer abc\u{2003}def",
+        ] {
+            assert_eq!(
+                bearer_token_from_value(value),
+                Err(spaced.clone()),
+                "{value:?}"
+            );
+        }
+        // Other characters than ASCII are not spaces by themselves.
+        assert_eq!(bearer_token_from_value("Bearer abcé"), Ok("abcé"));
+    }
+
+    #[test]
+    fn another_scheme_is_refused() {
+        assert!(matches!(
+            bearer_token_from_value("Basic dXNlcjpwYXNz"),
+            Err(AuthError::MalformedAuthorization(
+                "the scheme is not Bearer"
+            ))
+        ));
+    }
 }
