@@ -101,19 +101,21 @@ impl FieldMask {
 
     /// How far field `number` is read, when it is.
     fn get(&self, number: u32) -> Option<&Option<Self>> {
-        self.fields
-            .binary_search_by_key(&number, |(number, _)| *number)
+        self.position(number)
             .ok()
             .map(|index| &self.fields[index].1)
+    }
+
+    /// Where field `number` is (`Ok`), or where it would go to keep the fields sorted (`Err`).
+    fn position(&self, number: u32) -> Result<usize, usize> {
+        self.fields
+            .binary_search_by_key(&number, |(number, _)| *number)
     }
 
     /// Adds field `number`, whole (`None`) or as far as `below` says; a field asked for twice
     /// (aliases, or a join key that is also selected) is read as far as either asks.
     fn add(&mut self, number: u32, below: Option<Self>) {
-        match self
-            .fields
-            .binary_search_by_key(&number, |(number, _)| *number)
-        {
+        match self.position(number) {
             Err(index) => self.fields.insert(index, (number, below)),
             Ok(index) => match (&mut self.fields[index].1, below) {
                 (Some(existing), Some(below)) => {
